@@ -1,0 +1,200 @@
+//! The command line: parse, validate, run, and map the result to an exit
+//! status. 0 is success, 1 is a failed app, 64 (`EX_USAGE`) is a bad
+//! configuration or bad arguments, reported before any network I/O.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::daemon::{self, Context};
+use crate::reconcile::{CycleReport, Mode, Outcome};
+use crate::registry::ecr::EcrRegistry;
+use crate::telemetry::{self, LogFormat};
+
+/// Exit status for a bad configuration or bad arguments (sysexits' EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+/// Exit status when an app could not be reconciled.
+pub const EXIT_FAILED: u8 = 1;
+
+const DEFAULT_CONFIG: &str = "/etc/tagwatch/tagwatch.toml";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tagwatch",
+    version,
+    about = "Promotes new ECR image tags into a GitOps repository"
+)]
+pub struct Cli {
+    /// Log format: text on a terminal and JSON otherwise, unless set.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a configuration file and print a one-line summary.
+    Check(ConfigArg),
+    /// Run one cycle and exit: 0 when every app was reconciled, 1 when any failed.
+    Once {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print each change as a diff and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run a cycle every `interval` until SIGTERM or SIGINT.
+    Run(ConfigArg),
+    /// Walk through a promotion on loopback: a throwaway GitOps repository and
+    /// a local ECR-compatible endpoint, no AWS or GitHub needed.
+    Demo {
+        /// Keep the demo's files in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, env = "TAGWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tagwatch: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(cli.command)))
+}
+
+/// Runs a subcommand and returns its exit status.
+pub async fn run(command: Command) -> u8 {
+    match command {
+        Command::Check(arg) => match load(&arg) {
+            Ok(config) => {
+                println!("{}", summary(&config));
+                0
+            }
+            Err(code) => code,
+        },
+        Command::Once { config, dry_run } => {
+            let Ok(config) = load(&config) else {
+                return EXIT_USAGE;
+            };
+            let Some(ctx) = context(config).await else {
+                return EXIT_USAGE;
+            };
+            let report = ctx
+                .cycle(if dry_run { Mode::DryRun } else { Mode::Apply })
+                .await;
+            print_report(&report);
+            if report.any_failed() { EXIT_FAILED } else { 0 }
+        }
+        Command::Run(arg) => {
+            let Ok(config) = load(&arg) else {
+                return EXIT_USAGE;
+            };
+            let Some(ctx) = context(config).await else {
+                return EXIT_USAGE;
+            };
+            let shutdown = CancellationToken::new();
+            daemon::cancel_on_signal(shutdown.clone());
+            daemon::run(ctx, shutdown).await;
+            0
+        }
+        Command::Demo { dir } => match crate::demo::run(dir).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("tagwatch demo: {e:#}");
+                EXIT_FAILED
+            }
+        },
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, u8> {
+    config::load(&arg.config).map_err(|e| {
+        eprintln!("{e}");
+        EXIT_USAGE
+    })
+}
+
+async fn context(config: Config) -> Option<Context> {
+    match EcrRegistry::connect(&config.aws, None).await {
+        Ok(registry) => Some(Context::new(config, Arc::new(registry))),
+        Err(e) => {
+            eprintln!("{}: {e}", config.source.display());
+            None
+        }
+    }
+}
+
+/// `3 apps, 5 targets, 2 repositories (interval 2m, branch main)`.
+pub fn summary(config: &Config) -> String {
+    let targets: usize = config.apps.iter().map(|a| a.targets.len()).sum();
+    let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
+    repositories.sort_unstable();
+    repositories.dedup();
+    format!(
+        "{}: ok: {} apps, {} targets, {} repositories (interval {}, branch {})",
+        config.source.display(),
+        config.apps.len(),
+        targets,
+        repositories.len(),
+        humantime::format_duration(config.interval),
+        config.git.branch,
+    )
+}
+
+/// One line per target on stdout, plus the diff in a dry run.
+pub fn print_report(report: &CycleReport) {
+    for t in &report.targets {
+        let name = format!("{}/{}", t.app, t.env);
+        match &t.outcome {
+            Outcome::Unchanged { current } => println!("{name}: up to date at {current}"),
+            Outcome::NoCandidate { current } => {
+                println!("{name}: no candidate in the registry; keeping {current}")
+            }
+            Outcome::Promoted { from, to, commit } => {
+                println!(
+                    "{name}: promoted {from} -> {to} (commit {})",
+                    &commit[..commit.len().min(12)]
+                )
+            }
+            Outcome::WouldPromote { from, to, diff } => {
+                println!("{name}: would promote {from} -> {to}");
+                print!("{diff}");
+            }
+            Outcome::Failed { stage, error } => {
+                println!("{name}: failed ({}): {error}", stage.as_str())
+            }
+        }
+    }
+}

@@ -1,0 +1,870 @@
+//! Configuration: the TOML file a user writes, and the validated [`Config`]
+//! the rest of tagwatch runs on.
+//!
+//! Loading is two steps, as in ripgrep's `LowArgs` → `HiArgs`: serde reads
+//! the file into `Raw*` structs that keep each value's byte span, then
+//! [`validate`] turns them into types that cannot hold invalid state
+//! (compiled ranges and globs, parsed key paths, typed durations, checked
+//! repository paths). Every error names the file, the line and the key, so a
+//! user can jump straight to it. Nothing here touches the network; the
+//! caller may rely on that and validate before binding a port or calling AWS.
+//!
+//! This module owns the file format and its rules. It does not know how a
+//! policy chooses a tag or how a file is edited; it only builds the values
+//! those modules consume.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::manifest::{Document, KeyPath};
+use crate::policy::{Policy, Strategy, range::Range};
+
+/// Default time between polls when `interval` is absent.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
+/// Default number of ECR repositories listed at the same time.
+pub const DEFAULT_REGISTRY_CONCURRENCY: usize = 8;
+/// Default bound on push attempts per cycle when the branch keeps moving.
+pub const DEFAULT_PUSH_ATTEMPTS: u32 = 5;
+
+/// A validated configuration. Every field holds a value that has already
+/// passed its checks.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file this was loaded from; relative paths in it were resolved
+    /// against its directory.
+    pub source: PathBuf,
+    /// Time between the starts of two polling cycles.
+    pub interval: Duration,
+    /// Address for the HTTP endpoints (metrics, health).
+    pub listen: SocketAddr,
+    /// How to reach ECR.
+    pub aws: AwsSettings,
+    /// How to reach the GitOps repository.
+    pub git: GitSettings,
+    /// The watched apps, from the main file and then each included file.
+    pub apps: Vec<App>,
+}
+
+/// The `[aws]` section.
+#[derive(Clone, Debug, Default)]
+pub struct AwsSettings {
+    /// Region of the registry. `None` defers to the SDK's chain
+    /// (`AWS_REGION`, profile), which is what IRSA pods usually have.
+    pub region: Option<String>,
+    /// Another account's registry, for cross-account reads.
+    pub registry_id: Option<String>,
+    /// A role to assume (through STS) before calling ECR.
+    pub assume_role_arn: Option<String>,
+    /// An ECR-compatible endpoint instead of AWS's; used by tests and the demo.
+    pub endpoint_url: Option<String>,
+    /// At most this many repositories are listed at once.
+    pub concurrency: usize,
+}
+
+/// The `[git]` section.
+#[derive(Clone, Debug)]
+pub struct GitSettings {
+    /// The remote, in any form git accepts.
+    pub url: String,
+    /// The branch that commits go to.
+    pub branch: String,
+    /// Where the persistent clone lives. Its contents are a cache: deleting
+    /// it loses nothing.
+    pub checkout_dir: PathBuf,
+    /// Author and committer of tagwatch's commits.
+    pub author: Identity,
+    /// How many times one cycle pushes before giving up when the branch
+    /// keeps moving under it.
+    pub push_attempts: u32,
+}
+
+/// A git identity, parsed from `Name <email>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} <{}>", self.name, self.email)
+    }
+}
+
+/// One watched image and where its tag is written.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Unique name; used in commit subjects and trailers.
+    pub name: String,
+    /// The ECR repository name.
+    pub repository: String,
+    /// How a candidate tag is chosen.
+    pub policy: Policy,
+    /// Environments this app is promoted into.
+    pub targets: Vec<Target>,
+}
+
+/// One environment of an app: a scalar in a file of the GitOps repository.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Environment name, unique within its app.
+    pub env: String,
+    /// Path relative to the repository root, never escaping it.
+    pub file: RepoPath,
+    /// Where in the YAML the value lives.
+    pub key: KeyPath,
+    /// Which document of a multi-document file.
+    pub document: Document,
+}
+
+/// A path inside the GitOps repository: relative, normalised, and never
+/// escaping the root. Constructed only through [`RepoPath::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// Checks that `raw` stays inside the repository. `..`, absolute paths
+    /// and paths into `.git` are refused, because a config file is not a
+    /// reason to write outside the repository or into its internals.
+    pub fn new(raw: &str) -> Result<RepoPath, String> {
+        if raw.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if raw.contains('\\') {
+            return Err(format!(
+                "{raw:?} contains a backslash; use / as the separator"
+            ));
+        }
+        let path = Path::new(raw);
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    return Err(format!("{raw:?} escapes the repository (\"..\")"));
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(format!(
+                        "{raw:?} is absolute; give a path relative to the repository root"
+                    ));
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(format!("{raw:?} names no file"));
+        }
+        if parts[0] == ".git" {
+            return Err(format!("{raw:?} points into .git"));
+        }
+        Ok(RepoPath(parts.join("/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A configuration problem, located as precisely as the file allows.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file the problem is in (the main file or an included one).
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `apps[0].constraint`; empty for whole-file problems.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+// ---- raw, as serde reads it -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interval: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    aws: RawAws,
+    git: Option<RawGit>,
+    #[serde(default)]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: Option<Spanned<String>>,
+    registry_id: Option<Spanned<String>>,
+    assume_role_arn: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGit {
+    url: Option<Spanned<String>>,
+    branch: Option<Spanned<String>>,
+    checkout_dir: Option<Spanned<String>>,
+    author: Option<Spanned<String>>,
+    push_attempts: Option<Spanned<i64>>,
+}
+
+/// An included file holds only apps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInclude {
+    #[serde(default)]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Option<Spanned<String>>,
+    repository: Option<Spanned<String>>,
+    strategy: Option<Spanned<String>>,
+    constraint: Option<Spanned<String>>,
+    #[serde(default)]
+    ignore: Vec<Spanned<String>>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    document: Option<Spanned<i64>>,
+}
+
+// ---- loading ----------------------------------------------------------------
+
+/// Reads, parses and validates the configuration at `path`, including the
+/// files named by `include`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read(path)?;
+    let raw: RawConfig = parse(path, &text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let main = Source {
+        file: path,
+        text: &text,
+    };
+
+    let mut apps = Vec::new();
+    let mut seen = SeenApps::default();
+    for (i, app) in raw.apps.iter().enumerate() {
+        apps.push(validate_app(&main, i, app, &mut seen)?);
+    }
+    for (i, pattern) in raw.include.iter().enumerate() {
+        let key = format!("include[{i}]");
+        for included in expand_include(&main, &key, base, pattern)? {
+            let text = read(&included)?;
+            let raw: RawInclude = parse(&included, &text)?;
+            let source = Source {
+                file: &included,
+                text: &text,
+            };
+            for (j, app) in raw.apps.iter().enumerate() {
+                apps.push(validate_app(&source, j, app, &mut seen)?);
+            }
+        }
+    }
+    if apps.is_empty() {
+        return Err(main.error(
+            None,
+            "apps",
+            "no apps configured; add at least one [[apps]]",
+        ));
+    }
+
+    let interval = match &raw.interval {
+        Some(v) => main.duration(v, "interval")?,
+        None => DEFAULT_INTERVAL,
+    };
+    let listen = match &raw.listen {
+        Some(v) => v.get_ref().parse().map_err(|e| {
+            main.error(
+                Some(v.span()),
+                "listen",
+                format!("invalid address {:?}: {e}", v.get_ref()),
+            )
+        })?,
+        None => SocketAddr::from(([0, 0, 0, 0], 9090)),
+    };
+    let aws = validate_aws(&main, &raw.aws)?;
+    let git = match &raw.git {
+        Some(git) => validate_git(&main, base, git)?,
+        None => return Err(main.error(None, "git", "missing section [git]")),
+    };
+
+    Ok(Config {
+        source: path.to_path_buf(),
+        interval,
+        listen,
+        aws,
+        git,
+        apps,
+    })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start);
+        ConfigError {
+            file: path.to_path_buf(),
+            line: offset.map(|o| line_of(text, o)),
+            key: offset.map(|o| key_at(text, o)).unwrap_or_default(),
+            message: e.message().trim().to_string(),
+        }
+    })
+}
+
+/// The file an error is reported against, with its text for line numbers.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, v: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.error(
+                Some(v.span()),
+                key,
+                format!("invalid duration {:?}: {e}", v.get_ref()),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.error(Some(v.span()), key, "must be greater than zero"));
+        }
+        Ok(d)
+    }
+
+    /// A string that must be present and non-empty.
+    fn required<'v>(
+        &self,
+        v: &'v Option<Spanned<String>>,
+        section_span: Option<std::ops::Range<usize>>,
+        key: &str,
+    ) -> Result<&'v Spanned<String>, ConfigError> {
+        match v {
+            Some(s) if !s.get_ref().trim().is_empty() => Ok(s),
+            Some(s) => Err(self.error(Some(s.span()), key, "must not be empty")),
+            None => Err(self.error(section_span, key, "is required")),
+        }
+    }
+}
+
+fn validate_aws(src: &Source<'_>, raw: &RawAws) -> Result<AwsSettings, ConfigError> {
+    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().trim().to_string());
+    if let Some(id) = &raw.registry_id {
+        let s = id.get_ref();
+        if s.len() != 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(src.error(
+                Some(id.span()),
+                "aws.registry_id",
+                format!("{s:?} is not a 12-digit AWS account id"),
+            ));
+        }
+    }
+    if let Some(arn) = &raw.assume_role_arn {
+        let s = arn.get_ref();
+        if !(s.starts_with("arn:") && s.contains(":role/")) {
+            return Err(src.error(
+                Some(arn.span()),
+                "aws.assume_role_arn",
+                format!("{s:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+            ));
+        }
+    }
+    if let Some(url) = &raw.endpoint_url {
+        let s = url.get_ref();
+        if !(s.starts_with("http://") || s.starts_with("https://")) {
+            return Err(src.error(
+                Some(url.span()),
+                "aws.endpoint_url",
+                format!("{s:?} must start with http:// or https://"),
+            ));
+        }
+    }
+    let concurrency = match &raw.concurrency {
+        Some(n) => positive(src, n, "aws.concurrency", 256)? as usize,
+        None => DEFAULT_REGISTRY_CONCURRENCY,
+    };
+    Ok(AwsSettings {
+        region: text(&raw.region).filter(|s| !s.is_empty()),
+        registry_id: text(&raw.registry_id),
+        assume_role_arn: text(&raw.assume_role_arn),
+        endpoint_url: text(&raw.endpoint_url),
+        concurrency,
+    })
+}
+
+fn positive(src: &Source<'_>, v: &Spanned<i64>, key: &str, max: i64) -> Result<i64, ConfigError> {
+    let n = *v.get_ref();
+    if !(1..=max).contains(&n) {
+        return Err(src.error(Some(v.span()), key, format!("{n} is outside 1..={max}")));
+    }
+    Ok(n)
+}
+
+fn validate_git(src: &Source<'_>, base: &Path, raw: &RawGit) -> Result<GitSettings, ConfigError> {
+    let url = src.required(&raw.url, None, "git.url")?;
+    let checkout = src.required(&raw.checkout_dir, None, "git.checkout_dir")?;
+    let author = src.required(&raw.author, None, "git.author")?;
+    let branch = match &raw.branch {
+        Some(b) => {
+            let name = b.get_ref();
+            if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+                return Err(src.error(
+                    Some(b.span()),
+                    "git.branch",
+                    format!("{name:?} is not a valid branch name"),
+                ));
+            }
+            name.clone()
+        }
+        None => "main".to_string(),
+    };
+    let author = parse_identity(author.get_ref())
+        .map_err(|m| src.error(Some(author.span()), "git.author", m))?;
+    let push_attempts = match &raw.push_attempts {
+        Some(n) => positive(src, n, "git.push_attempts", 100)? as u32,
+        None => DEFAULT_PUSH_ATTEMPTS,
+    };
+    // A local-path remote is relative to the config file, like `include`.
+    let url = url.get_ref().trim().to_string();
+    let url = if looks_like_local_path(&url) && Path::new(&url).is_relative() {
+        base.join(&url).to_string_lossy().into_owned()
+    } else {
+        url
+    };
+    Ok(GitSettings {
+        url,
+        branch,
+        checkout_dir: base.join(checkout.get_ref()),
+        author,
+        push_attempts,
+    })
+}
+
+/// True for remotes git treats as a path on this machine: not a URL with a
+/// scheme, and not scp-like `user@host:path`.
+fn looks_like_local_path(url: &str) -> bool {
+    if url.contains("://") {
+        return false;
+    }
+    match url.find(':') {
+        Some(colon) => url[..colon].contains('/'),
+        None => true,
+    }
+}
+
+fn parse_identity(s: &str) -> Result<Identity, String> {
+    let err = || format!("{s:?} is not of the form \"Name <email>\"");
+    let (name, rest) = s.split_once('<').ok_or_else(err)?;
+    let email = rest.strip_suffix('>').ok_or_else(err)?;
+    let (name, email) = (name.trim(), email.trim());
+    if name.is_empty() || email.is_empty() || email.contains(['<', '>']) {
+        return Err(err());
+    }
+    Ok(Identity {
+        name: name.to_string(),
+        email: email.to_string(),
+    })
+}
+
+/// Names end up in commit subjects, trailers and (later) branch names, so
+/// they are kept to characters that are safe in all three.
+fn check_name(s: &str) -> Result<(), String> {
+    let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)"
+        ))
+    }
+}
+
+/// Where each app name was first defined, to point at both on a duplicate.
+#[derive(Default)]
+struct SeenApps(std::collections::HashMap<String, String>);
+
+fn validate_app(
+    src: &Source<'_>,
+    index: usize,
+    raw: &RawApp,
+    seen: &mut SeenApps,
+) -> Result<App, ConfigError> {
+    let at = |field: &str| format!("apps[{index}].{field}");
+    // An app table without a name has no span of its own; point at its first
+    // field that has one.
+    let app_span = [&raw.repository, &raw.strategy, &raw.constraint]
+        .into_iter()
+        .flatten()
+        .map(|s| s.span())
+        .next();
+
+    let name = src.required(&raw.name, app_span.clone(), &at("name"))?;
+    check_name(name.get_ref()).map_err(|m| src.error(Some(name.span()), at("name"), m))?;
+    let here = format!(
+        "{}:{}",
+        src.file.display(),
+        line_of(src.text, name.span().start)
+    );
+    if let Some(first) = seen.0.get(name.get_ref()) {
+        return Err(src.error(
+            Some(name.span()),
+            at("name"),
+            format!(
+                "duplicate app name {:?} (first defined at {first})",
+                name.get_ref()
+            ),
+        ));
+    }
+    seen.0.insert(name.get_ref().clone(), here);
+
+    let repository = src.required(&raw.repository, Some(name.span()), &at("repository"))?;
+    check_repository(repository.get_ref())
+        .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
+
+    let strategy = match &raw.strategy {
+        Some(s) => s
+            .get_ref()
+            .parse::<Strategy>()
+            .map_err(|m| src.error(Some(s.span()), at("strategy"), m))?,
+        None => Strategy::default(),
+    };
+    let constraint = match &raw.constraint {
+        Some(c) => Range::parse(c.get_ref())
+            .map_err(|e| src.error(Some(c.span()), at("constraint"), e.to_string()))?,
+        None => Range::parse("").expect("the empty range is valid"),
+    };
+    let mut ignore = Vec::with_capacity(raw.ignore.len());
+    for (i, g) in raw.ignore.iter().enumerate() {
+        let pattern = glob::Pattern::new(g.get_ref()).map_err(|e| {
+            src.error(
+                Some(g.span()),
+                format!("apps[{index}].ignore[{i}]"),
+                format!("invalid glob {:?}: {e}", g.get_ref()),
+            )
+        })?;
+        ignore.push(pattern);
+    }
+
+    if raw.targets.is_empty() {
+        return Err(src.error(
+            Some(name.span()),
+            at("targets"),
+            format!("app {:?} has no [[apps.targets]]", name.get_ref()),
+        ));
+    }
+    let mut envs = HashSet::new();
+    let mut targets = Vec::with_capacity(raw.targets.len());
+    for (t, target) in raw.targets.iter().enumerate() {
+        let target = validate_target(src, index, t, target, name.span())?;
+        if !envs.insert(target.env.clone()) {
+            return Err(src.error(
+                raw.targets[t].env.as_ref().map(|e| e.span()),
+                format!("apps[{index}].targets[{t}].env"),
+                format!("duplicate env {:?} in app {:?}", target.env, name.get_ref()),
+            ));
+        }
+        targets.push(target);
+    }
+
+    Ok(App {
+        name: name.get_ref().clone(),
+        repository: repository.get_ref().clone(),
+        policy: Policy {
+            strategy,
+            constraint,
+            ignore,
+        },
+        targets,
+    })
+}
+
+/// ECR's own rule for repository names, so a typo fails at startup rather
+/// than as a `RepositoryNotFoundException` every cycle.
+fn check_repository(s: &str) -> Result<(), String> {
+    let ok = s.len() >= 2
+        && s.len() <= 256
+        && s.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid ECR repository name (lowercase letters, digits, '.', '_', '-', '/')"
+        ))
+    }
+}
+
+fn validate_target(
+    src: &Source<'_>,
+    app: usize,
+    index: usize,
+    raw: &RawTarget,
+    app_span: std::ops::Range<usize>,
+) -> Result<Target, ConfigError> {
+    let at = |field: &str| format!("apps[{app}].targets[{index}].{field}");
+    let first_span = [&raw.env, &raw.file, &raw.key]
+        .into_iter()
+        .flatten()
+        .map(|s| s.span())
+        .next()
+        .unwrap_or(app_span);
+    let env = src.required(&raw.env, Some(first_span.clone()), &at("env"))?;
+    check_name(env.get_ref()).map_err(|m| src.error(Some(env.span()), at("env"), m))?;
+    let file = src.required(&raw.file, Some(first_span.clone()), &at("file"))?;
+    let file =
+        RepoPath::new(file.get_ref()).map_err(|m| src.error(Some(file.span()), at("file"), m))?;
+    let key = src.required(&raw.key, Some(first_span), &at("key"))?;
+    let key_path = KeyPath::parse(key.get_ref())
+        .map_err(|e| src.error(Some(key.span()), at("key"), e.to_string()))?;
+    let document = match &raw.document {
+        Some(d) if *d.get_ref() >= 0 => Document::Index(*d.get_ref() as usize),
+        Some(d) => {
+            return Err(src.error(Some(d.span()), at("document"), "must be 0 or greater"));
+        }
+        None => Document::Any,
+    };
+    Ok(Target {
+        env: env.get_ref().clone(),
+        file,
+        key: key_path,
+        document,
+    })
+}
+
+fn expand_include(
+    src: &Source<'_>,
+    key: &str,
+    base: &Path,
+    pattern: &Spanned<String>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let raw = pattern.get_ref();
+    if Path::new(raw).is_absolute() {
+        return Err(src.error(
+            Some(pattern.span()),
+            key,
+            "must be relative to the config file",
+        ));
+    }
+    let full = base.join(raw);
+    let paths = glob::glob(&full.to_string_lossy()).map_err(|e| {
+        src.error(
+            Some(pattern.span()),
+            key,
+            format!("invalid glob {raw:?}: {e}"),
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in paths {
+        let path = entry.map_err(|e| src.error(Some(pattern.span()), key, e.to_string()))?;
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    // glob yields sorted paths already; sorting again makes the order an
+    // explicit promise (app order decides which duplicate is reported).
+    files.sort();
+    Ok(files)
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The dotted key at a byte offset, reconstructed from the table headers
+/// above it. serde's errors for unknown fields and wrong types carry only a
+/// span, and users need the key (`apps[1].targets[0].fiel`) to find it.
+fn key_at(text: &str, offset: usize) -> String {
+    let mut table: Vec<String> = Vec::new();
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    let mut key = String::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        pos += line.len();
+        let trimmed = line.trim();
+        if let Some(header) = trimmed
+            .strip_prefix("[[")
+            .and_then(|h| h.split("]]").next())
+        {
+            let name = header.trim().to_string();
+            table = indexed_path(&name, &mut counts);
+            key.clear();
+        } else if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            table = vec![header.trim().to_string()];
+            key.clear();
+        } else if let Some((k, _)) = trimmed.split_once('=')
+            && !trimmed.starts_with('#')
+        {
+            key = k.trim().trim_matches('"').to_string();
+        }
+        if offset < pos {
+            break;
+        }
+    }
+    let mut parts = table;
+    if !key.is_empty() {
+        parts.push(key);
+    }
+    parts.join(".")
+}
+
+/// Turns `apps.targets` into `apps[N].targets[M]`, counting array-of-tables
+/// headers seen so far.
+fn indexed_path(name: &str, counts: &mut std::collections::HashMap<String, usize>) -> Vec<String> {
+    let segments: Vec<&str> = name.split('.').map(str::trim).collect();
+    let mut out = Vec::new();
+    let mut prefix = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        if !prefix.is_empty() {
+            prefix.push('.');
+        }
+        prefix.push_str(seg);
+        let last = i + 1 == segments.len();
+        if last {
+            // A new element of this array: count it, and forget the counts
+            // of arrays nested in the previous element.
+            let n = counts.entry(prefix.clone()).or_insert(0);
+            *n += 1;
+            let index = *n - 1;
+            let nested = format!("{prefix}.");
+            counts.retain(|k, _| !k.starts_with(&nested));
+            out.push(format!("{seg}[{index}]"));
+        } else {
+            let index = counts.get(&prefix).copied().unwrap_or(1).saturating_sub(1);
+            out.push(format!("{seg}[{index}]"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_paths_that_escape_are_refused() {
+        for bad in [
+            "../x.yaml",
+            "a/../../x",
+            "/etc/passwd",
+            "",
+            ".git/config",
+            "a\\b",
+        ] {
+            assert!(RepoPath::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            RepoPath::new("./envs//dev/values.yaml").unwrap().as_str(),
+            "envs/dev/values.yaml"
+        );
+    }
+
+    #[test]
+    fn identity_parses_name_and_email() {
+        let id = parse_identity("tagwatch <tagwatch@acme.dev>").unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                name: "tagwatch".into(),
+                email: "tagwatch@acme.dev".into()
+            }
+        );
+        assert!(parse_identity("tagwatch").is_err());
+        assert!(parse_identity("<a@b>").is_err());
+    }
+
+    #[test]
+    fn key_at_names_nested_array_tables() {
+        let text = "[git]\nurl = 'x'\n[[apps]]\nname='a'\n[[apps]]\nname='b'\n[[apps.targets]]\nenv='dev'\n[[apps.targets]]\nfiel='x'\n";
+        let offset = text.find("fiel").unwrap();
+        assert_eq!(key_at(text, offset), "apps[1].targets[1].fiel");
+        assert_eq!(key_at(text, text.find("url").unwrap()), "git.url");
+    }
+
+    #[test]
+    fn local_paths_are_told_from_remotes() {
+        assert!(looks_like_local_path("../gitops.git"));
+        assert!(looks_like_local_path("/srv/git/gitops"));
+        assert!(!looks_like_local_path("git@github.com:acme/gitops.git"));
+        assert!(!looks_like_local_path("https://github.com/acme/gitops.git"));
+        assert!(!looks_like_local_path("file:///srv/git/gitops"));
+    }
+}

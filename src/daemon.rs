@@ -1,0 +1,94 @@
+//! The long-running loop: a cycle every `interval` until shutdown.
+//!
+//! Shutdown is a [`CancellationToken`]. The loop looks at it only between
+//! cycles, so a cycle under way (and the push at its end) always finishes;
+//! the registry's and git's own timeouts bound how long that can take.
+
+use std::sync::Arc;
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::reconcile::{self, CycleReport, Mode, SharedCheckout};
+use crate::registry::Registry;
+
+/// What a running daemon works with. Built once at start-up.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub registry: Arc<dyn Registry>,
+    pub checkout: SharedCheckout,
+}
+
+impl Context {
+    pub fn new(config: Config, registry: Arc<dyn Registry>) -> Context {
+        Context {
+            config: Arc::new(config),
+            registry,
+            checkout: Default::default(),
+        }
+    }
+
+    /// One cycle, logged.
+    pub async fn cycle(&self, mode: Mode) -> CycleReport {
+        let started = Instant::now();
+        let report = reconcile::run_cycle(
+            Arc::clone(&self.config),
+            Arc::clone(&self.registry),
+            Arc::clone(&self.checkout),
+            mode,
+        )
+        .await;
+        let counts = reconcile::summarize(&report);
+        if report.any_failed() {
+            error!(elapsed = ?started.elapsed(), ?counts, "cycle finished with failures");
+        } else {
+            info!(elapsed = ?started.elapsed(), ?counts, "cycle finished");
+        }
+        report
+    }
+}
+
+/// Runs cycles every `interval` until `shutdown` is cancelled. A cycle that
+/// overruns the interval delays the next tick rather than causing a burst
+/// of catch-up cycles.
+pub async fn run(ctx: Context, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(ctx.config.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        ctx.cycle(Mode::Apply).await;
+    }
+    info!("shut down");
+}
+
+/// Cancels `token` on SIGINT or SIGTERM (what Kubernetes sends).
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        info!("signal received; finishing the current cycle, then stopping");
+        token.cancel();
+    });
+}

@@ -1,0 +1,362 @@
+//! The GitOps repository: one persistent clone, read and written through
+//! libgit2, with no working tree.
+//!
+//! The clone is bare. Files are read from the branch's tree and commits are
+//! built straight in the object database (`TreeUpdateBuilder`), so a cycle
+//! never checks out the 20,000 files of a large repository and never leaves
+//! a half-written file on disk: an object is either in the database or not.
+//! The local branch is reset to the remote's on every [`Checkout::sync`], so
+//! the clone holds no state of its own; deleting it loses nothing.
+//!
+//! Everything here blocks; callers run it on a blocking thread. This module
+//! owns git mechanics only: it does not decide what to write.
+
+use std::path::{Path, PathBuf};
+
+use git2::{
+    AutotagOption, ErrorCode, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks,
+    Repository, Signature, build::TreeUpdateBuilder,
+};
+
+use crate::config::{GitSettings, RepoPath};
+
+const REMOTE: &str = "origin";
+
+/// A failure talking to the remote or using the clone.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The remote refused the push because the branch moved; fetching and
+    /// rebuilding the commits on the new head will fix it.
+    #[error("{remote}: push to {branch} rejected: {message}")]
+    Rejected {
+        remote: String,
+        branch: String,
+        message: String,
+    },
+    #[error("{remote}: {operation} failed: {message}")]
+    Remote {
+        remote: String,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{remote}: branch {branch:?} does not exist on the remote")]
+    NoBranch { remote: String, branch: String },
+    #[error("checkout {}: {message}", path.display())]
+    Local { path: PathBuf, message: String },
+}
+
+impl GitError {
+    /// A fixed name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GitError::Rejected { .. } => "rejected",
+            GitError::Remote { operation, .. } => operation,
+            GitError::NoBranch { .. } => "no_branch",
+            GitError::Local { .. } => "local",
+        }
+    }
+}
+
+/// A persistent bare clone of one remote branch.
+pub struct Checkout {
+    repo: Repository,
+    settings: GitSettings,
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout")
+            .field("path", &self.repo.path())
+            .finish()
+    }
+}
+
+impl Checkout {
+    /// Opens the clone in `checkout_dir`, or creates it. Creation happens in
+    /// a sibling temporary directory that is renamed into place, so a crash
+    /// never leaves a half-made clone where the next start would trust it.
+    pub fn open_or_create(settings: &GitSettings) -> Result<Checkout, GitError> {
+        let dir = &settings.checkout_dir;
+        let local = |message: String| GitError::Local {
+            path: dir.clone(),
+            message,
+        };
+        let repo = if dir.exists() {
+            let repo = Repository::open_bare(dir).map_err(|e| {
+                local(format!(
+                    "exists but is not a tagwatch clone ({}); remove it or choose another checkout_dir",
+                    e.message()
+                ))
+            })?;
+            // The config may have moved the remote; follow it.
+            if repo
+                .find_remote(REMOTE)
+                .ok()
+                .and_then(|r| r.url().ok().map(str::to_owned))
+                != Some(settings.url.clone())
+            {
+                let _ = repo.remote_delete(REMOTE);
+                repo.remote(REMOTE, &settings.url)
+                    .map_err(|e| local(e.message().to_string()))?;
+            }
+            repo
+        } else {
+            let parent = dir.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent).map_err(|e| local(e.to_string()))?;
+            let tmp = tempfile::Builder::new()
+                .prefix(".tagwatch-clone-")
+                .tempdir_in(parent)
+                .map_err(|e| local(e.to_string()))?;
+            {
+                let repo = Repository::init_bare(tmp.path())
+                    .map_err(|e| local(e.message().to_string()))?;
+                repo.remote(REMOTE, &settings.url)
+                    .map_err(|e| local(e.message().to_string()))?;
+            }
+            let tmp = tmp.keep();
+            std::fs::rename(&tmp, dir).map_err(|e| local(e.to_string()))?;
+            Repository::open_bare(dir).map_err(|e| local(e.message().to_string()))?
+        };
+        Ok(Checkout {
+            repo,
+            settings: settings.clone(),
+        })
+    }
+
+    fn local_ref(&self) -> String {
+        format!("refs/heads/{}", self.settings.branch)
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/{REMOTE}/{}", self.settings.branch)
+    }
+
+    fn remote_error(&self, operation: &'static str, e: git2::Error) -> GitError {
+        GitError::Remote {
+            remote: redact(&self.settings.url),
+            operation,
+            message: e.message().to_string(),
+        }
+    }
+
+    fn local_error(&self, e: git2::Error) -> GitError {
+        GitError::Local {
+            path: self.settings.checkout_dir.clone(),
+            message: e.message().to_string(),
+        }
+    }
+
+    /// Fetches the branch and moves the local branch to it, discarding any
+    /// local commits that were never pushed (they are rebuilt from the
+    /// desired state, never replayed). Returns the new head.
+    pub fn sync(&mut self) -> Result<Oid, GitError> {
+        let refspec = format!("+{}:{}", self.local_ref(), self.tracking_ref());
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks())
+            .download_tags(AutotagOption::None);
+        let mut remote = self
+            .repo
+            .find_remote(REMOTE)
+            .map_err(|e| self.local_error(e))?;
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .map_err(|e| self.remote_error("fetch", e))?;
+        drop(remote);
+        let head = match self.repo.refname_to_id(&self.tracking_ref()) {
+            Ok(oid) => oid,
+            Err(e) if e.code() == ErrorCode::NotFound => {
+                return Err(GitError::NoBranch {
+                    remote: redact(&self.settings.url),
+                    branch: self.settings.branch.clone(),
+                });
+            }
+            Err(e) => return Err(self.local_error(e)),
+        };
+        self.repo
+            .reference(&self.local_ref(), head, true, "tagwatch: sync with remote")
+            .map_err(|e| self.local_error(e))?;
+        self.repo
+            .set_head(&self.local_ref())
+            .map_err(|e| self.local_error(e))?;
+        Ok(head)
+    }
+
+    /// The local branch's head.
+    pub fn head(&self) -> Result<Oid, GitError> {
+        self.repo
+            .refname_to_id(&self.local_ref())
+            .map_err(|e| self.local_error(e))
+    }
+
+    /// The content of `path` at the local branch's head; `None` when there
+    /// is no such file.
+    pub fn read(&self, path: &RepoPath) -> Result<Option<Vec<u8>>, GitError> {
+        let tree = self.head_tree()?;
+        let entry = match tree.get_path(Path::new(path.as_str())) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(self.local_error(e)),
+        };
+        if entry.filemode() == i32::from(FileMode::Link) {
+            return Err(GitError::Local {
+                path: self.settings.checkout_dir.clone(),
+                message: format!("{path} is a symbolic link; point the target at the real file"),
+            });
+        }
+        let object = entry
+            .to_object(&self.repo)
+            .map_err(|e| self.local_error(e))?;
+        match object.as_blob() {
+            Some(blob) => Ok(Some(blob.content().to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    fn head_tree(&self) -> Result<git2::Tree<'_>, GitError> {
+        let commit = self
+            .repo
+            .find_reference(&self.local_ref())
+            .and_then(|r| r.peel_to_commit())
+            .map_err(|e| self.local_error(e))?;
+        commit.tree().map_err(|e| self.local_error(e))
+    }
+
+    /// Commits `content` as `path` on top of the local branch. The file's
+    /// mode (say, executable) is kept.
+    pub fn commit_file(
+        &mut self,
+        path: &RepoPath,
+        content: &[u8],
+        message: &str,
+    ) -> Result<Oid, GitError> {
+        let parent = self
+            .repo
+            .find_reference(&self.local_ref())
+            .and_then(|r| r.peel_to_commit())
+            .map_err(|e| self.local_error(e))?;
+        let tree = parent.tree().map_err(|e| self.local_error(e))?;
+        let mode = match tree.get_path(Path::new(path.as_str())) {
+            Ok(entry) if entry.filemode() == i32::from(FileMode::BlobExecutable) => {
+                FileMode::BlobExecutable
+            }
+            _ => FileMode::Blob,
+        };
+        let blob = self.repo.blob(content).map_err(|e| self.local_error(e))?;
+        let mut update = TreeUpdateBuilder::new();
+        update.upsert(path.as_str(), blob, mode);
+        let new_tree = update
+            .create_updated(&self.repo, &tree)
+            .map_err(|e| self.local_error(e))?;
+        let new_tree = self
+            .repo
+            .find_tree(new_tree)
+            .map_err(|e| self.local_error(e))?;
+        let author = &self.settings.author;
+        let signature =
+            Signature::now(&author.name, &author.email).map_err(|e| self.local_error(e))?;
+        self.repo
+            .commit(
+                Some(&self.local_ref()),
+                &signature,
+                &signature,
+                message,
+                &new_tree,
+                &[&parent],
+            )
+            .map_err(|e| self.local_error(e))
+    }
+
+    /// Pushes the local branch. Never forced: if the remote moved, this
+    /// returns [`GitError::Rejected`] and the caller starts over from a sync.
+    pub fn push(&mut self) -> Result<(), GitError> {
+        let refspec = format!("{0}:{0}", self.local_ref());
+        let mut rejection: Option<String> = None;
+        let result = {
+            let mut cbs = callbacks();
+            cbs.push_update_reference(|_, status| {
+                if let Some(message) = status {
+                    rejection = Some(message.to_string());
+                }
+                Ok(())
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(cbs);
+            let mut remote = self
+                .repo
+                .find_remote(REMOTE)
+                .map_err(|e| self.local_error(e))?;
+            remote.push(&[refspec.as_str()], Some(&mut options))
+        };
+        let rejected = |message: String| GitError::Rejected {
+            remote: redact(&self.settings.url),
+            branch: self.settings.branch.clone(),
+            message,
+        };
+        match result {
+            // libgit2 refuses locally when the remote's tip is not an
+            // ancestor of ours: the branch moved since our fetch.
+            Err(e) if e.code() == ErrorCode::NotFastForward => {
+                Err(rejected(e.message().to_string()))
+            }
+            Err(e) => Err(self.remote_error("push", e)),
+            // The server refused the update (it moved between the ref
+            // advertisement and the update, or a hook said no).
+            Ok(()) => match rejection {
+                Some(message) => Err(rejected(message)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The underlying repository, for read-only inspection (the demo prints
+    /// the log from it).
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+/// Callbacks shared by fetch and push. Only remotes that need no secret
+/// (file://, git://, a local path) work so far; a remote that asks for
+/// credentials gets one clear error instead of a prompt or a retry loop.
+fn callbacks<'a>() -> RemoteCallbacks<'a> {
+    let mut cbs = RemoteCallbacks::new();
+    cbs.credentials(|url, _username, _allowed| {
+        Err(git2::Error::from_str(&format!(
+            "{} asks for credentials, and none are configured",
+            redact(url)
+        )))
+    });
+    cbs
+}
+
+/// Removes a password or token from a URL before it reaches a log line.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && !host.contains('@')
+        && userinfo.contains(':')
+    {
+        let user = userinfo.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn tokens_in_urls_are_redacted() {
+        assert_eq!(
+            redact("https://x-access-token:ghp_secret@github.com/a/b.git"),
+            "https://x-access-token:***@github.com/a/b.git"
+        );
+        assert_eq!(
+            redact("https://github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
+        assert_eq!(redact("git@github.com:a/b.git"), "git@github.com:a/b.git");
+    }
+}

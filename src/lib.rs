@@ -1,0 +1,40 @@
+//! tagwatch watches Amazon ECR for new image tags and promotes them into a
+//! GitOps repository that Argo CD syncs.
+//!
+//! # Layout
+//!
+//! One cycle flows through the modules in this order; each arrow is a
+//! module boundary.
+//!
+//! ```text
+//! registry ──► policy ──► manifest ──► trailers ──► gitops
+//! (ECR list)   (choose)   (splice)     (message)    (commit, one push)
+//!                 ╰──────── orchestrated by reconcile, looped by daemon ────────╯
+//! ```
+//!
+//! - [`config`]: the TOML file, parsed then validated into types that cannot
+//!   hold invalid state. No I/O beyond reading the files.
+//! - [`registry`]: the [`registry::Registry`] trait; ECR's `DescribeImages`
+//!   as the real implementation, an in-memory one for tests.
+//! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
+//! - [`manifest`]: pure, byte-minimal YAML scalar edits.
+//! - [`trailers`]: the commit message and its `Tagwatch-*` trailers.
+//! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
+//! - [`reconcile`]: one cycle, from listings to a pushed branch.
+//! - [`daemon`]: the polling loop and its shutdown.
+//! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`].
+//! - [`telemetry`]: logging set-up.
+//! - [`demo`]: `tagwatch demo`, a self-contained walkthrough on loopback.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod gitops;
+pub mod manifest;
+pub mod policy;
+pub mod reconcile;
+pub mod registry;
+pub mod telemetry;
+pub mod trailers;

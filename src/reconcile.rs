@@ -1,0 +1,437 @@
+//! One cycle: list each repository once, decide each app and env, commit
+//! the changes, push once.
+//!
+//! ```text
+//! registry (once per repository, concurrently)
+//!   → policy::decide per app/env (pure)
+//!   → manifest::set (byte-minimal splice)
+//!   → Checkout::commit_file (one commit per app/env, Tagwatch-* trailers)
+//!   → Checkout::push (one per cycle; on rejection: sync, rebuild, retry)
+//! ```
+//!
+//! The desired state is recomputed from the registry listings and the
+//! branch's current files on every attempt, never replayed as diffs, so a
+//! person's commit to another line of the same file survives a retry. A
+//! failure is confined to the app or repository it belongs to. This module
+//! owns that orchestration and the per-target outcome; it delegates every
+//! decision and mechanism to the modules named above.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::{App, Config, Target};
+use crate::gitops::{Checkout, GitError};
+use crate::manifest;
+use crate::policy::Decision;
+use crate::registry::{Listing, Registry, RegistryError};
+use crate::trailers::{Location, Promotion};
+
+/// Whether a cycle writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Commit and push.
+    Apply,
+    /// Compute everything, report diffs, write nothing.
+    DryRun,
+}
+
+/// The stage a target failed in; a fixed set for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Registry,
+    Policy,
+    Manifest,
+    Git,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Registry => "registry",
+            Stage::Policy => "policy",
+            Stage::Manifest => "manifest",
+            Stage::Git => "git",
+        }
+    }
+}
+
+/// What happened to one app/env in a cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file already holds the policy's choice (or something newer).
+    Unchanged { current: String },
+    /// The registry holds nothing the policy accepts; nothing was written.
+    NoCandidate { current: String },
+    /// Committed and pushed.
+    Promoted {
+        from: String,
+        to: String,
+        commit: String,
+    },
+    /// Dry run: this change would be made.
+    WouldPromote {
+        from: String,
+        to: String,
+        diff: String,
+    },
+    /// This target could not be reconciled; others were not affected.
+    Failed { stage: Stage, error: String },
+}
+
+/// One app/env's result.
+#[derive(Clone, Debug)]
+pub struct TargetReport {
+    pub app: String,
+    pub env: String,
+    pub outcome: Outcome,
+}
+
+/// Everything a cycle did.
+#[derive(Clone, Debug, Default)]
+pub struct CycleReport {
+    pub targets: Vec<TargetReport>,
+    /// Push attempts made (0 when nothing needed pushing).
+    pub push_attempts: u32,
+    /// Registry pages read, summed over repositories.
+    pub registry_pages: u32,
+}
+
+impl CycleReport {
+    /// True when any target failed.
+    pub fn any_failed(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| matches!(t.outcome, Outcome::Failed { .. }))
+    }
+}
+
+/// The persistent clone, opened on first use. A std `Mutex`, because it is
+/// only ever locked inside a blocking task, never across an `.await`.
+pub type SharedCheckout = Arc<Mutex<Option<Checkout>>>;
+
+/// Runs one cycle over every app in `config`.
+pub async fn run_cycle(
+    config: Arc<Config>,
+    registry: Arc<dyn Registry>,
+    checkout: SharedCheckout,
+    mode: Mode,
+) -> CycleReport {
+    let listings = list_repositories(&config, registry).await;
+    let registry_pages = listings
+        .values()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.pages)
+        .sum();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
+        write(&config, &listings, &mut guard, mode)
+    });
+    let mut report = match task.await {
+        Ok(report) => report,
+        // A panic is a bug; report it as a failed cycle instead of taking
+        // the daemon down with it.
+        Err(e) => {
+            error!(error = %e, "cycle task panicked");
+            CycleReport::default()
+        }
+    };
+    report.registry_pages = registry_pages;
+    report
+}
+
+type Listings = HashMap<String, Result<Listing, RegistryError>>;
+
+/// Lists every repository the config names, each exactly once, at most
+/// `aws.concurrency` at a time.
+async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> Listings {
+    let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
+    repositories.sort_unstable();
+    repositories.dedup();
+
+    let limit = Arc::new(Semaphore::new(config.aws.concurrency));
+    let mut tasks = JoinSet::new();
+    for repository in repositories {
+        let repository = repository.to_string();
+        let registry = Arc::clone(&registry);
+        let limit = Arc::clone(&limit);
+        let span = info_span!("list", repository = %repository);
+        tasks.spawn(
+            async move {
+                let _permit = limit.acquire_owned().await;
+                let started = std::time::Instant::now();
+                let result = registry.list(&repository).await;
+                match &result {
+                    Ok(l) => debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed"),
+                    Err(e) => warn!(kind = e.kind(), error = %e, "listing failed"),
+                }
+                (repository, result)
+            }
+            .instrument(span),
+        );
+    }
+    let mut listings = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((repository, result)) => {
+                listings.insert(repository, result);
+            }
+            Err(e) => error!(error = %e, "listing task panicked"),
+        }
+    }
+    listings
+}
+
+/// A change one target needs.
+struct Change {
+    promotion: Promotion,
+    content: Vec<u8>,
+    old: Vec<u8>,
+}
+
+/// The blocking half: sync, decide, commit, push, retrying on rejection.
+fn write(
+    config: &Config,
+    listings: &Listings,
+    slot: &mut Option<Checkout>,
+    mode: Mode,
+) -> CycleReport {
+    let mut report = CycleReport::default();
+    let checkout = match slot {
+        Some(c) => c,
+        None => match Checkout::open_or_create(&config.git) {
+            Ok(c) => slot.insert(c),
+            Err(e) => return fail_all(config, &e, report),
+        },
+    };
+
+    for attempt in 1..=config.git.push_attempts {
+        if let Err(e) = checkout.sync() {
+            return fail_all(config, &e, report);
+        }
+        let mut targets = Vec::new();
+        let mut committed = 0;
+        for app in &config.apps {
+            for target in &app.targets {
+                let span = info_span!("target", app = %app.name, env = %target.env);
+                let _enter = span.enter();
+                let outcome =
+                    reconcile_target(app, target, listings, checkout, mode, &mut committed);
+                targets.push(TargetReport {
+                    app: app.name.clone(),
+                    env: target.env.clone(),
+                    outcome,
+                });
+            }
+        }
+        if mode == Mode::DryRun || committed == 0 {
+            report.targets = targets;
+            return report;
+        }
+        report.push_attempts = attempt;
+        match checkout.push() {
+            Ok(()) => {
+                info!(commits = committed, attempt, "pushed");
+                report.targets = targets;
+                return report;
+            }
+            Err(GitError::Rejected { message, .. }) if attempt < config.git.push_attempts => {
+                warn!(attempt, reason = %message, "push rejected; the branch moved, rebuilding on the new head");
+                std::thread::sleep(backoff(attempt));
+            }
+            Err(e) => {
+                error!(error = %e, "push failed");
+                report.targets = targets.into_iter().map(|t| unpushed(t, &e)).collect();
+                return report;
+            }
+        }
+    }
+    unreachable!("the last attempt always returns")
+}
+
+/// A commit that was never pushed did not happen: its target failed.
+fn unpushed(t: TargetReport, e: &GitError) -> TargetReport {
+    match t.outcome {
+        Outcome::Promoted { .. } => TargetReport {
+            outcome: Outcome::Failed {
+                stage: Stage::Git,
+                error: e.to_string(),
+            },
+            ..t
+        },
+        _ => t,
+    }
+}
+
+fn fail_all(config: &Config, e: &GitError, mut report: CycleReport) -> CycleReport {
+    error!(kind = e.kind(), error = %e, "git");
+    report.targets = config
+        .apps
+        .iter()
+        .flat_map(|app| app.targets.iter().map(move |t| (app, t)))
+        .map(|(app, t)| TargetReport {
+            app: app.name.clone(),
+            env: t.env.clone(),
+            outcome: Outcome::Failed {
+                stage: Stage::Git,
+                error: e.to_string(),
+            },
+        })
+        .collect();
+    report
+}
+
+/// Jittered exponential backoff between push attempts, so two replicas
+/// that collided once do not collide again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(base + nanos % base)
+}
+
+fn reconcile_target(
+    app: &App,
+    target: &Target,
+    listings: &Listings,
+    checkout: &mut Checkout,
+    mode: Mode,
+    committed: &mut usize,
+) -> Outcome {
+    let file = match checkout.read(&target.file) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return failed(
+                Stage::Manifest,
+                format!("{}: no such file on the branch", target.file),
+            );
+        }
+        Err(e) => return failed(Stage::Git, e.to_string()),
+    };
+    let change = match plan(app, target, listings.get(&app.repository), &file) {
+        Ok(Planned::Change(change)) => change,
+        Ok(Planned::Unchanged(current)) => {
+            debug!(%current, "up to date");
+            return Outcome::Unchanged { current };
+        }
+        Ok(Planned::NoCandidate(current)) => {
+            info!(%current, repository = %app.repository, "no tag in the registry passes the policy; nothing written");
+            return Outcome::NoCandidate { current };
+        }
+        Err(outcome) => return outcome,
+    };
+    let Promotion { from, to, .. } = change.promotion.clone();
+    if mode == Mode::DryRun {
+        return Outcome::WouldPromote {
+            from,
+            to,
+            diff: unified_diff(target, &change.old, &change.content),
+        };
+    }
+    let message = change.promotion.message(&Location {
+        file: target.file.as_str(),
+        key: &target.key.to_string(),
+    });
+    match checkout.commit_file(&target.file, &change.content, &message) {
+        Ok(oid) => {
+            *committed += 1;
+            info!(%from, %to, commit = %oid, "committed");
+            Outcome::Promoted {
+                from,
+                to,
+                commit: oid.to_string(),
+            }
+        }
+        Err(e) => failed(Stage::Git, e.to_string()),
+    }
+}
+
+enum Planned {
+    Change(Change),
+    Unchanged(String),
+    NoCandidate(String),
+}
+
+fn failed(stage: Stage, error: String) -> Outcome {
+    warn!(stage = stage.as_str(), %error, "target failed");
+    Outcome::Failed { stage, error }
+}
+
+/// Decides one target from its registry listing and its file's bytes.
+fn plan(
+    app: &App,
+    target: &Target,
+    listing: Option<&Result<Listing, RegistryError>>,
+    file: &[u8],
+) -> Result<Planned, Outcome> {
+    let listing = match listing {
+        Some(Ok(listing)) => listing,
+        Some(Err(e)) => return Err(failed(Stage::Registry, e.to_string())),
+        None => {
+            return Err(failed(
+                Stage::Registry,
+                format!("repository {:?} was not listed", app.repository),
+            ));
+        }
+    };
+    let at = |e: &dyn std::fmt::Display| format!("{}: {}: {e}", target.file, target.key);
+    let scalar = manifest::get(file, &target.key, &target.document)
+        .map_err(|e| failed(Stage::Manifest, at(&e)))?;
+    let current = scalar.value;
+    let image = match app.policy.decide(&listing.images, &current) {
+        Ok(Decision::Promote(image)) => image,
+        Ok(Decision::Keep { .. }) => return Ok(Planned::Unchanged(current)),
+        Ok(Decision::NoCandidate) => return Ok(Planned::NoCandidate(current)),
+        Err(e) => return Err(failed(Stage::Policy, at(&e))),
+    };
+    let content = match manifest::set(file, &target.key, &target.document, &image.tag) {
+        Ok(Some(content)) => content,
+        Ok(None) => return Ok(Planned::Unchanged(current)),
+        Err(e) => return Err(failed(Stage::Manifest, at(&e))),
+    };
+    Ok(Planned::Change(Change {
+        promotion: Promotion {
+            app: app.name.clone(),
+            env: target.env.clone(),
+            image: listing.image_name(),
+            from: current,
+            to: image.tag.clone(),
+            digest: image.digest.clone(),
+            pushed_at: image.pushed_at,
+        },
+        content,
+        old: file.to_vec(),
+    }))
+}
+
+fn unified_diff(target: &Target, old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{}", target.file), &format!("b/{}", target.file))
+        .to_string()
+}
+
+/// Counts outcomes by kind, for the one-line summary after a cycle.
+pub fn summarize(report: &CycleReport) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for t in &report.targets {
+        let key = match t.outcome {
+            Outcome::Unchanged { .. } => "unchanged",
+            Outcome::NoCandidate { .. } => "no_candidate",
+            Outcome::Promoted { .. } => "promoted",
+            Outcome::WouldPromote { .. } => "would_promote",
+            Outcome::Failed { .. } => "failed",
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}

@@ -1,0 +1,97 @@
+//! The image registry boundary: what a repository holds right now.
+//!
+//! [`Registry`] is the trait the cycle talks to. [`ecr::EcrRegistry`] is the
+//! real one (ECR's native `DescribeImages`, paginated); [`memory`] holds a
+//! fixed set of images for unit tests of the layers above. This module owns
+//! the shape of a listing and the classification of failures; it knows
+//! nothing of policies or files.
+
+pub mod ecr;
+pub mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use time::OffsetDateTime;
+
+/// One tag of a repository and the image it points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub tag: String,
+    /// The manifest digest, `sha256:…`.
+    pub digest: String,
+    /// When the image was pushed (`imagePushedAt`); `None` if the registry
+    /// did not say.
+    pub pushed_at: Option<OffsetDateTime>,
+}
+
+/// Everything one repository holds, read in one listing.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub repository: String,
+    /// The account that owns the registry; part of the image's host name.
+    pub registry_id: String,
+    /// The region the registry is in; part of the image's host name.
+    pub region: String,
+    /// One entry per tag. An image with three tags appears three times.
+    pub images: Vec<Image>,
+    /// How many API pages the listing took.
+    pub pages: u32,
+}
+
+impl Listing {
+    /// The image's host and path as a pod pulls it, for the trailers.
+    pub fn image_name(&self) -> String {
+        format!(
+            "{}.dkr.ecr.{}.amazonaws.com/{}",
+            self.registry_id, self.region, self.repository
+        )
+    }
+}
+
+/// Why a listing failed, in the fixed set that logs and metrics use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AccessDenied,
+    Throttled,
+    Timeout,
+    Other,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A failed listing of one repository. It fails the apps that use that
+/// repository and no others.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("repository {repository:?}: {message}")]
+pub struct RegistryError {
+    pub repository: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl RegistryError {
+    pub fn kind(&self) -> &'static str {
+        self.kind.as_str()
+    }
+}
+
+pub type ListFuture<'a> = Pin<Box<dyn Future<Output = Result<Listing, RegistryError>> + Send + 'a>>;
+
+/// A source of image listings.
+pub trait Registry: Send + Sync {
+    /// Lists every tagged image of `repository`, following pagination to the
+    /// end. Called once per repository per cycle, however many apps use it.
+    fn list(&self, repository: &str) -> ListFuture<'_>;
+}

@@ -1,0 +1,209 @@
+//! Every configuration error exits 64 before any network I/O, naming the
+//! file, the line and the key. The configs point at unreachable peers on
+//! purpose: if validation ever let one through, the run would fail with a
+//! different message and status.
+
+mod support;
+
+use support::{expect, show, tagwatch};
+
+const BASE: &str = r#"interval = "2m"
+listen = "127.0.0.1:0"
+
+[aws]
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:9"
+
+[git]
+url = "git://127.0.0.1:9/none.git"
+checkout_dir = "co"
+author = "tagwatch <tagwatch@acme.dev>"
+
+[[apps]]
+name = "payments"
+repository = "payments-api"
+constraint = "^1.4"
+
+[[apps.targets]]
+env = "dev"
+file = "envs/dev/values.yaml"
+key = "image.tag"
+"#;
+
+/// Runs `check` and `once` on `text` and returns the stderr of `check`.
+fn rejected(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tagwatch.toml");
+    std::fs::write(&path, text).unwrap();
+    for cmd in ["check", "once"] {
+        let out = tagwatch(&[cmd, "--config", path.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(64), "{cmd}: {}", show(&out));
+        assert!(out.stdout.is_empty(), "{cmd}: {}", show(&out));
+    }
+    let out = tagwatch(&["check", "--config", path.to_str().unwrap()], dir.path());
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn each_invalid_config_names_file_line_and_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        // what the user did, the config, what the message must say
+        (
+            "bad range",
+            &BASE.replace("\"^1.4\"", "\"^1.x.y\""),
+            "tagwatch.toml:16: apps[0].constraint: invalid range \"^1.x.y\"",
+        ),
+        (
+            "bad duration",
+            &BASE.replace("\"2m\"", "\"2 fortnights\""),
+            "tagwatch.toml:1: interval: invalid duration \"2 fortnights\"",
+        ),
+        (
+            "zero duration",
+            &BASE.replace("\"2m\"", "\"0s\""),
+            "tagwatch.toml:1: interval: must be greater than zero",
+        ),
+        (
+            "unknown top key",
+            &BASE.replace("interval =", "intervall ="),
+            "tagwatch.toml:1: intervall: unknown field `intervall`",
+        ),
+        (
+            "unknown app key",
+            &BASE.replace("constraint =", "constrain ="),
+            "tagwatch.toml:16: apps[0].constrain: unknown field `constrain`",
+        ),
+        (
+            "unknown target key",
+            &BASE.replace("key = \"image.tag\"", "path = \"image.tag\""),
+            "tagwatch.toml:21: apps[0].targets[0].path: unknown field `path`",
+        ),
+        (
+            "file escapes repo",
+            &BASE.replace("\"envs/dev/values.yaml\"", "\"../../etc/passwd\""),
+            "tagwatch.toml:20: apps[0].targets[0].file: \"../../etc/passwd\" escapes the repository",
+        ),
+        (
+            "absolute file",
+            &BASE.replace("\"envs/dev/values.yaml\"", "\"/etc/passwd\""),
+            "tagwatch.toml:20: apps[0].targets[0].file: \"/etc/passwd\" is absolute",
+        ),
+        (
+            "bad ignore glob",
+            &BASE.replace(
+                "constraint = \"^1.4\"",
+                "constraint = \"^1.4\"\nignore = [\"[\"]",
+            ),
+            "tagwatch.toml:17: apps[0].ignore[0]: invalid glob \"[\"",
+        ),
+        (
+            "duplicate app",
+            &format!(
+                "{BASE}\n[[apps]]\nname = \"payments\"\nrepository = \"other\"\n[[apps.targets]]\nenv = \"dev\"\nfile = \"a.yaml\"\nkey = \"a\"\n"
+            ),
+            "tagwatch.toml:24: apps[1].name: duplicate app name \"payments\" (first defined at",
+        ),
+        (
+            "duplicate env",
+            &format!("{BASE}\n[[apps.targets]]\nenv = \"dev\"\nfile = \"b.yaml\"\nkey = \"a\"\n"),
+            "tagwatch.toml:24: apps[0].targets[1].env: duplicate env \"dev\"",
+        ),
+        (
+            "bad toml",
+            &BASE.replace("interval = \"2m\"", "interval = 2m"),
+            "tagwatch.toml:1: interval:",
+        ),
+        (
+            "wrong type",
+            &BASE.replace("constraint = \"^1.4\"", "constraint = 14"),
+            "tagwatch.toml:16: apps[0].constraint: invalid type: integer `14`, expected a string",
+        ),
+        (
+            "bad strategy",
+            &BASE.replace("constraint = \"^1.4\"", "strategy = \"newset\""),
+            "tagwatch.toml:16: apps[0].strategy: unknown strategy \"newset\"",
+        ),
+        (
+            "bad repository",
+            &BASE.replace("\"payments-api\"", "\"Payments_API!\""),
+            "tagwatch.toml:15: apps[0].repository: \"Payments_API!\" is not a valid ECR repository name",
+        ),
+        (
+            "bad author",
+            &BASE.replace("tagwatch <tagwatch@acme.dev>", "tagwatch"),
+            "tagwatch.toml:11: git.author: \"tagwatch\" is not of the form",
+        ),
+        (
+            "bad registry id",
+            &BASE.replace(
+                "region = \"eu-west-1\"",
+                "region = \"eu-west-1\"\nregistry_id = \"12345\"",
+            ),
+            "tagwatch.toml:6: aws.registry_id: \"12345\" is not a 12-digit AWS account id",
+        ),
+        (
+            "bad listen",
+            &BASE.replace("127.0.0.1:0", "localhost"),
+            "tagwatch.toml:2: listen: invalid address \"localhost\"",
+        ),
+        (
+            "no apps",
+            &BASE[..BASE.find("[[apps]]").unwrap()],
+            "tagwatch.toml: apps: no apps configured",
+        ),
+        (
+            "no git section",
+            &BASE.replace("[git]", "[gitt]"),
+            "tagwatch.toml:8: gitt: unknown field `gitt`",
+        ),
+        (
+            "missing key",
+            &BASE.replace("key = \"image.tag\"\n", ""),
+            "tagwatch.toml:19: apps[0].targets[0].key: is required",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let stderr = rejected(text);
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    }
+}
+
+/// Runs `check` on BASE plus `include = ["apps.d/*.toml"]`, with
+/// `apps.d/orders.toml` holding `orders`.
+fn check_with_include(orders: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("apps.d")).unwrap();
+    let base = BASE.replacen("listen", "include = [\"apps.d/*.toml\"]\nlisten", 1);
+    std::fs::write(dir.path().join("tagwatch.toml"), &base).unwrap();
+    std::fs::write(dir.path().join("apps.d/orders.toml"), orders).unwrap();
+    tagwatch(&["check", "--config", "tagwatch.toml"], dir.path())
+}
+
+#[test]
+fn errors_in_an_included_file_name_that_file() {
+    let out = check_with_include(
+        "[[apps]]\nname = \"orders\"\nrepository = \"orders\"\nconstraint = \">= 1.0 <\"\n[[apps.targets]]\nenv = \"dev\"\nfile = \"o.yaml\"\nkey = \"image.tag\"\n",
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apps.d/orders.toml:4: apps[0].constraint: invalid range"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_accepts_the_example_and_included_apps() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tagwatch(&["check", "--config", "config.example.toml"], root);
+    expect(&out, 0, &["ok: 1 apps, 1 targets, 1 repositories"]);
+
+    let out = check_with_include(
+        "[[apps]]\nname = \"orders\"\nrepository = \"orders\"\n[[apps.targets]]\nenv = \"dev\"\nfile = \"o.yaml\"\nkey = \"image.tag\"\n[[apps.targets]]\nenv = \"prod\"\nfile = \"p.yaml\"\nkey = \"image.tag\"\n",
+    );
+    expect(&out, 0, &["ok: 2 apps, 3 targets, 2 repositories"]);
+}

@@ -1,0 +1,318 @@
+//! End to end: the real `tagwatch` binary against moto's ECR API (through
+//! aws-sdk-ecr over HTTP) and real bare git repositories over `file://` and
+//! `git daemon`.
+
+mod support;
+
+use support::*;
+
+const VALUES: &str = "\
+# Helm values for payments (dev)
+replicaCount: 2   # keep two
+
+image:
+  repository: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments-api
+  tag: 1.4.2 # bumped by tagwatch
+  pullPolicy: IfNotPresent
+";
+
+const FILE: &str = "envs/dev/payments/values.yaml";
+/// 2026-11-21T10:00:00Z
+const PUSHED: i64 = 1_795_255_200;
+
+/// A new matching tag gives exactly one commit whose diff is the one
+/// scalar and whose trailers git reads back; a second cycle is a no-op.
+/// Run over both transports the issue names.
+fn promotes_one_scalar_then_is_a_noop(url_of: impl Fn(&GitRemote) -> (String, Option<GitDaemon>)) {
+    let moto = Moto::start();
+    let seeded = moto.seed(
+        "payments-api",
+        &[
+            ("1.4.2", PUSHED - 3600),
+            ("1.4.1", PUSHED - 7200),
+            ("1.4.3", PUSHED),
+            ("1.4.4-debug", PUSHED + 10), // ignored by glob (and a pre-release)
+            ("1.5.0-rc.1", PUSHED + 20),  // pre-release
+            ("2.0.0", PUSHED + 30),       // outside ^1.4
+        ],
+    );
+    let remote = GitRemote::new(&[(FILE, VALUES), ("README.md", "gitops\n")]);
+    let (url, _daemon) = url_of(&remote);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &url,
+        &[("payments", "payments-api", "^1.4", FILE)],
+    );
+
+    let out = work.once(&[]);
+    expect(&out, 0, &["payments/dev: promoted 1.4.2 -> 1.4.3"]);
+
+    assert_eq!(remote.subjects(), ["payments: dev 1.4.2 -> 1.4.3", "seed"]);
+    // Byte-minimal: the new file is the old one with exactly the scalar replaced.
+    assert_eq!(
+        remote.show(FILE),
+        VALUES.replace("tag: 1.4.2 #", "tag: 1.4.3 #")
+    );
+    let stat = git(&remote.bare(), &["diff", "--numstat", "main~1", "main"]);
+    assert_eq!(stat.trim(), format!("1\t1\t{FILE}"));
+
+    let message = git(&remote.bare(), &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        message.contains(&format!("Set image.tag in {FILE} to 1.4.3.")),
+        "{message}"
+    );
+    let mut parse = std::process::Command::new("git")
+        .args(["interpret-trailers", "--parse"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    parse
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let trailers = String::from_utf8(parse.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(
+        trailers,
+        format!(
+            "Tagwatch-App: payments\n\
+             Tagwatch-Env: dev\n\
+             Tagwatch-Image: {ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/payments-api\n\
+             Tagwatch-From: 1.4.2\n\
+             Tagwatch-To: 1.4.3\n\
+             Tagwatch-Digest: {}\n\
+             Tagwatch-Pushed-At: 2026-11-21T10:00:00Z\n",
+            moto.digest(&seeded, "1.4.3")
+        )
+    );
+    let author = git(&remote.bare(), &["log", "-1", "--format=%an <%ae>", "main"]);
+    assert_eq!(author.trim(), "tagwatch <tagwatch@acme.dev>");
+
+    // Second cycle, nothing new: no commit.
+    let out = work.once(&[]);
+    expect(&out, 0, &["payments/dev: up to date at 1.4.3"]);
+    assert_eq!(remote.subjects().len(), 2);
+
+    // One listing per cycle, with the page size and filter ECR needs.
+    let describes: Vec<_> = moto
+        .calls()
+        .into_iter()
+        .filter(|c| c["operation"] == "DescribeImages")
+        .collect();
+    assert_eq!(describes.len(), 2, "{describes:?}");
+    assert!(
+        describes
+            .iter()
+            .all(|c| c["maxResults"] == 1000 && c["tagStatus"] == "TAGGED"),
+        "{describes:?}"
+    );
+}
+
+#[test]
+fn promotes_over_file_url() {
+    promotes_one_scalar_then_is_a_noop(|r| (r.file_url(), None));
+}
+
+#[test]
+fn promotes_over_git_daemon() {
+    promotes_one_scalar_then_is_a_noop(|r| {
+        let daemon = GitDaemon::start(r.dir.path());
+        (daemon.url("remote.git"), Some(daemon))
+    });
+}
+
+#[test]
+fn never_downgrades_and_never_picks_prerelease_or_ignored() {
+    let moto = Moto::start();
+    moto.seed(
+        "payments-api",
+        &[
+            ("1.4.1", PUSHED),
+            ("1.5.0-rc.1", PUSHED),
+            ("1.4.9-debug", PUSHED),
+            ("latest", PUSHED),
+        ],
+    );
+    let remote = GitRemote::new(&[(FILE, VALUES)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("payments", "payments-api", "^1.4", FILE)],
+    );
+    let out = work.once(&[]);
+    expect(&out, 0, &["payments/dev: up to date at 1.4.2"]);
+    assert_eq!(remote.subjects(), ["seed"]);
+}
+
+#[test]
+fn reads_every_page_of_a_2500_image_repository() {
+    let moto = Moto::start();
+    // 2,500 versions 1.0.0 .. 1.0.2499; the highest exists only on the
+    // last of the three pages (moto's wrapper orders pages by digest, so
+    // the test checks the page count rather than assuming an order).
+    let tags: Vec<String> = (0..2500).map(|i| format!("1.0.{i}")).collect();
+    let images: Vec<(&str, i64)> = tags.iter().map(|t| (t.as_str(), PUSHED)).collect();
+    moto.seed("big", &images);
+    let values = "image:\n  tag: 1.0.0\n";
+    let remote = GitRemote::new(&[("values.yaml", values)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("big", "big", "^1", "values.yaml")],
+    );
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(remote.show("values.yaml"), "image:\n  tag: 1.0.2499\n");
+    let pages: Vec<_> = moto
+        .calls()
+        .into_iter()
+        .filter(|c| c["operation"] == "DescribeImages")
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert_eq!(pages[0]["nextToken"], false);
+    assert!(
+        pages[1..].iter().all(|p| p["nextToken"] == true),
+        "{pages:?}"
+    );
+}
+
+#[test]
+fn a_missing_repository_fails_only_its_app() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.3", PUSHED)]);
+    let remote = GitRemote::new(&[
+        (FILE, VALUES),
+        ("envs/dev/ghost/values.yaml", "image:\n  tag: 1.0.0\n"),
+    ]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            (
+                "ghost",
+                "does-not-exist",
+                "^1",
+                "envs/dev/ghost/values.yaml",
+            ),
+            ("payments", "payments-api", "^1.4", FILE),
+        ],
+    );
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ghost/dev: failed (registry)"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout.contains("does-not-exist"), "{}", show(&out));
+    assert!(
+        stdout.contains("payments/dev: promoted 1.4.2 -> 1.4.3"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(remote.subjects(), ["payments: dev 1.4.2 -> 1.4.3", "seed"]);
+}
+
+/// Between tagwatch's fetch and its push, a person pushes to the same
+/// branch. The server-side hook makes that happen at the worst moment: it
+/// pushes from another clone while tagwatch's push is being received, so
+/// tagwatch's ref update loses the race. tagwatch must fetch, rebuild on
+/// the new head and push again, keeping the person's commit.
+#[test]
+fn survives_a_concurrent_push_between_fetch_and_push() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.3", PUSHED)]);
+    let remote = GitRemote::new(&[(FILE, VALUES), ("README.md", "gitops\n")]);
+    let daemon = GitDaemon::start(remote.dir.path());
+
+    // The person's clone, with a commit ready to push.
+    let person = remote.dir.path().join("person");
+    git(
+        remote.dir.path(),
+        &["clone", "-q", remote.bare().to_str().unwrap(), "person"],
+    );
+    std::fs::write(person.join("README.md"), "gitops, edited by a person\n").unwrap();
+    git(&person, &["add", "-A"]);
+    commit(&person, "docs: a person's edit");
+
+    let marker = remote.dir.path().join("raced");
+    let hook = remote.bare().join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n\
+             # Once only: push the person's commit while this push is in flight.\n\
+             if [ ! -e '{marker}' ]; then\n\
+               touch '{marker}'\n\
+               cat >/dev/null\n\
+               env -i PATH=\"$PATH\" HOME='{home}' git -C '{person}' push -q origin HEAD:main >/dev/null 2>&1\n\
+             fi\n\
+             exit 0\n",
+            marker = marker.display(),
+            home = remote.dir.path().display(),
+            person = person.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let work = Workdir::new(
+        &moto.endpoint,
+        &daemon.url("remote.git"),
+        &[("payments", "payments-api", "^1.4", FILE)],
+    );
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(marker.exists(), "the hook never raced");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("push rejected"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        remote.subjects(),
+        [
+            "payments: dev 1.4.2 -> 1.4.3",
+            "docs: a person's edit",
+            "seed"
+        ],
+        "{}",
+        show(&out)
+    );
+    assert_eq!(remote.show("README.md"), "gitops, edited by a person\n");
+    assert_eq!(remote.show(FILE), VALUES.replace("1.4.2", "1.4.3"));
+    git(&remote.bare(), &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn dry_run_prints_the_diff_and_writes_nothing() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.3", PUSHED)]);
+    let remote = GitRemote::new(&[(FILE, VALUES)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("payments", "payments-api", "^1.4", FILE)],
+    );
+    let out = work.once(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("payments/dev: would promote 1.4.2 -> 1.4.3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("--- a/{FILE}\n+++ b/{FILE}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-  tag: 1.4.2 # bumped by tagwatch\n+  tag: 1.4.3 # bumped by tagwatch\n"),
+        "{stdout}"
+    );
+    assert_eq!(remote.subjects(), ["seed"]);
+}

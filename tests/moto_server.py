@@ -1,0 +1,249 @@
+"""moto's ECR in server mode, patched to page and filter DescribeImages like real ECR.
+
+    python tests/moto_server.py [--host 127.0.0.1] [--port 0] [--call-log FILE]
+
+Prints exactly one line, `READY http://HOST:PORT`, once the socket listens; exits 0 on
+SIGTERM/SIGINT; request logs are silenced.  Gaps in moto 5.x that this fills:
+
+1. DescribeImages pagination.  Real ECR returns at most `maxResults` (1..1000, default 100)
+   image details per call plus a `nextToken`, so a client that drops nextToken misses
+   images; moto returns everything at once.  Pages here are ordered by digest and the token
+   names the last digest served, so order is stable across pages.  A bad token, or
+   maxResults/nextToken together with imageIds, is an InvalidParameterException, as on ECR.
+2. DescribeImages `filter.tagStatus` (TAGGED/UNTAGGED/ANY), which moto ignores.
+3. `imagePushedAt` is moto's wall clock at push with no API to set it, and thousands of
+   put_image calls are slow (moto scans the repository on each): hence a control API.
+
+Control API on the same port (no AWS call uses /_tagwatch/), JSON in and out:
+  POST /_tagwatch/seed  {"region", "repositoryName", "registryId"?, "images": [{"tag": str|null
+      or "tags": [str], "pushedAt"?: epoch s, "digest"?: "sha256:..."}]} -> {"images":
+      [{"imageDigest", "imageTags", "imagePushedAt"}]}.  Creates the repository if missing;
+      a tag already on another image moves (that image stays, untagged, as on ECR); a
+      digest already present gains the tags.
+  POST /_tagwatch/pushed-at  {"region", "repositoryName", "imageTag", "pushedAt",
+      "registryId"?} -> 200 {"imageDigest", "imagePushedAt"}, or 404.
+  GET /_tagwatch/calls  ECR calls so far (also appended as JSON lines to --call-log):
+      [{"operation", "region", "repositoryName", "maxResults", "nextToken": bool,
+        "tagStatus", "status"}]; DELETE clears it.
+  POST /_tagwatch/reset  resets all moto state and the call log (as does /moto-api/reset).
+"""
+
+import argparse
+import base64
+import binascii
+import copy
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.responses import ActionResult
+from moto.ecr.exceptions import InvalidParameterException
+from moto.ecr.models import Image, ecr_backends
+from moto.ecr.responses import ECRResponse
+from moto.moto_api._internal import moto_api_backend
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921."
+MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+TOKEN_PREFIX = "tagwatch-v1:"
+_orig_describe_images = ECRResponse.describe_images
+_lock = threading.Lock()
+_calls: list = []
+_seeded = itertools.count()
+_call_log = None
+
+
+def _bad(msg):
+    return InvalidParameterException(f"Invalid parameter at '{msg}")
+
+
+def describe_images(self):
+    """ECRResponse.describe_images with real-ECR pagination and tagStatus filtering."""
+    max_results, token = self._get_param("maxResults"), self._get_param("nextToken")
+    if self._get_param("imageIds"):
+        if max_results is not None or token is not None:
+            raise _bad("maxResults/nextToken' failed to satisfy constraint: "
+                       "'cannot be used with imageIds'")
+        return _orig_describe_images(self)
+    if max_results is None:
+        max_results = 100
+    if not isinstance(max_results, int) or not 1 <= max_results <= 1000:
+        raise _bad("maxResults' failed to satisfy constraint: 'Member must have value "
+                   "between 1 and 1000'")
+    status = (self._get_param("filter") or {}).get("tagStatus", "ANY")
+    if status not in ("TAGGED", "UNTAGGED", "ANY"):
+        raise _bad("filter.tagStatus' failed to satisfy constraint: "
+                   "'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]'")
+    images = self.ecr_backend.describe_images(  # raises RepositoryNotFoundException
+        self._get_param("repositoryName"), self._get_param("registryId"))
+    images = sorted((i for i in images if status == "ANY"
+                     or (status == "TAGGED") == bool(i.image_tags)),
+                    key=lambda i: i.image_digest)
+    if token is not None:
+        try:
+            after = base64.b64decode(token, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            after = ""
+        if not after.startswith(TOKEN_PREFIX):
+            raise _bad("nextToken' failed to satisfy constraint: 'Invalid NextToken'")
+        images = [i for i in images if i.image_digest > after[len(TOKEN_PREFIX):]]
+    page = images[:max_results]
+    details = [copy.copy(i) for i in page]
+    for dto in details:  # as moto (and ECR) do: no imageTags key on untagged images
+        if not dto.image_tags:
+            del dto.image_tags
+    result = {"imageDetails": details}
+    if len(images) > max_results:
+        result["nextToken"] = base64.b64encode(
+            (TOKEN_PREFIX + page[-1].image_digest).encode()).decode()
+    return ActionResult(result)
+
+
+ECRResponse.describe_images = describe_images
+
+
+def _backend(req):
+    return ecr_backends[req.get("registryId") or os.environ.get(
+        "MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)][req["region"]]
+
+
+def seed(req):
+    backend, name = _backend(req), req["repositoryName"]
+    if name not in backend.repositories:
+        backend.create_repository(name, None, None, None, None, [])
+    repo = backend.repositories[name]
+    by_digest = {i.image_digest: i for i in repo.images}
+    by_tag = {t: i for i in repo.images for t in i.image_tags}
+    out = []
+    for spec in req["images"]:
+        tags = spec.get("tags") or ([spec["tag"]] if spec.get("tag") else [])
+        layer = hashlib.sha256(f"{name}:{next(_seeded)}:{tags}".encode()).hexdigest()
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_TYPE, "layers": [{
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "size": 2811969, "digest": "sha256:" + layer}]})
+        digest = spec.get("digest") or "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+        image = by_digest.get(digest)
+        if image is None:
+            image = Image(backend.account_id, None, manifest, name, MEDIA_TYPE, digest)
+            repo.images.append(image)
+            by_digest[digest] = image
+        for tag in tags:
+            old = by_tag.get(tag)
+            if old is not None and old is not image:
+                old.remove_tag(tag)
+                if not old.image_tags:  # moto's remove_tag keeps a stale image_tag
+                    old.image_tag = None
+            image.update_tag(tag)
+            by_tag[tag] = image
+        if spec.get("pushedAt") is not None:
+            image.image_pushed_at = spec["pushedAt"]
+        out.append({"imageDigest": digest, "imageTags": list(image.image_tags),
+                    "imagePushedAt": image.image_pushed_at})
+    return 200, {"images": out}
+
+
+def set_pushed_at(req):
+    repo = _backend(req).repositories.get(req["repositoryName"])
+    for image in repo.images if repo else []:
+        if req["imageTag"] in image.image_tags:
+            image.image_pushed_at = req["pushedAt"]
+            return 200, {"imageDigest": image.image_digest, "imagePushedAt": req["pushedAt"]}
+    return 404, {"error": f"no image tagged {req['imageTag']!r} in {req['repositoryName']!r}"}
+
+
+def control(request):
+    route = (request.method, request.path)
+    with _lock:
+        if route == ("GET", "/_tagwatch/calls"):
+            return 200, list(_calls)
+        if route == ("DELETE", "/_tagwatch/calls"):
+            _calls.clear()
+            return 200, {}
+        if route == ("POST", "/_tagwatch/reset"):
+            moto_api_backend.reset()
+            _calls.clear()
+            return 200, {}
+        handler = {"/_tagwatch/seed": seed, "/_tagwatch/pushed-at": set_pushed_at}
+        handler = handler.get(request.path) if request.method == "POST" else None
+        if handler is None:
+            return 404, {"error": f"unknown control route {route}"}
+        try:
+            return handler(json.loads(request.get_data()))
+        except (KeyError, TypeError, ValueError) as e:
+            return 400, {"error": f"bad request: {e!r}"}
+
+
+def make_app():
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        request = Request(environ)
+        if request.path.startswith("/_tagwatch/"):
+            status, body = control(request)
+            return Response(json.dumps(body), status, mimetype="application/json")(
+                environ, start_response)
+        if request.path == "/moto-api/reset":
+            with _lock:
+                _calls.clear()
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith(ECR_TARGET):
+            return moto_app(environ, start_response)
+        data = request.get_data()
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(data), str(len(data))
+        try:
+            params = json.loads(data or b"{}")
+        except ValueError:
+            params = {}
+        scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        call = {"operation": target[len(ECR_TARGET):], "region": scope and scope.group(1),
+                "repositoryName": params.get("repositoryName"),
+                "maxResults": params.get("maxResults"), "nextToken": "nextToken" in params,
+                "tagStatus": (params.get("filter") or {}).get("tagStatus")}
+
+        def record(status, headers, *rest):
+            call["status"] = int(status.split()[0])
+            with _lock:
+                _calls.append(call)
+                if _call_log:
+                    _call_log.write(json.dumps(call) + "\n")
+                    _call_log.flush()
+            return start_response(status, headers, *rest)
+
+        return moto_app(environ, record)
+
+    return app
+
+
+def main():
+    global _call_log
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--call-log")
+    args = parser.parse_args()
+    if args.call_log:
+        _call_log = open(args.call_log, "a", encoding="utf-8")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = make_server(args.host, args.port, make_app(), threaded=True,
+                         request_handler=MotoRequestHandler)  # bound and listening
+    for sig in (signal.SIGTERM, signal.SIGINT):  # shutdown() blocks until serve_forever ends
+        signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"READY http://{args.host}:{server.server_port}", flush=True)
+    server.serve_forever()
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+//! Real peers for the integration tests, started on loopback: moto (through
+//! `tests/moto_server.py`) as the ECR API, bare git repositories reached
+//! over `file://` and `git daemon`, and the `tagwatch` binary itself.
+//!
+//! Every peer is owned by a guard that stops it on drop, so a failing test
+//! leaves no process behind.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "eu-west-1";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python with moto installed: `TAGWATCH_TEST_PYTHON`, else the venv
+/// that `scripts/test` creates.
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TAGWATCH_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/test, which creates the venv with moto",
+        venv.display()
+    );
+    venv
+}
+
+/// A moto server with tagwatch's ECR fixes; killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let mut child = Command::new(python())
+            .arg(root().join("tests/moto_server.py"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read moto's READY line");
+        let endpoint = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("moto did not start: {line:?}"))
+            .to_string();
+        Moto { child, endpoint }
+    }
+
+    /// Creates `repository` if needed and adds images: `(tag, pushed_at)`.
+    pub fn seed(&self, repository: &str, images: &[(&str, i64)]) -> serde_json::Value {
+        let images: Vec<_> = images
+            .iter()
+            .map(|(tag, at)| serde_json::json!({"tag": tag, "pushedAt": at}))
+            .collect();
+        let body =
+            serde_json::json!({"region": REGION, "repositoryName": repository, "images": images});
+        let (status, text) = http(&self.endpoint, "POST", "/_tagwatch/seed", &body.to_string());
+        assert_eq!(status, 200, "seed failed: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The ECR calls moto has answered so far.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        let (status, text) = http(&self.endpoint, "GET", "/_tagwatch/calls", "");
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The digest moto holds for `tag`.
+    pub fn digest(&self, seeded: &serde_json::Value, tag: &str) -> String {
+        seeded["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["imageTags"].as_array().unwrap().iter().any(|t| t == tag))
+            .unwrap_or_else(|| panic!("{tag} not seeded"))["imageDigest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange for moto's control API; the AWS calls
+/// themselves go through the real SDK inside tagwatch.
+pub fn http(endpoint: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // The control API answers without chunking, so the body is as sent.
+    (status, body)
+}
+
+/// Runs stock git in `dir` and returns stdout; panics with stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A bare GitOps repository seeded with files, and a scratch working clone.
+pub struct GitRemote {
+    pub dir: tempfile::TempDir,
+}
+
+impl GitRemote {
+    /// Creates `remote.git` with one commit on `main` holding `files`.
+    pub fn new(files: &[(&str, &str)]) -> GitRemote {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("remote.git");
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        let work = dir.path().join("seed");
+        git(dir.path(), &["clone", "-q", bare.to_str().unwrap(), "seed"]);
+        for (path, text) in files {
+            let path = work.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        git(&work, &["add", "-A"]);
+        commit(&work, "seed");
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        GitRemote { dir }
+    }
+
+    pub fn bare(&self) -> PathBuf {
+        self.dir.path().join("remote.git")
+    }
+
+    pub fn file_url(&self) -> String {
+        format!("file://{}", self.bare().display())
+    }
+
+    /// `git log` of the remote's main branch, one subject per line, newest first.
+    pub fn subjects(&self) -> Vec<String> {
+        git(&self.bare(), &["log", "--format=%s", "main"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A file's content at the remote's main branch.
+    pub fn show(&self, path: &str) -> String {
+        git(&self.bare(), &["show", &format!("main:{path}")])
+    }
+}
+
+/// Commits in a work tree with a fixed identity.
+pub fn commit(work: &Path, message: &str) {
+    git(
+        work,
+        &[
+            "-c",
+            "user.name=Person",
+            "-c",
+            "user.email=person@acme.dev",
+            "commit",
+            "-q",
+            "-m",
+            message,
+        ],
+    );
+}
+
+/// `git daemon` serving every repository under `base`, read and write;
+/// killed on drop.
+pub struct GitDaemon {
+    child: Child,
+    pub port: u16,
+}
+
+impl GitDaemon {
+    pub fn start(base: &Path) -> GitDaemon {
+        let port = free_port();
+        // Run git-daemon itself: `git daemon` forks it as a child, and
+        // killing the wrapper would leave the daemon running.
+        let exec_path = git(base, &["--exec-path"]);
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+            .args([
+                "--export-all",
+                "--enable=receive-pack",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+                &base.display().to_string(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start git daemon");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "git daemon did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitDaemon { child, port }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the real `tagwatch` binary in `cwd` (see [`tagwatch_command`]).
+pub fn tagwatch(args: &[&str], cwd: &Path) -> Output {
+    tagwatch_command()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run tagwatch")
+}
+
+/// The real `tagwatch` binary with AWS credentials that moto accepts and
+/// nothing from the developer's own AWS set-up.
+pub fn tagwatch_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagwatch"));
+    cmd.env_remove("RUST_LOG")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_ENDPOINT_URL");
+    cmd
+}
+
+/// Asserts the exit status and that stdout holds each expected line.
+pub fn expect(out: &Output, code: i32, lines: &[&str]) {
+    assert_eq!(out.status.code(), Some(code), "{}", show(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in lines {
+        assert!(stdout.contains(line), "missing {line:?}\n{}", show(out));
+    }
+}
+
+/// A scratch directory holding a config (see [`config`]) and the checkout.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Workdir {
+    pub fn new(endpoint: &str, git_url: &str, apps: &[(&str, &str, &str, &str)]) -> Workdir {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("tagwatch.toml");
+        let text = config(endpoint, git_url, &dir.path().join("checkout"), apps);
+        std::fs::write(&config_path, text).unwrap();
+        Workdir {
+            dir,
+            config: config_path,
+        }
+    }
+
+    /// `tagwatch once` with this config and any extra flags.
+    pub fn once(&self, extra: &[&str]) -> Output {
+        let mut args = vec!["once", "--config", self.config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        tagwatch(&args, self.dir.path())
+    }
+}
+
+/// Stdout and stderr, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A config for one or more apps, each `(name, repository, constraint, file)`
+/// with env `dev` and key `image.tag`.
+pub fn config(
+    endpoint: &str,
+    git_url: &str,
+    checkout: &Path,
+    apps: &[(&str, &str, &str, &str)],
+) -> String {
+    let mut text = format!(
+        r#"interval = "2m"
+listen = "127.0.0.1:0"
+
+[aws]
+region = "{REGION}"
+endpoint_url = "{endpoint}"
+
+[git]
+url = "{git_url}"
+branch = "main"
+checkout_dir = "{}"
+author = "tagwatch <tagwatch@acme.dev>"
+"#,
+        checkout.display()
+    );
+    for (name, repository, constraint, file) in apps {
+        text.push_str(&format!(
+            r#"
+[[apps]]
+name = "{name}"
+repository = "{repository}"
+constraint = "{constraint}"
+ignore = ["*-debug"]
+
+[[apps.targets]]
+env = "dev"
+file = "{file}"
+key = "image.tag"
+"#
+        ));
+    }
+    text
+}
