@@ -80,7 +80,13 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    telemetry::init(cli.log_format);
+    // The demo narrates on stdout; its logs would only interleave with that.
+    let level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    telemetry::init(cli.log_format, level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -72,51 +72,48 @@ impl std::fmt::Debug for Checkout {
 }
 
 impl Checkout {
-    /// Opens the clone in `checkout_dir`, or creates it. Creation happens in
-    /// a sibling temporary directory that is renamed into place, so a crash
-    /// never leaves a half-made clone where the next start would trust it.
+    /// Opens the clone of this remote and branch under `checkout_dir`, or
+    /// creates it.
+    ///
+    /// `checkout_dir` is a directory of clones, one per remote and branch,
+    /// named by [`clone_name`]. It may be an empty volume mount (a
+    /// Kubernetes emptyDir), which could not be renamed into place itself. A
+    /// clone is made in a temporary sibling and renamed in, so a crash never
+    /// leaves a half-made clone where the next start would trust it; a
+    /// clone that no longer opens is ours, so it is removed and made again.
     pub fn open_or_create(settings: &GitSettings) -> Result<Checkout, GitError> {
-        let dir = &settings.checkout_dir;
+        let root = &settings.checkout_dir;
+        let dir = root.join(clone_name(&settings.url, &settings.branch));
         let local = |message: String| GitError::Local {
             path: dir.clone(),
             message,
         };
-        let repo = if dir.exists() {
-            let repo = Repository::open_bare(dir).map_err(|e| {
-                local(format!(
-                    "exists but is not a tagwatch clone ({}); remove it or choose another checkout_dir",
-                    e.message()
-                ))
-            })?;
-            // The config may have moved the remote; follow it.
-            if repo
-                .find_remote(REMOTE)
-                .ok()
-                .and_then(|r| r.url().ok().map(str::to_owned))
-                != Some(settings.url.clone())
-            {
-                let _ = repo.remote_delete(REMOTE);
-                repo.remote(REMOTE, &settings.url)
-                    .map_err(|e| local(e.message().to_string()))?;
+        match Repository::open_bare(&dir) {
+            Ok(repo) => {
+                return Ok(Checkout {
+                    repo,
+                    settings: settings.clone(),
+                });
             }
-            repo
-        } else {
-            let parent = dir.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(parent).map_err(|e| local(e.to_string()))?;
-            let tmp = tempfile::Builder::new()
-                .prefix(".tagwatch-clone-")
-                .tempdir_in(parent)
-                .map_err(|e| local(e.to_string()))?;
-            {
-                let repo = Repository::init_bare(tmp.path())
-                    .map_err(|e| local(e.message().to_string()))?;
-                repo.remote(REMOTE, &settings.url)
-                    .map_err(|e| local(e.message().to_string()))?;
+            Err(e) if dir.exists() => {
+                tracing::warn!(path = %dir.display(), error = e.message(), "clone is damaged; cloning again");
+                std::fs::remove_dir_all(&dir).map_err(|e| local(e.to_string()))?;
             }
-            let tmp = tmp.keep();
-            std::fs::rename(&tmp, dir).map_err(|e| local(e.to_string()))?;
-            Repository::open_bare(dir).map_err(|e| local(e.message().to_string()))?
-        };
+            Err(_) => {}
+        }
+        std::fs::create_dir_all(root).map_err(|e| local(e.to_string()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-clone-")
+            .tempdir_in(root)
+            .map_err(|e| local(e.to_string()))?;
+        {
+            let repo =
+                Repository::init_bare(tmp.path()).map_err(|e| local(e.message().to_string()))?;
+            repo.remote(REMOTE, &settings.url)
+                .map_err(|e| local(e.message().to_string()))?;
+        }
+        std::fs::rename(tmp.keep(), &dir).map_err(|e| local(e.to_string()))?;
+        let repo = Repository::open_bare(&dir).map_err(|e| local(e.message().to_string()))?;
         Ok(Checkout {
             repo,
             settings: settings.clone(),
@@ -330,6 +327,36 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
     cbs
 }
 
+/// The directory name of the clone of `url` at `branch`: readable (the
+/// repository's name and the branch) and unique (a hash of both), so two
+/// remotes that share a name never share a clone.
+pub fn clone_name(url: &str, branch: &str) -> String {
+    let name = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repo");
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    // FNV-1a: stable across releases and platforms, unlike std's hasher.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in url.bytes().chain([0]).chain(branch.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("{}@{}-{:08x}.git", safe(name), safe(branch), hash as u32)
+}
+
 /// Removes a password or token from a URL before it reaches a log line.
 pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
@@ -345,7 +372,19 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{clone_name, redact};
+
+    #[test]
+    fn clone_names_are_readable_and_distinct() {
+        let a = clone_name("https://github.com/acme/gitops.git", "main");
+        assert!(a.starts_with("gitops@main-") && a.ends_with(".git"), "{a}");
+        assert_ne!(a, clone_name("https://github.com/other/gitops.git", "main"));
+        assert_ne!(
+            a,
+            clone_name("https://github.com/acme/gitops.git", "release")
+        );
+        assert!(clone_name("git@host:team/x y.git", "feat/a").starts_with("x_y@feat_a-"));
+    }
 
     #[test]
     fn tokens_in_urls_are_redacted() {

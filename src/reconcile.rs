@@ -209,7 +209,7 @@ fn write(
         },
     };
 
-    for attempt in 1..=config.git.push_attempts {
+    for attempt in 1..=config.git.push_attempts.max(1) {
         if let Err(e) = checkout.sync() {
             return fail_all(config, &e, report);
         }

@@ -316,3 +316,51 @@ fn dry_run_prints_the_diff_and_writes_nothing() {
     );
     assert_eq!(remote.subjects(), ["seed"]);
 }
+
+/// The clone is a cache: if it is damaged (a crash, a full disk), the next
+/// cycle clones again and carries on.
+#[test]
+fn a_damaged_clone_is_cloned_again() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.3", PUSHED)]);
+    let remote = GitRemote::new(&[(FILE, VALUES)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("payments", "payments-api", "^1.4", FILE)],
+    );
+    expect(
+        &work.once(&[]),
+        0,
+        &["payments/dev: promoted 1.4.2 -> 1.4.3"],
+    );
+
+    let clones: Vec<_> = std::fs::read_dir(work.dir.path().join("checkout"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        clones.len(),
+        1,
+        "one clone per remote and branch, no leftovers: {clones:?}"
+    );
+    std::fs::remove_file(clones[0].join("HEAD")).unwrap();
+    std::fs::write(clones[0].join("config"), "not a git config [").unwrap();
+
+    moto.seed("payments-api", &[("1.4.4", PUSHED + 60)]);
+    let out = work.once(&[]);
+    expect(&out, 0, &["payments/dev: promoted 1.4.3 -> 1.4.4"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cloning again"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        remote.subjects(),
+        [
+            "payments: dev 1.4.3 -> 1.4.4",
+            "payments: dev 1.4.2 -> 1.4.3",
+            "seed"
+        ]
+    );
+}

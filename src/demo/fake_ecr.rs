@@ -39,7 +39,10 @@ impl FakeEcr {
     /// Records a push of `tag` to `repository`, as CI would.
     pub fn push(&self, repository: &str, tag: &str) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let digest = format!("sha256:{:064x}", fnv(repository, tag));
+        let digest: String = (0..4u8)
+            .map(|part| format!("{:016x}", fnv(repository, tag, part)))
+            .collect();
+        let digest = format!("sha256:{digest}");
         let mut repos = self.repositories.lock().unwrap_or_else(|e| e.into_inner());
         repos
             .entry(repository.to_string())
@@ -67,12 +70,18 @@ impl FakeEcr {
     }
 }
 
-/// A stable fake digest, so the same tag always shows the same digest.
-fn fnv(repository: &str, tag: &str) -> u128 {
-    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for b in repository.bytes().chain([b':']).chain(tag.bytes()) {
-        h ^= b as u128;
-        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+/// FNV-1a over `repository:tag` and a part number: a stable fake digest,
+/// so the same tag always shows the same digest.
+fn fnv(repository: &str, tag: &str, part: u8) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in repository
+        .bytes()
+        .chain([b':'])
+        .chain(tag.bytes())
+        .chain([part])
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
     }
     h
 }

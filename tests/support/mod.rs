@@ -315,6 +315,8 @@ impl Workdir {
     pub fn new(endpoint: &str, git_url: &str, apps: &[(&str, &str, &str, &str)]) -> Workdir {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("tagwatch.toml");
+        // An existing empty checkout_dir, as a Kubernetes emptyDir gives.
+        std::fs::create_dir(dir.path().join("checkout")).unwrap();
         let text = config(endpoint, git_url, &dir.path().join("checkout"), apps);
         std::fs::write(&config_path, text).unwrap();
         Workdir {
