@@ -23,7 +23,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::manifest::{Document, KeyPath};
-use crate::policy::{Policy, Strategy, range::Range};
+use crate::policy::{Policy, PolicySpec};
 
 /// Default time between polls when `interval` is absent.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
@@ -253,8 +253,11 @@ struct RawApp {
     repository: Option<Spanned<String>>,
     strategy: Option<Spanned<String>>,
     constraint: Option<Spanned<String>>,
+    allow: Option<Spanned<String>>,
+    extract: Option<Spanned<String>>,
     #[serde(default)]
     ignore: Vec<Spanned<String>>,
+    min_age: Option<Spanned<String>>,
     #[serde(default)]
     targets: Vec<RawTarget>,
 }
@@ -586,29 +589,7 @@ fn validate_app(
     check_repository(repository.get_ref())
         .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
 
-    let strategy = match &raw.strategy {
-        Some(s) => s
-            .get_ref()
-            .parse::<Strategy>()
-            .map_err(|m| src.error(Some(s.span()), at("strategy"), m))?,
-        None => Strategy::default(),
-    };
-    let constraint = match &raw.constraint {
-        Some(c) => Range::parse(c.get_ref())
-            .map_err(|e| src.error(Some(c.span()), at("constraint"), e.to_string()))?,
-        None => Range::parse("").expect("the empty range is valid"),
-    };
-    let mut ignore = Vec::with_capacity(raw.ignore.len());
-    for (i, g) in raw.ignore.iter().enumerate() {
-        let pattern = glob::Pattern::new(g.get_ref()).map_err(|e| {
-            src.error(
-                Some(g.span()),
-                format!("apps[{index}].ignore[{i}]"),
-                format!("invalid glob {:?}: {e}", g.get_ref()),
-            )
-        })?;
-        ignore.push(pattern);
-    }
+    let policy = validate_policy(src, index, raw)?;
 
     if raw.targets.is_empty() {
         return Err(src.error(
@@ -634,12 +615,46 @@ fn validate_app(
     Ok(App {
         name: name.get_ref().clone(),
         repository: repository.get_ref().clone(),
-        policy: Policy {
-            strategy,
-            constraint,
-            ignore,
-        },
+        policy,
         targets,
+    })
+}
+
+/// Builds the app's policy with the same validation `tagwatch policy test`
+/// uses, and points an error at the field it is about.
+fn validate_policy(src: &Source<'_>, index: usize, raw: &RawApp) -> Result<Policy, ConfigError> {
+    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+    let spec = PolicySpec {
+        strategy: text(&raw.strategy),
+        constraint: text(&raw.constraint),
+        allow: text(&raw.allow),
+        extract: text(&raw.extract),
+        ignore: raw.ignore.iter().map(|g| g.get_ref().clone()).collect(),
+        min_age: text(&raw.min_age),
+    };
+    Policy::from_spec(&spec).map_err(|e| {
+        let span = match (e.field, e.index) {
+            ("ignore", Some(i)) => raw.ignore.get(i).map(|g| g.span()),
+            ("strategy", _) => raw.strategy.as_ref().map(|s| s.span()),
+            ("constraint", _) => raw
+                .constraint
+                .as_ref()
+                .or(raw.strategy.as_ref())
+                .map(|s| s.span()),
+            ("allow", _) => raw.allow.as_ref().map(|s| s.span()),
+            ("extract", _) => raw.extract.as_ref().map(|s| s.span()),
+            ("min_age", _) => raw.min_age.as_ref().map(|s| s.span()),
+            _ => None,
+        };
+        let key = match e.index {
+            Some(i) => format!("apps[{index}].{}[{i}]", e.field),
+            None => format!("apps[{index}].{}", e.field),
+        };
+        src.error(
+            span.or_else(|| raw.name.as_ref().map(|n| n.span())),
+            key,
+            e.message,
+        )
     })
 }
 

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -28,7 +29,7 @@ use crate::config::{App, Config, Target};
 use crate::gitops::{Checkout, GitError};
 use crate::manifest;
 use crate::policy::Decision;
-use crate::registry::{Listing, Registry, RegistryError};
+use crate::registry::{Image, Listing, Registry, RegistryError};
 use crate::trailers::{Location, Promotion};
 
 /// Whether a cycle writes.
@@ -79,6 +80,9 @@ pub enum Outcome {
         to: String,
         diff: String,
     },
+    /// The chosen tag moved or vanished between listing and writing; the
+    /// next cycle decides again from a fresh listing.
+    Deferred { reason: String },
     /// This target could not be reconciled; others were not affected.
     Failed { stage: Stage, error: String },
 }
@@ -121,15 +125,26 @@ pub async fn run_cycle(
     checkout: SharedCheckout,
     mode: Mode,
 ) -> CycleReport {
-    let listings = list_repositories(&config, registry).await;
+    let listings = list_repositories(&config, Arc::clone(&registry)).await;
     let registry_pages = listings
         .values()
         .filter_map(|l| l.as_ref().ok())
         .map(|l| l.pages)
         .sum();
+    let now = OffsetDateTime::now_utc();
+    let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
-        write(&config, &listings, &mut guard, mode)
+        let recheck = Recheck {
+            registry: registry.as_ref(),
+            runtime,
+        };
+        write(
+            &config,
+            &listings,
+            &mut guard,
+            &Inputs { mode, now, recheck },
+        )
     });
     let mut report = match task.await {
         Ok(report) => report,
@@ -189,8 +204,47 @@ async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> List
 /// A change one target needs.
 struct Change {
     promotion: Promotion,
+    /// The image chosen, as listed; re-checked before writing when the
+    /// strategy needs it.
+    image: Image,
     content: Vec<u8>,
     old: Vec<u8>,
+}
+
+/// Re-reads a chosen tag from the registry just before it is written.
+/// Only `newest` and `digest` need it, and only for an actual promotion, so
+/// a quiet cycle still makes one listing per repository and nothing else.
+struct Recheck<'a> {
+    registry: &'a dyn Registry,
+    /// The blocking half calls into async code through this handle; it runs
+    /// on a blocking thread, where `block_on` is allowed.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Recheck<'_> {
+    /// `None` when the image still is what the listing said; otherwise why not.
+    fn moved(&self, repository: &str, image: &Image) -> Option<String> {
+        let fresh = self
+            .runtime
+            .block_on(self.registry.describe(repository, &image.tag));
+        match fresh {
+            Ok(Some(now)) if now.digest == image.digest => None,
+            Ok(Some(now)) => Some(format!(
+                "tag {} moved from {} to {} while deciding",
+                image.tag, image.digest, now.digest
+            )),
+            Ok(None) => Some(format!("tag {} disappeared while deciding", image.tag)),
+            Err(e) => Some(format!("could not re-check tag {}: {e}", image.tag)),
+        }
+    }
+}
+
+/// What every target of a cycle shares.
+struct Inputs<'a> {
+    mode: Mode,
+    /// One clock reading per cycle, so every app sees the same `min_age` cut.
+    now: OffsetDateTime,
+    recheck: Recheck<'a>,
 }
 
 /// The blocking half: sync, decide, commit, push, retrying on rejection.
@@ -198,8 +252,9 @@ fn write(
     config: &Config,
     listings: &Listings,
     slot: &mut Option<Checkout>,
-    mode: Mode,
+    inputs: &Inputs<'_>,
 ) -> CycleReport {
+    let mode = inputs.mode;
     let mut report = CycleReport::default();
     let checkout = match slot {
         Some(c) => c,
@@ -220,7 +275,7 @@ fn write(
                 let span = info_span!("target", app = %app.name, env = %target.env);
                 let _enter = span.enter();
                 let outcome =
-                    reconcile_target(app, target, listings, checkout, mode, &mut committed);
+                    reconcile_target(app, target, listings, checkout, inputs, &mut committed);
                 targets.push(TargetReport {
                     app: app.name.clone(),
                     env: target.env.clone(),
@@ -301,7 +356,7 @@ fn reconcile_target(
     target: &Target,
     listings: &Listings,
     checkout: &mut Checkout,
-    mode: Mode,
+    inputs: &Inputs<'_>,
     committed: &mut usize,
 ) -> Outcome {
     let file = match checkout.read(&target.file) {
@@ -314,20 +369,29 @@ fn reconcile_target(
         }
         Err(e) => return failed(Stage::Git, e.to_string()),
     };
-    let change = match plan(app, target, listings.get(&app.repository), &file) {
+    let change = match plan(
+        app,
+        target,
+        listings.get(&app.repository),
+        &file,
+        inputs.now,
+    ) {
         Ok(Planned::Change(change)) => change,
         Ok(Planned::Unchanged(current)) => {
             debug!(%current, "up to date");
             return Outcome::Unchanged { current };
         }
-        Ok(Planned::NoCandidate(current)) => {
-            info!(%current, repository = %app.repository, "no tag in the registry passes the policy; nothing written");
-            return Outcome::NoCandidate { current };
-        }
+        Ok(Planned::NoCandidate(current)) => return Outcome::NoCandidate { current },
         Err(outcome) => return outcome,
     };
+    if app.policy.needs_recheck()
+        && let Some(reason) = inputs.recheck.moved(&app.repository, &change.image)
+    {
+        info!(%reason, "deferred to the next cycle");
+        return Outcome::Deferred { reason };
+    }
     let Promotion { from, to, .. } = change.promotion.clone();
-    if mode == Mode::DryRun {
+    if inputs.mode == Mode::DryRun {
         return Outcome::WouldPromote {
             from,
             to,
@@ -353,7 +417,7 @@ fn reconcile_target(
 }
 
 enum Planned {
-    Change(Change),
+    Change(Box<Change>),
     Unchanged(String),
     NoCandidate(String),
 }
@@ -369,6 +433,7 @@ fn plan(
     target: &Target,
     listing: Option<&Result<Listing, RegistryError>>,
     file: &[u8],
+    now: OffsetDateTime,
 ) -> Result<Planned, Outcome> {
     let listing = match listing {
         Some(Ok(listing)) => listing,
@@ -384,30 +449,35 @@ fn plan(
     let scalar = manifest::get(file, &target.key, &target.document)
         .map_err(|e| failed(Stage::Manifest, at(&e)))?;
     let current = scalar.value;
-    let image = match app.policy.decide(&listing.images, &current) {
+    let image = match app.policy.decide(&listing.images, &current, now) {
         Ok(Decision::Promote(image)) => image,
-        Ok(Decision::Keep { .. }) => return Ok(Planned::Unchanged(current)),
-        Ok(Decision::NoCandidate) => return Ok(Planned::NoCandidate(current)),
+        Ok(Decision::Keep) => return Ok(Planned::Unchanged(current)),
+        Ok(Decision::NoCandidate { why }) => {
+            info!(%current, repository = %app.repository, %why, "no tag passes the policy; nothing written");
+            return Ok(Planned::NoCandidate(current));
+        }
         Err(e) => return Err(failed(Stage::Policy, at(&e))),
     };
-    let content = match manifest::set(file, &target.key, &target.document, &image.tag) {
+    let value = app.policy.value_of(image);
+    let content = match manifest::set(file, &target.key, &target.document, value) {
         Ok(Some(content)) => content,
         Ok(None) => return Ok(Planned::Unchanged(current)),
         Err(e) => return Err(failed(Stage::Manifest, at(&e))),
     };
-    Ok(Planned::Change(Change {
+    Ok(Planned::Change(Box::new(Change {
         promotion: Promotion {
             app: app.name.clone(),
             env: target.env.clone(),
             image: listing.image_name(),
             from: current,
-            to: image.tag.clone(),
+            to: value.to_string(),
             digest: image.digest.clone(),
             pushed_at: image.pushed_at,
         },
         content,
         old: file.to_vec(),
-    }))
+        image: image.clone(),
+    })))
 }
 
 fn unified_diff(target: &Target, old: &[u8], new: &[u8]) -> String {
@@ -429,6 +499,7 @@ pub fn summarize(report: &CycleReport) -> BTreeMap<&'static str, usize> {
             Outcome::NoCandidate { .. } => "no_candidate",
             Outcome::Promoted { .. } => "promoted",
             Outcome::WouldPromote { .. } => "would_promote",
+            Outcome::Deferred { .. } => "deferred",
             Outcome::Failed { .. } => "failed",
         };
         *counts.entry(key).or_insert(0) += 1;

@@ -1,98 +1,314 @@
 //! Tag policy: given the images a repository holds and the value a file
 //! holds now, decide what the file should hold.
 //!
-//! Pure logic with no I/O, so every rule is table-tested. The range syntax
-//! lives in [`range`] (Masterminds/semver v3, as Argo CD Image Updater and
-//! Flux read it). This module owns the filters (ignore globs, pre-releases),
-//! the choice among the survivors, and the guards that hold whatever the
-//! registry says: never downgrade, and never choose a tag the registry does
-//! not hold right now.
+//! Pure logic with no I/O (the clock is an argument), so every rule is
+//! table-tested. The range syntax lives in [`range`] (Masterminds/semver
+//! v3, as Argo CD Image Updater and Flux read it). This module owns:
+//!
+//! - the filters, applied in this order to every tag: signature and
+//!   attestation tags, `allow` (with `extract`), `ignore`, `min_age`;
+//! - the strategies that order the survivors: `semver`, `newest`,
+//!   `alphabetical`, `numeric`, `digest`;
+//! - the guards that hold whatever the registry says: never downgrade, and
+//!   never choose a value the registry does not hold right now.
+//!
+//! [`Policy::judge`] is the single place a tag's fate is decided; choosing
+//! ([`Policy::best`]) and explaining ([`Policy::explain`]) both use it, so
+//! `tagwatch policy test --explain` can never disagree with the daemon.
 
 pub mod range;
 
+use std::cmp::Ordering;
 use std::fmt;
-use std::str::FromStr;
+use std::time::Duration;
 
+use regex::Regex;
 use semver::Version;
+use time::OffsetDateTime;
 
 use crate::registry::Image;
 use range::{Range, parse_version};
 
-/// How a candidate is chosen among a repository's tags.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How candidates are ordered.
+#[derive(Clone, Debug)]
 pub enum Strategy {
-    /// The highest version inside the app's `constraint`.
-    #[default]
-    Semver,
+    /// The highest version inside the range.
+    Semver(Range),
+    /// The most recently pushed (`imagePushedAt`); ties go to the greater tag.
+    Newest,
+    /// The last in byte order.
+    Alphabetical,
+    /// The greatest integer or decimal.
+    Numeric,
+    /// Follows one named tag and writes its digest.
+    Digest { tag: String },
 }
 
-impl FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "semver" => Ok(Strategy::Semver),
-            other => Err(format!("unknown strategy {other:?}; expected \"semver\"")),
+impl Strategy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Semver(_) => "semver",
+            Strategy::Newest => "newest",
+            Strategy::Alphabetical => "alphabetical",
+            Strategy::Numeric => "numeric",
+            Strategy::Digest { .. } => "digest",
         }
     }
 }
 
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Strategy::Semver => "semver",
-        })
-    }
+/// Which capture group of `allow` orders the tags (Flux's `extract`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Group {
+    Index(usize),
+    Name(String),
 }
 
-/// One app's validated policy.
+/// One app's validated policy. Built only through [`Policy::from_spec`].
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub strategy: Strategy,
-    /// Versions outside this range are never chosen.
-    pub constraint: Range,
+    /// A tag must match this (searched as written; anchor it with `^…$`).
+    pub allow: Option<Regex>,
+    /// Order by this capture of `allow` instead of the whole tag.
+    pub extract: Option<Group>,
     /// A tag matching any of these is never chosen.
     pub ignore: Vec<glob::Pattern>,
+    /// A tag must have been pushed at least this long ago.
+    pub min_age: Option<Duration>,
 }
 
-/// What the policy decided for one target.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision<'a> {
-    /// Write this image's tag: it is newer than what the file holds.
-    Promote(&'a Image),
-    /// The file already holds the best choice, or something newer than any
-    /// candidate (never downgrade).
-    Keep { best: Option<&'a Image> },
-    /// No tag survived the filters. Nothing is written: an empty or fully
-    /// filtered registry must never blank a file.
-    NoCandidate,
+/// A policy as written, in config or on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct PolicySpec {
+    pub strategy: Option<String>,
+    pub constraint: Option<String>,
+    pub allow: Option<String>,
+    pub extract: Option<String>,
+    pub ignore: Vec<String>,
+    pub min_age: Option<String>,
 }
 
-/// Why a target cannot be decided; the app is skipped, not the cycle.
+/// A policy field that does not validate. The caller adds where it was.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PolicyError {
-    #[error(
-        "the file holds {current:?}, which is not a version; the semver strategy cannot tell whether a candidate would be a downgrade, so it writes nothing"
-    )]
-    CurrentNotVersion { current: String },
+#[error("{message}")]
+pub struct SpecError {
+    /// `strategy`, `constraint`, `allow`, `extract`, `ignore` or `min_age`.
+    pub field: &'static str,
+    /// For `ignore`, which entry.
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+fn spec_error(field: &'static str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        index: None,
+        message: message.into(),
+    }
 }
 
 impl Policy {
-    /// The best image under this policy, ignoring what the file holds.
-    pub fn best<'a>(&self, images: &'a [Image]) -> Option<&'a Image> {
-        match self.strategy {
-            Strategy::Semver => images
-                .iter()
-                .filter(|image| !self.is_ignored(&image.tag))
-                .filter_map(|image| Some((parse_version(&image.tag)?, image)))
-                .filter(|(version, _)| self.constraint.matches(version))
-                // Ties (`v1.2.3` and `1.2.3`, or build metadata, which
-                // Masterminds ignores) go to the greater tag name, so the
-                // choice never depends on the registry's listing order.
-                .max_by(|(va, a), (vb, b)| {
-                    cmp_ignoring_build(va, vb).then_with(|| a.tag.cmp(&b.tag))
-                })
-                .map(|(_, image)| image),
+    /// Validates a written policy. Combinations that would silently do
+    /// nothing (an `extract` without `allow`, a `constraint` the strategy
+    /// ignores) are errors, so a typo cannot quietly turn a policy off.
+    pub fn from_spec(spec: &PolicySpec) -> Result<Policy, SpecError> {
+        let constraint = spec.constraint.as_deref();
+        let strategy = match spec.strategy.as_deref().unwrap_or("semver") {
+            "semver" => Strategy::Semver(
+                Range::parse(constraint.unwrap_or(""))
+                    .map_err(|e| spec_error("constraint", e.to_string()))?,
+            ),
+            "digest" => match constraint.map(str::trim) {
+                Some(tag) if !tag.is_empty() => Strategy::Digest {
+                    tag: tag.to_string(),
+                },
+                _ => {
+                    return Err(spec_error(
+                        "constraint",
+                        "the digest strategy follows one tag: set constraint to it, e.g. \"stable\"",
+                    ));
+                }
+            },
+            other @ ("newest" | "alphabetical" | "numeric") => {
+                if constraint.is_some() {
+                    return Err(spec_error(
+                        "constraint",
+                        format!(
+                            "the {other} strategy takes no constraint; filter with allow and ignore"
+                        ),
+                    ));
+                }
+                match other {
+                    "newest" => Strategy::Newest,
+                    "alphabetical" => Strategy::Alphabetical,
+                    _ => Strategy::Numeric,
+                }
+            }
+            other => {
+                return Err(spec_error(
+                    "strategy",
+                    format!(
+                        "unknown strategy {other:?}; expected one of semver, newest, alphabetical, numeric, digest"
+                    ),
+                ));
+            }
+        };
+        let allow = match &spec.allow {
+            Some(re) => Some(
+                Regex::new(re)
+                    .map_err(|e| spec_error("allow", format!("invalid regex {re:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        let extract = match &spec.extract {
+            Some(x) => Some(parse_extract(x, allow.as_ref())?),
+            None => None,
+        };
+        if extract.is_some() && matches!(strategy, Strategy::Newest | Strategy::Digest { .. }) {
+            return Err(spec_error(
+                "extract",
+                format!(
+                    "the {} strategy does not order by tag text, so extract would do nothing",
+                    strategy.name()
+                ),
+            ));
         }
+        let mut ignore = Vec::with_capacity(spec.ignore.len());
+        for (i, g) in spec.ignore.iter().enumerate() {
+            ignore.push(glob::Pattern::new(g).map_err(|e| SpecError {
+                field: "ignore",
+                index: Some(i),
+                message: format!("invalid glob {g:?}: {e}"),
+            })?);
+        }
+        let min_age = match &spec.min_age {
+            Some(d) => Some(
+                humantime::parse_duration(d)
+                    .map_err(|e| spec_error("min_age", format!("invalid duration {d:?}: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Policy {
+            strategy,
+            allow,
+            extract,
+            ignore,
+            min_age,
+        })
+    }
+
+    /// Whether a tag chosen by this policy must be re-read from the
+    /// registry before it is written: `newest` and `digest` choose by what a
+    /// tag points at, and a tag can move between listing and writing.
+    pub fn needs_recheck(&self) -> bool {
+        matches!(self.strategy, Strategy::Newest | Strategy::Digest { .. })
+    }
+
+    /// The value written into the file for a chosen image.
+    pub fn value_of<'a>(&self, image: &'a Image) -> &'a str {
+        match self.strategy {
+            Strategy::Digest { .. } => &image.digest,
+            _ => &image.tag,
+        }
+    }
+
+    /// Decides one tag: `Ok` with its ordering key when it is a candidate,
+    /// `Err` with the reason when it is not.
+    pub fn judge<'a>(&self, image: &'a Image, now: OffsetDateTime) -> Result<Key<'a>, Reason> {
+        let tag = image.tag.as_str();
+        if is_signature(tag) {
+            return Err(Reason::Signature);
+        }
+        if let Strategy::Digest { tag: followed } = &self.strategy
+            && tag != followed
+        {
+            return Err(Reason::NotFollowed);
+        }
+        let value = self.ordering_text(tag)?;
+        if let Some(glob) = self.ignore.iter().find(|g| g.matches(tag)) {
+            return Err(Reason::Ignored(glob.as_str().to_string()));
+        }
+        if let Some(min_age) = self.min_age {
+            let Some(pushed) = image.pushed_at else {
+                return Err(Reason::NoPushTime);
+            };
+            let age = now - pushed;
+            if age.is_negative() {
+                return Err(Reason::InTheFuture);
+            }
+            if age < min_age {
+                return Err(Reason::TooYoung {
+                    age: age.unsigned_abs(),
+                });
+            }
+        }
+        match &self.strategy {
+            Strategy::Semver(range) => {
+                let v = parse_version(value).ok_or(Reason::NotVersion)?;
+                if range.matches(&v) {
+                    Ok(Key::Version(v))
+                } else if !v.pre.is_empty() {
+                    Err(Reason::Prerelease)
+                } else {
+                    Err(Reason::OutsideRange)
+                }
+            }
+            Strategy::Numeric => Decimal::parse(value)
+                .map(Key::Number)
+                .ok_or(Reason::NotNumber),
+            Strategy::Alphabetical => Ok(Key::Text(value)),
+            Strategy::Newest => image.pushed_at.map(Key::Time).ok_or(Reason::NoPushTime),
+            Strategy::Digest { .. } => Ok(Key::Text(value)),
+        }
+    }
+
+    /// The text a tag is ordered by: the whole tag, or `extract`'s capture.
+    fn ordering_text<'t>(&self, tag: &'t str) -> Result<&'t str, Reason> {
+        let Some(allow) = &self.allow else {
+            return Ok(tag);
+        };
+        let Some(extract) = &self.extract else {
+            return if allow.is_match(tag) {
+                Ok(tag)
+            } else {
+                Err(Reason::NotAllowed)
+            };
+        };
+        let caps = allow.captures(tag).ok_or(Reason::NotAllowed)?;
+        let group = match extract {
+            Group::Index(i) => caps.get(*i),
+            Group::Name(n) => caps.name(n),
+        };
+        group.map(|m| m.as_str()).ok_or(Reason::NotAllowed)
+    }
+
+    /// The best image under this policy, ignoring what the file holds.
+    pub fn best<'a>(&self, images: &'a [Image], now: OffsetDateTime) -> Option<&'a Image> {
+        images
+            .iter()
+            .filter_map(|image| Some((self.judge(image, now).ok()?, image)))
+            .max_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.tag.cmp(&b.tag)))
+            .map(|(_, image)| image)
+    }
+
+    /// Every tag's verdict, in input order, and the chosen one.
+    pub fn explain<'a>(
+        &self,
+        images: &'a [Image],
+        now: OffsetDateTime,
+    ) -> Vec<(&'a Image, Verdict)> {
+        let best = self.best(images, now).map(|b| &b.tag);
+        images
+            .iter()
+            .map(|image| {
+                let verdict = match self.judge(image, now) {
+                    Ok(_) if Some(&image.tag) == best => Verdict::Chosen,
+                    Ok(_) => Verdict::Candidate,
+                    Err(reason) => Verdict::Rejected(reason),
+                };
+                (image, verdict)
+            })
+            .collect()
     }
 
     /// Decides what a file holding `current` should hold.
@@ -100,156 +316,316 @@ impl Policy {
         &self,
         images: &'a [Image],
         current: &str,
+        now: OffsetDateTime,
     ) -> Result<Decision<'a>, PolicyError> {
-        let Some(best) = self.best(images) else {
-            return Ok(Decision::NoCandidate);
-        };
-        if best.tag == current {
-            return Ok(Decision::Keep { best: Some(best) });
-        }
-        let Some(current_version) = parse_version(current) else {
-            return Err(PolicyError::CurrentNotVersion {
-                current: current.to_string(),
+        let Some(best) = self.best(images, now) else {
+            return Ok(Decision::NoCandidate {
+                why: self.why_none(images, now),
             });
         };
-        let best_version = parse_version(&best.tag).expect("best() only returns versions");
-        if cmp_ignoring_build(&best_version, &current_version).is_gt() {
-            Ok(Decision::Promote(best))
-        } else {
-            Ok(Decision::Keep { best: Some(best) })
+        let value = self.value_of(best);
+        if value == current {
+            return Ok(Decision::Keep);
         }
+        let newer = match &self.strategy {
+            Strategy::Semver(_) => {
+                let cur = self
+                    .ordering_text(current)
+                    .ok()
+                    .and_then(parse_version)
+                    .ok_or_else(|| PolicyError::CurrentUnordered {
+                        current: current.into(),
+                        kind: "version",
+                    })?;
+                let Ok(Key::Version(new)) = self.judge(best, now) else {
+                    unreachable!("best() judged it")
+                };
+                cmp_versions(&new, &cur).is_gt()
+            }
+            Strategy::Numeric => {
+                let cur = self
+                    .ordering_text(current)
+                    .ok()
+                    .and_then(Decimal::parse)
+                    .ok_or_else(|| PolicyError::CurrentUnordered {
+                        current: current.into(),
+                        kind: "number",
+                    })?;
+                let Ok(Key::Number(new)) = self.judge(best, now) else {
+                    unreachable!("best() judged it")
+                };
+                new > cur
+            }
+            // Going back in time is a downgrade too: keep a value the
+            // registry says was pushed after the candidate.
+            Strategy::Newest => !images
+                .iter()
+                .any(|i| i.tag == current && i.pushed_at > best.pushed_at),
+            Strategy::Alphabetical | Strategy::Digest { .. } => true,
+        };
+        Ok(if newer {
+            Decision::Promote(best)
+        } else {
+            Decision::Keep
+        })
     }
 
-    fn is_ignored(&self, tag: &str) -> bool {
-        self.ignore.iter().any(|g| g.matches(tag))
+    /// A one-line account of why no tag qualified, for the info log: a
+    /// filter that removes everything must never do so in silence.
+    fn why_none(&self, images: &[Image], now: OffsetDateTime) -> String {
+        if images.is_empty() {
+            return "the repository holds no tagged images".into();
+        }
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for image in images {
+            if let Err(reason) = self.judge(image, now) {
+                let label = reason.label().to_string();
+                match counts.iter_mut().find(|(l, _)| *l == label) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((label, 1)),
+                }
+            }
+        }
+        let parts: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
+        format!(
+            "none of {} tags qualifies: {}",
+            images.len(),
+            parts.join(", ")
+        )
     }
+}
+
+fn parse_extract(x: &str, allow: Option<&Regex>) -> Result<Group, SpecError> {
+    let Some(allow) = allow else {
+        return Err(spec_error(
+            "extract",
+            "extract needs an allow regex to capture from",
+        ));
+    };
+    let name = x.trim().strip_prefix('$').unwrap_or(x.trim());
+    let name = name
+        .strip_prefix('{')
+        .and_then(|n| n.strip_suffix('}'))
+        .unwrap_or(name);
+    let group = match name.parse::<usize>() {
+        Ok(i) if i >= 1 && i < allow.captures_len() => Group::Index(i),
+        Ok(i) => {
+            return Err(spec_error(
+                "extract",
+                format!(
+                    "allow has {} capture groups, so ${i} does not exist",
+                    allow.captures_len() - 1
+                ),
+            ));
+        }
+        Err(_) if allow.capture_names().flatten().any(|n| n == name) => {
+            Group::Name(name.to_string())
+        }
+        Err(_) => {
+            return Err(spec_error(
+                "extract",
+                format!("allow has no capture group named {name:?}; write it as (?P<{name}>…)"),
+            ));
+        }
+    };
+    Ok(group)
+}
+
+/// cosign and similar tools store signatures, attestations and SBOMs as
+/// tags named after the image digest. They are never deployable images.
+fn is_signature(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else {
+        return false;
+    };
+    let Some((hex, ext)) = rest.split_once('.') else {
+        return false;
+    };
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && matches!(ext, "sig" | "att" | "sbom")
 }
 
 /// Semver precedence: build metadata does not order versions (SemVer 2.0
 /// §10), though the `semver` crate's `Ord` uses it as a tie-breaker.
-fn cmp_ignoring_build(a: &Version, b: &Version) -> std::cmp::Ordering {
+fn cmp_versions(a: &Version, b: &Version) -> Ordering {
     (a.major, a.minor, a.patch, &a.pre).cmp(&(b.major, b.minor, b.patch, &b.pre))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// What a candidate is ordered by. All candidates of one policy have the
+/// same kind of key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key<'a> {
+    Version(Version),
+    Number(Decimal<'a>),
+    Text(&'a str),
+    Time(OffsetDateTime),
+}
 
-    fn images(tags: &[&str]) -> Vec<Image> {
-        tags.iter()
-            .map(|t| Image {
-                tag: t.to_string(),
-                digest: format!("sha256:{t}"),
-                pushed_at: None,
-            })
-            .collect()
+impl PartialOrd for Key<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
+}
 
-    fn policy(constraint: &str, ignore: &[&str]) -> Policy {
-        Policy {
-            strategy: Strategy::Semver,
-            constraint: Range::parse(constraint).unwrap(),
-            ignore: ignore
-                .iter()
-                .map(|g| glob::Pattern::new(g).unwrap())
-                .collect(),
-        }
-    }
-
-    fn chosen(constraint: &str, ignore: &[&str], tags: &[&str], current: &str) -> String {
-        let imgs = images(tags);
-        match policy(constraint, ignore).decide(&imgs, current).unwrap() {
-            Decision::Promote(i) => format!("promote {}", i.tag),
-            Decision::Keep { .. } => "keep".into(),
-            Decision::NoCandidate => "none".into(),
-        }
-    }
-
-    /// constraint, ignore globs, registry tags, file holds, expected.
-    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
-
-    #[test]
-    fn semver_decisions_a_user_would_expect() {
-        let cases: &[Case] = &[
-            (
-                "^1.4",
-                &[],
-                &["1.4.2", "1.4.3", "1.3.9"],
-                "1.4.2",
-                "promote 1.4.3",
-            ),
-            (
-                "^1.4",
-                &[],
-                &["1.4.2", "1.4.3", "2.0.0"],
-                "1.4.2",
-                "promote 1.4.3",
-            ),
-            ("^1.4", &[], &["1.4.2", "1.5.0-rc.1"], "1.4.2", "keep"),
-            (
-                "^1.4",
-                &["*-debug"],
-                &["1.4.2", "1.4.9-debug"],
-                "1.4.2",
-                "keep",
-            ),
-            ("^1.4", &["1.4.3"], &["1.4.2", "1.4.3"], "1.4.2", "keep"),
-            ("^1.4", &[], &["1.4.1"], "1.4.2", "keep"),
-            ("^1.4", &[], &["1.4.2"], "1.4.2", "keep"),
-            ("^1.4", &[], &[], "1.4.2", "none"),
-            ("^1.4", &[], &["latest", "main-abc"], "1.4.2", "none"),
-            ("^1.4", &[], &["v1.4.3", "1.4.2"], "1.4.2", "promote v1.4.3"),
-            ("^1.4", &[], &["v1.4.3", "1.4.3"], "1.4.2", "promote v1.4.3"),
-            ("^1.4", &[], &["1.4.3"], "v1.4.3", "keep"),
-            (
-                "",
-                &[],
-                &["1.4.3", "3.0.0", "3.1.0-beta.1"],
-                "1.4.2",
-                "promote 3.0.0",
-            ),
-            (
-                "^1.4.0-0",
-                &[],
-                &["1.4.2", "1.5.0-rc.1"],
-                "1.4.2",
-                "promote 1.5.0-rc.1",
-            ),
-        ];
-        for (constraint, ignore, tags, current, expected) in cases {
-            assert_eq!(
-                &chosen(constraint, ignore, tags, current),
-                expected,
-                "constraint {constraint:?} ignore {ignore:?} tags {tags:?} current {current:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_file_holding_a_non_version_is_skipped_not_overwritten() {
-        let imgs = images(&["1.4.3"]);
-        let err = policy("^1.4", &[]).decide(&imgs, "latest").unwrap_err();
-        assert_eq!(
-            err,
-            PolicyError::CurrentNotVersion {
-                current: "latest".into()
-            }
-        );
-    }
-
-    #[test]
-    fn listing_order_never_changes_the_choice() {
-        let mut tags = vec!["1.4.3", "v1.4.3", "1.4.3+build.2", "1.4.3+build.1", "1.4.0"];
-        let first = policy("^1.4", &[])
-            .best(&images(&tags))
-            .unwrap()
-            .tag
-            .clone();
-        for _ in 0..tags.len() {
-            tags.rotate_left(1);
-            assert_eq!(policy("^1.4", &[]).best(&images(&tags)).unwrap().tag, first);
-            tags.reverse();
-            assert_eq!(policy("^1.4", &[]).best(&images(&tags)).unwrap().tag, first);
+impl Ord for Key<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Key::Version(a), Key::Version(b)) => cmp_versions(a, b),
+            (Key::Number(a), Key::Number(b)) => a.cmp(b),
+            (Key::Text(a), Key::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Key::Time(a), Key::Time(b)) => a.cmp(b),
+            // One policy yields one kind of key; order kinds arbitrarily
+            // but consistently so `Ord` stays total.
+            _ => self.rank().cmp(&other.rank()),
         }
     }
 }
+
+impl Key<'_> {
+    fn rank(&self) -> u8 {
+        match self {
+            Key::Version(_) => 0,
+            Key::Number(_) => 1,
+            Key::Text(_) => 2,
+            Key::Time(_) => 3,
+        }
+    }
+}
+
+/// A non-negative integer or decimal, compared exactly: `0012` = `12`,
+/// `1.50` = `1.5`, and `20241231235959` does not lose digits as an `f64`
+/// would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decimal<'a> {
+    /// Integer digits without leading zeros.
+    int: &'a str,
+    /// Fraction digits without trailing zeros.
+    frac: &'a str,
+}
+
+impl<'a> Decimal<'a> {
+    pub fn parse(s: &'a str) -> Option<Decimal<'a>> {
+        let (int, frac) = match s.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (s, ""),
+        };
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int) || (s.contains('.') && !digits(frac)) {
+            return None;
+        }
+        Some(Decimal {
+            int: int.trim_start_matches('0'),
+            frac: frac.trim_end_matches('0'),
+        })
+    }
+}
+
+impl PartialOrd for Decimal<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.int.len(), self.int)
+            .cmp(&(other.int.len(), other.int))
+            .then_with(|| self.frac.cmp(other.frac))
+    }
+}
+
+/// Why a tag is not a candidate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Signature,
+    NotFollowed,
+    NotAllowed,
+    Ignored(String),
+    NoPushTime,
+    InTheFuture,
+    TooYoung { age: Duration },
+    NotVersion,
+    Prerelease,
+    OutsideRange,
+    NotNumber,
+}
+
+impl Reason {
+    /// A short fixed label, for counts and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Reason::Signature => "signature or attestation",
+            Reason::NotFollowed => "not the followed tag",
+            Reason::NotAllowed => "not matched by allow",
+            Reason::Ignored(_) => "ignored",
+            Reason::NoPushTime => "without a push time",
+            Reason::InTheFuture => "pushed in the future",
+            Reason::TooYoung { .. } => "too young",
+            Reason::NotVersion => "not a version",
+            Reason::Prerelease => "pre-release",
+            Reason::OutsideRange => "outside the range",
+            Reason::NotNumber => "not a number",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Ignored(glob) => write!(f, "ignored by {glob:?}"),
+            Reason::TooYoung { age } => {
+                write!(
+                    f,
+                    "too young (pushed {} ago)",
+                    humantime::format_duration(*age)
+                )
+            }
+            Reason::InTheFuture => f.write_str("pushed in the future (clock skew?); too young"),
+            Reason::Prerelease => f.write_str("pre-release, and the range names no pre-release"),
+            other => f.write_str(other.label()),
+        }
+    }
+}
+
+/// A tag's verdict in `--explain` output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Chosen,
+    Candidate,
+    Rejected(Reason),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Chosen => f.write_str("chosen"),
+            Verdict::Candidate => f.write_str("candidate, not the best"),
+            Verdict::Rejected(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// What the policy decided for one target.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// Write this image (its tag, or its digest for the digest strategy).
+    Promote(&'a Image),
+    /// The file already holds the best choice, or something the guards
+    /// forbid replacing with it.
+    Keep,
+    /// No tag survived the filters. Nothing is written: an empty or fully
+    /// filtered registry must never blank a file.
+    NoCandidate { why: String },
+}
+
+/// Why a target cannot be decided; the app is skipped, not the cycle.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error(
+        "the file holds {current:?}, which is not a {kind} under this policy; it cannot tell whether a candidate would be a downgrade, so it writes nothing"
+    )]
+    CurrentUnordered { current: String, kind: &'static str },
+}
+
+#[cfg(test)]
+mod tests;

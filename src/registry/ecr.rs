@@ -14,10 +14,10 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ecr::types::{DescribeImagesFilter, TagStatus};
+use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, TagStatus};
 use time::OffsetDateTime;
 
-use super::{ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
+use super::{DescribeFuture, ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
 use crate::config::AwsSettings;
 
 /// ECR's largest page; fewer pages means fewer round trips and less
@@ -126,29 +126,69 @@ impl EcrRegistry {
                 {
                     listing.registry_id = id.to_string();
                 }
-                let Some(digest) = detail.image_digest() else {
-                    continue;
-                };
-                let pushed_at = detail
-                    .image_pushed_at()
-                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
-                for tag in detail.image_tags() {
-                    listing.images.push(Image {
-                        tag: tag.clone(),
-                        digest: digest.to_string(),
-                        pushed_at,
-                    });
-                }
+                listing.images.extend(images_of(detail));
             }
         }
         Ok(listing)
     }
+
+    async fn describe_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Image>, RegistryError> {
+        let result = self
+            .client
+            .describe_images()
+            .repository_name(repository)
+            .set_registry_id(self.registry_id.clone())
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(out
+                .image_details()
+                .iter()
+                .flat_map(images_of)
+                .find(|image| image.tag == tag)),
+            Err(e) => {
+                let e = classify(repository, e);
+                // ECR answers a missing tag with ImageNotFoundException.
+                if e.kind == ErrorKind::ImageNotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// One image's tags as [`Image`]s; an image without a digest is skipped
+/// (ECR always sends one; a peer that does not is not trusted with a write).
+fn images_of(detail: &ImageDetail) -> impl Iterator<Item = Image> + '_ {
+    let digest = detail.image_digest();
+    let pushed_at = detail
+        .image_pushed_at()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+    detail.image_tags().iter().filter_map(move |tag| {
+        Some(Image {
+            tag: tag.clone(),
+            digest: digest?.to_string(),
+            pushed_at,
+        })
+    })
 }
 
 impl Registry for EcrRegistry {
     fn list(&self, repository: &str) -> ListFuture<'_> {
         let repository = repository.to_string();
         Box::pin(async move { self.list_all(&repository).await })
+    }
+
+    fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_> {
+        let (repository, tag) = (repository.to_string(), tag.to_string());
+        Box::pin(async move { self.describe_tag(&repository, &tag).await })
     }
 }
 
@@ -161,6 +201,7 @@ where
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::ServiceError(service) => match service.err().code() {
             Some("RepositoryNotFoundException") => ErrorKind::NotFound,
+            Some("ImageNotFoundException") => ErrorKind::ImageNotFound,
             Some(
                 "AccessDeniedException"
                 | "UnrecognizedClientException"

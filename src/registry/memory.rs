@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
+use super::{DescribeFuture, ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
 
 /// Repositories and their images, changeable while a test runs.
 #[derive(Default)]
@@ -41,5 +41,13 @@ impl Registry for MemoryRegistry {
             }),
         };
         Box::pin(async move { result })
+    }
+
+    fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_> {
+        let image = self
+            .lock()
+            .get(repository)
+            .and_then(|images| images.iter().find(|i| i.tag == tag).cloned());
+        Box::pin(async move { Ok(image) })
     }
 }

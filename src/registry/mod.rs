@@ -53,6 +53,7 @@ impl Listing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     NotFound,
+    ImageNotFound,
     AccessDenied,
     Throttled,
     Timeout,
@@ -63,6 +64,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "not_found",
+            ErrorKind::ImageNotFound => "image_not_found",
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::Throttled => "throttled",
             ErrorKind::Timeout => "timeout",
@@ -88,10 +90,16 @@ impl RegistryError {
 }
 
 pub type ListFuture<'a> = Pin<Box<dyn Future<Output = Result<Listing, RegistryError>> + Send + 'a>>;
+pub type DescribeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Image>, RegistryError>> + Send + 'a>>;
 
 /// A source of image listings.
 pub trait Registry: Send + Sync {
     /// Lists every tagged image of `repository`, following pagination to the
     /// end. Called once per repository per cycle, however many apps use it.
     fn list(&self, repository: &str) -> ListFuture<'_>;
+
+    /// Reads one tag as the registry holds it right now; `None` when the
+    /// tag does not exist. Used to re-check a choice just before writing.
+    fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_>;
 }

@@ -2,6 +2,8 @@
 //! status. 0 is success, 1 is a failed app, 64 (`EX_USAGE`) is a bad
 //! configuration or bad arguments, reported before any network I/O.
 
+mod policy_test;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ pub enum Command {
     },
     /// Run a cycle every `interval` until SIGTERM or SIGINT.
     Run(ConfigArg),
+    /// Work with tag policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Walk through a promotion on loopback: a throwaway GitOps repository and
     /// a local ECR-compatible endpoint, no AWS or GitHub needed.
     Demo {
@@ -57,6 +62,13 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Choose among tags with a policy, as the daemon would, and print the choice.
+    /// Exits 0 with a choice, 1 when no tag qualifies, 64 for an invalid policy.
+    Test(policy_test::PolicyTestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +147,7 @@ pub async fn run(command: Command) -> u8 {
             daemon::run(ctx, shutdown).await;
             0
         }
+        Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
         Command::Demo { dir } => match crate::demo::run(dir).await {
             Ok(()) => 0,
             Err(e) => {
@@ -145,14 +158,14 @@ pub async fn run(command: Command) -> u8 {
     }
 }
 
-fn load(arg: &ConfigArg) -> Result<Config, u8> {
+pub(crate) fn load(arg: &ConfigArg) -> Result<Config, u8> {
     config::load(&arg.config).map_err(|e| {
         eprintln!("{e}");
         EXIT_USAGE
     })
 }
 
-async fn context(config: Config) -> Option<Context> {
+pub(crate) async fn context(config: Config) -> Option<Context> {
     match EcrRegistry::connect(&config.aws, None).await {
         Ok(registry) => Some(Context::new(config, Arc::new(registry))),
         Err(e) => {
@@ -197,6 +210,9 @@ pub fn print_report(report: &CycleReport) {
             Outcome::WouldPromote { from, to, diff } => {
                 println!("{name}: would promote {from} -> {to}");
                 print!("{diff}");
+            }
+            Outcome::Deferred { reason } => {
+                println!("{name}: deferred to the next cycle: {reason}")
             }
             Outcome::Failed { stage, error } => {
                 println!("{name}: failed ({}): {error}", stage.as_str())

@@ -1,0 +1,162 @@
+//! `tagwatch policy test`: the daemon's policy engine on tags from the
+//! command line, stdin, or an app's real ECR repository, so a user can see
+//! what a policy would choose, and why, before deploying it.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
+use crate::policy::{Policy, PolicySpec};
+use crate::registry::ecr::EcrRegistry;
+use crate::registry::{Image, Registry};
+
+#[derive(clap::Args, Debug)]
+pub struct PolicyTestArgs {
+    /// semver (default), newest, alphabetical, numeric or digest.
+    #[arg(long)]
+    strategy: Option<String>,
+    /// The range for semver, or the followed tag for digest.
+    #[arg(long)]
+    constraint: Option<String>,
+    /// A regex a tag must match (searched as written; anchor with ^…$).
+    #[arg(long)]
+    allow: Option<String>,
+    /// Order by this capture of --allow: $name or $1.
+    #[arg(long)]
+    extract: Option<String>,
+    /// A glob; a matching tag is never chosen. Repeatable.
+    #[arg(long)]
+    ignore: Vec<String>,
+    /// A tag must have been pushed at least this long ago.
+    #[arg(long)]
+    min_age: Option<String>,
+    /// Print every tag's verdict and the reason for it.
+    #[arg(long)]
+    explain: bool,
+    /// Use this config's app policy and its repository's real tags.
+    #[arg(
+        long,
+        requires = "app",
+        conflicts_with_all = ["strategy", "constraint", "allow", "extract", "ignore", "min_age", "tags"]
+    )]
+    config: Option<PathBuf>,
+    /// The app whose policy and repository to use (with --config).
+    #[arg(long, requires = "config")]
+    app: Option<String>,
+    /// Tags, each optionally with a push time: TAG@2026-11-21T10:00:00Z.
+    /// `-` reads them from stdin, one per line.
+    #[arg(required_unless_present = "config")]
+    tags: Vec<String>,
+}
+
+pub async fn run(args: PolicyTestArgs) -> u8 {
+    let (policy, images) = match &args.config {
+        Some(config) => match from_config(config, args.app.as_deref().unwrap_or_default()).await {
+            Ok(found) => found,
+            Err(code) => return code,
+        },
+        None => match from_args(&args) {
+            Ok(found) => found,
+            Err(message) => {
+                eprintln!("tagwatch policy test: {message}");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let now = OffsetDateTime::now_utc();
+    if args.explain {
+        let verdicts = policy.explain(&images, now);
+        let width = verdicts.iter().map(|(i, _)| i.tag.len()).max().unwrap_or(0);
+        for (image, verdict) in &verdicts {
+            println!("{:width$}  {verdict}", image.tag);
+        }
+    }
+    match policy.best(&images, now) {
+        Some(image) => {
+            let value = policy.value_of(image);
+            // Tags from the command line carry no digest.
+            println!("{}", if value.is_empty() { &image.tag } else { value });
+            0
+        }
+        None => {
+            eprintln!("no tag qualifies");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn from_args(args: &PolicyTestArgs) -> Result<(Policy, Vec<Image>), String> {
+    let spec = PolicySpec {
+        strategy: args.strategy.clone(),
+        constraint: args.constraint.clone(),
+        allow: args.allow.clone(),
+        extract: args.extract.clone(),
+        ignore: args.ignore.clone(),
+        min_age: args.min_age.clone(),
+    };
+    let policy =
+        Policy::from_spec(&spec).map_err(|e| format!("--{}: {e}", e.field.replace('_', "-")))?;
+    let mut images = Vec::new();
+    for arg in &args.tags {
+        if arg == "-" {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+                let line = line.trim();
+                if !line.is_empty() {
+                    images.push(parse_tag(line)?);
+                }
+            }
+        } else {
+            images.push(parse_tag(arg)?);
+        }
+    }
+    Ok((policy, images))
+}
+
+/// `TAG` or `TAG@RFC3339`. OCI tags cannot contain `@`, so the split is
+/// unambiguous.
+fn parse_tag(arg: &str) -> Result<Image, String> {
+    let (tag, pushed_at) = match arg.split_once('@') {
+        Some((tag, at)) => {
+            let at = OffsetDateTime::parse(at, &Rfc3339)
+                .map_err(|e| format!("{arg:?}: push time {at:?} is not RFC 3339 ({e})"))?;
+            (tag, Some(at))
+        }
+        None => (arg, None),
+    };
+    if tag.is_empty() {
+        return Err(format!("{arg:?}: empty tag"));
+    }
+    Ok(Image {
+        tag: tag.to_string(),
+        digest: String::new(),
+        pushed_at,
+    })
+}
+
+async fn from_config(path: &std::path::Path, app: &str) -> Result<(Policy, Vec<Image>), u8> {
+    let config = load(&ConfigArg {
+        config: path.to_path_buf(),
+    })?;
+    let Some(found) = config.apps.iter().find(|a| a.name == app) else {
+        let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
+        eprintln!(
+            "{}: no app named {app:?}; apps: {}",
+            path.display(),
+            names.join(", ")
+        );
+        return Err(EXIT_USAGE);
+    };
+    let registry = EcrRegistry::connect(&config.aws, None).await.map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        EXIT_USAGE
+    })?;
+    let listing = registry.list(&found.repository).await.map_err(|e| {
+        eprintln!("{e}");
+        EXIT_FAILED
+    })?;
+    Ok((found.policy.clone(), listing.images))
+}

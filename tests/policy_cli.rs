@@ -1,0 +1,206 @@
+//! `tagwatch policy test`: the exact CLI shape scripts rely on, its exit
+//! codes, `--explain`, stdin, and `--config --app` against moto's ECR.
+
+mod support;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use support::*;
+
+fn policy_test(args: &[&str]) -> std::process::Output {
+    let mut full = vec!["policy", "test"];
+    full.extend_from_slice(args);
+    tagwatch(&full, std::path::Path::new("."))
+}
+
+#[test]
+fn prints_the_choice_and_exits_by_outcome() {
+    let cases: &[(&[&str], i32, &str)] = &[
+        // arguments, exit status, stdout
+        (
+            &[
+                "--constraint",
+                "^1.4",
+                "1.4.2",
+                "1.4.3",
+                "1.5.0-rc.1",
+                "2.0.0",
+            ],
+            0,
+            "1.4.3\n",
+        ),
+        (&["--constraint", "~1.2", "1.2.9", "1.3.0"], 0, "1.2.9\n"),
+        (
+            &["--constraint", "1.2 - 1.4.5", "1.4.5", "1.4.6", "1.1.0"],
+            0,
+            "1.4.5\n",
+        ),
+        (
+            &["--constraint", "^1 || ^3", "2.9.0", "3.1.0", "1.0.0"],
+            0,
+            "3.1.0\n",
+        ),
+        (&["--constraint", "^3", "1.0.0", "2.0.0"], 1, ""),
+        (
+            &[
+                "--strategy",
+                "alphabetical",
+                "--ignore",
+                "z*",
+                "b",
+                "a",
+                "zz",
+            ],
+            0,
+            "b\n",
+        ),
+        (&["--strategy", "numeric", "9", "10", "x"], 0, "10\n"),
+        (
+            &[
+                "--strategy",
+                "newest",
+                "a@2026-11-21T10:00:00Z",
+                "b@2026-11-21T11:00:00Z",
+                "c@2026-11-21T09:00:00Z",
+            ],
+            0,
+            "b\n",
+        ),
+        (
+            &[
+                "--strategy",
+                "numeric",
+                "--allow",
+                r"^main-(?P<build>\d+)-[0-9a-f]{7}$",
+                "--extract",
+                "$build",
+                "main-99-abcdef1",
+                "main-120-1234567",
+                "main-7",
+            ],
+            0,
+            "main-120-1234567\n",
+        ),
+        (
+            &[
+                "--min-age",
+                "1h",
+                "1.0.0@2026-11-21T10:00:00Z",
+                "2.0.0@2999-01-01T00:00:00Z",
+            ],
+            0,
+            "1.0.0\n",
+        ),
+        // invalid policies and inputs: 64
+        (&["--constraint", "^1.x.y", "1.0.0"], 64, ""),
+        (&["--allow", "(", "1.0.0"], 64, ""),
+        (&["--extract", "$build", "1.0.0"], 64, ""),
+        (&["--strategy", "newest", "--constraint", "^1", "a"], 64, ""),
+        (&["--strategy", "sideways", "a"], 64, ""),
+        (&["1.0.0@yesterday"], 64, ""),
+    ];
+    for (args, code, stdout) in cases {
+        let out = policy_test(args);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", show(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            *stdout,
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+}
+
+#[test]
+fn explain_gives_each_tags_verdict() {
+    let out = policy_test(&[
+        "--constraint",
+        "^1.4",
+        "--ignore",
+        "*-debug",
+        "--explain",
+        "1.4.2",
+        "1.4.3",
+        "1.5.0-rc.1",
+        "1.4.4-debug",
+        "2.0.0",
+        "latest",
+    ]);
+    expect(&out, 0, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdicts: Vec<(&str, &str)> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(t, v)| (t.trim(), v.trim())))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("1.4.2", "candidate, not the best"),
+            ("1.4.3", "chosen"),
+            (
+                "1.5.0-rc.1",
+                "pre-release, and the range names no pre-release"
+            ),
+            ("1.4.4-debug", "ignored by \"*-debug\""),
+            ("2.0.0", "outside the range"),
+            ("latest", "not a version"),
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("\n1.4.3\n"), "{stdout}");
+}
+
+#[test]
+fn reads_tags_from_stdin() {
+    let mut child = tagwatch_command()
+        .args(["policy", "test", "--constraint", ">=2", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1.9.0\n2.1.0\n\n2.0.5\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    expect(&out, 0, &["2.1.0\n"]);
+}
+
+#[test]
+fn uses_an_apps_policy_and_its_real_tags() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.2", 1), ("1.4.3", 2), ("2.0.0", 3)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        "file:///nonexistent",
+        &[("payments", "payments-api", "^1.4", "v.yaml")],
+    );
+    let config = work.config.to_str().unwrap();
+    let out = tagwatch(
+        &[
+            "policy",
+            "test",
+            "--config",
+            config,
+            "--app",
+            "payments",
+            "--explain",
+        ],
+        work.dir.path(),
+    );
+    expect(&out, 0, &["2.0.0  outside the range", "\n1.4.3\n"]);
+
+    let out = tagwatch(
+        &["policy", "test", "--config", config, "--app", "nope"],
+        work.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no app named \"nope\""),
+        "{}",
+        show(&out)
+    );
+}
