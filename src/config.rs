@@ -213,7 +213,7 @@ struct RawConfig {
     include: Vec<Spanned<String>>,
     #[serde(default)]
     aws: RawAws,
-    git: Option<RawGit>,
+    git: Option<Spanned<RawGit>>,
     #[serde(default)]
     apps: Vec<RawApp>,
 }
@@ -327,7 +327,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     };
     let aws = validate_aws(&main, &raw.aws)?;
     let git = match &raw.git {
-        Some(git) => validate_git(&main, base, git)?,
+        Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
         None => return Err(main.error(None, "git", "missing section [git]")),
     };
 
@@ -465,10 +465,15 @@ fn positive(src: &Source<'_>, v: &Spanned<i64>, key: &str, max: i64) -> Result<i
     Ok(n)
 }
 
-fn validate_git(src: &Source<'_>, base: &Path, raw: &RawGit) -> Result<GitSettings, ConfigError> {
-    let url = src.required(&raw.url, None, "git.url")?;
-    let checkout = src.required(&raw.checkout_dir, None, "git.checkout_dir")?;
-    let author = src.required(&raw.author, None, "git.author")?;
+fn validate_git(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawGit,
+    section: std::ops::Range<usize>,
+) -> Result<GitSettings, ConfigError> {
+    let url = src.required(&raw.url, Some(section.clone()), "git.url")?;
+    let checkout = src.required(&raw.checkout_dir, Some(section.clone()), "git.checkout_dir")?;
+    let author = src.required(&raw.author, Some(section), "git.author")?;
     let branch = match &raw.branch {
         Some(b) => {
             let name = b.get_ref();
@@ -547,9 +552,15 @@ fn check_name(s: &str) -> Result<(), String> {
     }
 }
 
-/// Where each app name was first defined, to point at both on a duplicate.
+/// What earlier apps claimed, to point at both sides of a duplicate.
 #[derive(Default)]
-struct SeenApps(std::collections::HashMap<String, String>);
+struct SeenApps {
+    /// App name → where it was first defined.
+    names: std::collections::HashMap<String, String>,
+    /// (file, key, document) → the `app/env` that writes it. Two targets on
+    /// one scalar would fight each cycle, each undoing the other's commit.
+    scalars: std::collections::HashMap<(RepoPath, String, Document), String>,
+}
 
 fn validate_app(
     src: &Source<'_>,
@@ -573,7 +584,7 @@ fn validate_app(
         src.file.display(),
         line_of(src.text, name.span().start)
     );
-    if let Some(first) = seen.0.get(name.get_ref()) {
+    if let Some(first) = seen.names.get(name.get_ref()) {
         return Err(src.error(
             Some(name.span()),
             at("name"),
@@ -583,7 +594,7 @@ fn validate_app(
             ),
         ));
     }
-    seen.0.insert(name.get_ref().clone(), here);
+    seen.names.insert(name.get_ref().clone(), here);
 
     let repository = src.required(&raw.repository, Some(name.span()), &at("repository"))?;
     check_repository(repository.get_ref())
@@ -601,7 +612,22 @@ fn validate_app(
     let mut envs = HashSet::new();
     let mut targets = Vec::with_capacity(raw.targets.len());
     for (t, target) in raw.targets.iter().enumerate() {
-        let target = validate_target(src, index, t, target, name.span())?;
+        let raw_target = target;
+        let target = validate_target(src, index, t, raw_target, name.span())?;
+        let scalar = (
+            target.file.clone(),
+            target.key.to_string(),
+            target.document.clone(),
+        );
+        if let Some(first) = seen.scalars.get(&scalar) {
+            return Err(src.error(
+                raw_target.key.as_ref().map(|k| k.span()),
+                format!("apps[{index}].targets[{t}].key"),
+                format!("{first} already writes {} in {}", target.key, target.file),
+            ));
+        }
+        seen.scalars
+            .insert(scalar, format!("{}/{}", name.get_ref(), target.env));
         if !envs.insert(target.env.clone()) {
             return Err(src.error(
                 raw.targets[t].env.as_ref().map(|e| e.span()),

@@ -67,28 +67,40 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) {
     info!("shut down");
 }
 
-/// Cancels `token` on SIGINT or SIGTERM (what Kubernetes sends).
+/// Cancels `token` on SIGINT or SIGTERM (what Kubernetes sends). A second
+/// signal exits at once, for the operator who really means it.
+///
+/// The handlers are installed before this returns, so a signal that
+/// arrives during start-up is not lost to the default action.
 pub fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = ctrl_c => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot install signal handlers; stop the process with SIGKILL");
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        info!("signal received; finishing the current cycle, then stopping");
+            info!("signal received; finishing the current cycle, then stopping");
+            token.cancel();
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal; exiting without finishing the cycle");
+            std::process::exit(130);
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         token.cancel();
     });
 }

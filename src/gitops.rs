@@ -22,6 +22,13 @@ use crate::config::{GitSettings, RepoPath};
 
 const REMOTE: &str = "origin";
 
+/// How long to wait for a git server to accept a connection.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a git server may go silent mid-transfer before the fetch or
+/// push fails. Set process-wide by the binary at start-up (libgit2's
+/// default is to wait forever).
+pub const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A failure talking to the remote or using the clone.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -132,7 +139,7 @@ impl Checkout {
         GitError::Remote {
             remote: redact(&self.settings.url),
             operation,
-            message: e.message().to_string(),
+            message: scrub(e.message(), &self.settings.url),
         }
     }
 
@@ -158,7 +165,16 @@ impl Checkout {
             .map_err(|e| self.local_error(e))?;
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
-            .map_err(|e| self.remote_error("fetch", e))?;
+            .map_err(|e| {
+                // A fetch fails either because of the remote or because the
+                // clone's own storage is damaged. Only the second makes the
+                // caller discard the clone, so look before deciding.
+                if self.storage_is_sound() {
+                    self.remote_error("fetch", e)
+                } else {
+                    self.local_error(e)
+                }
+            })?;
         drop(remote);
         let head = match self.repo.refname_to_id(&self.tracking_ref()) {
             Ok(oid) => oid,
@@ -177,6 +193,19 @@ impl Checkout {
             .set_head(&self.local_ref())
             .map_err(|e| self.local_error(e))?;
         Ok(head)
+    }
+
+    /// A cheap check of the clone's own storage: its object and ref
+    /// directories exist, and the commit it last synced to can be read.
+    fn storage_is_sound(&self) -> bool {
+        let dir = self.repo.path();
+        if !(dir.join("objects").is_dir() && dir.join("refs").is_dir()) {
+            return false;
+        }
+        match self.repo.refname_to_id(&self.tracking_ref()) {
+            Ok(oid) => self.repo.find_commit(oid).is_ok(),
+            Err(e) => e.code() == ErrorCode::NotFound,
+        }
     }
 
     /// The local branch's head.
@@ -297,12 +326,31 @@ impl Checkout {
                 Err(rejected(e.message().to_string()))
             }
             Err(e) => Err(self.remote_error("push", e)),
-            // The server refused the update (it moved between the ref
-            // advertisement and the update, or a hook said no).
+            // The server refused the update. Only a lost race for the ref is
+            // worth a fetch and another try; a hook or branch protection
+            // saying no would say no again, so it fails the push at once.
             Ok(()) => match rejection {
-                Some(message) => Err(rejected(message)),
+                Some(message) if is_stale_ref(&message) => Err(rejected(message)),
+                Some(message) => Err(GitError::Remote {
+                    remote: redact(&self.settings.url),
+                    operation: "push",
+                    message: format!(
+                        "the server refused the update: {}",
+                        scrub(&message, &self.settings.url)
+                    ),
+                }),
                 None => Ok(()),
             },
+        }
+    }
+
+    /// Removes the clone from disk. Used when it is damaged: it is a cache,
+    /// and the next cycle clones again.
+    pub fn discard(self) {
+        let path = self.repo.path().to_path_buf();
+        drop(self.repo);
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove a damaged clone");
         }
     }
 
@@ -357,17 +405,58 @@ pub fn clone_name(url: &str, branch: &str) -> String {
     format!("{}@{}-{:08x}.git", safe(name), safe(branch), hash as u32)
 }
 
-/// Removes a password or token from a URL before it reaches a log line.
-pub fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && !host.contains('@')
-        && userinfo.contains(':')
+/// True for a receive-pack refusal that means the branch moved under us
+/// (git's wording: "failed to update ref", "cannot lock ref … is at … but
+/// expected …", "fetch first", "non-fast-forward", "stale info").
+fn is_stale_ref(status: &str) -> bool {
+    let s = status.to_ascii_lowercase();
+    [
+        "failed to update ref",
+        "cannot lock ref",
+        "failed to lock",
+        "fetch first",
+        "non-fast-forward",
+        "stale info",
+        "but expected",
+    ]
+    .iter()
+    .any(|needle| s.contains(needle))
+}
+
+/// Removes the URL's secret from a message a peer or libgit2 wrote, which
+/// may quote the URL.
+fn scrub(message: &str, url: &str) -> String {
+    let mut out = message.replace(url, &redact(url));
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
     {
-        let user = userinfo.split(':').next().unwrap_or("");
-        return format!("{scheme}://{user}:***@{host}");
+        let secret = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+        if secret.len() >= 4 {
+            out = out.replace(secret, "***");
+        }
     }
-    url.to_string()
+    out
+}
+
+/// Removes a password or token from a URL before it reaches a log line or
+/// an error. In `https://user:pass@host` the password goes; in
+/// `https://TOKEN@host` (a form GitHub documents) the whole user part goes.
+/// An ssh user (`ssh://git@host`) is not a secret and stays.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None if scheme.starts_with("ssh") => userinfo.to_string(),
+        None => "***".to_string(),
+    };
+    format!("{scheme}://{user}@{host}{path}")
 }
 
 #[cfg(test)]
@@ -387,6 +476,28 @@ mod tests {
     }
 
     #[test]
+    fn only_a_lost_race_is_retried() {
+        assert!(super::is_stale_ref("failed to update ref"));
+        assert!(super::is_stale_ref(
+            "cannot lock ref 'refs/heads/main': is at 1a but expected 2b"
+        ));
+        assert!(!super::is_stale_ref("pre-receive hook declined"));
+        assert!(!super::is_stale_ref("protected branch hook declined"));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_peer_messages() {
+        let url = "https://ghp_SECRET1234@github.com/a/b.git";
+        assert_eq!(
+            super::scrub(
+                "could not reach https://ghp_SECRET1234@github.com/a/b.git (ghp_SECRET1234)",
+                url
+            ),
+            "could not reach https://***@github.com/a/b.git (***)"
+        );
+    }
+
+    #[test]
     fn tokens_in_urls_are_redacted() {
         assert_eq!(
             redact("https://x-access-token:ghp_secret@github.com/a/b.git"),
@@ -397,5 +508,21 @@ mod tests {
             "https://github.com/a/b.git"
         );
         assert_eq!(redact("git@github.com:a/b.git"), "git@github.com:a/b.git");
+        assert_eq!(
+            redact("https://ghp_SECRET@github.com/a/b.git"),
+            "https://***@github.com/a/b.git"
+        );
+        assert_eq!(
+            redact("https://u:p@ss@host/a@b.git"),
+            "https://u:***@host/a@b.git"
+        );
+        assert_eq!(
+            redact("ssh://git@github.com/a/b.git"),
+            "ssh://git@github.com/a/b.git"
+        );
+        assert_eq!(
+            redact("https://host/path@with-at.git"),
+            "https://host/path@with-at.git"
+        );
     }
 }

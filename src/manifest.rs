@@ -305,7 +305,7 @@ impl PathParser<'_> {
 /// Which YAML document of a multi-document file (`---`) to look in. `Any` searches all documents
 /// and requires exactly one match across them. `Index` is 0-based and counts every document the
 /// YAML parser sees, including empty ones.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Document {
     #[default]
     Any,

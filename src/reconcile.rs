@@ -266,13 +266,21 @@ fn write(
 
     for attempt in 1..=config.git.push_attempts.max(1) {
         if let Err(e) = checkout.sync() {
+            // The clone's own storage failed: it is a cache, so discard it
+            // and let the next cycle clone again.
+            if matches!(e, GitError::Local { .. }) {
+                warn!("clone is damaged; cloning again next cycle");
+                if let Some(damaged) = slot.take() {
+                    damaged.discard();
+                }
+            }
             return fail_all(config, &e, report);
         }
         let mut targets = Vec::new();
         let mut committed = 0;
         for app in &config.apps {
             for target in &app.targets {
-                let span = info_span!("target", app = %app.name, env = %target.env);
+                let span = info_span!("target", app = %app.name, env = %target.env, repository = %app.repository);
                 let _enter = span.enter();
                 let outcome =
                     reconcile_target(app, target, listings, checkout, inputs, &mut committed);

@@ -152,7 +152,7 @@ fn each_invalid_config_names_file_line_and_key() {
             "tagwatch.toml: apps: no apps configured",
         ),
         (
-            "no git section",
+            "misspelled git section",
             &BASE.replace("[git]", "[gitt]"),
             "tagwatch.toml:8: gitt: unknown field `gitt`",
         ),
@@ -160,6 +160,26 @@ fn each_invalid_config_names_file_line_and_key() {
             "missing key",
             &BASE.replace("key = \"image.tag\"\n", ""),
             "tagwatch.toml:19: apps[0].targets[0].key: is required",
+        ),
+        (
+            "missing git section",
+            &BASE.replace("[git]\nurl = \"git://127.0.0.1:9/none.git\"\ncheckout_dir = \"co\"\nauthor = \"tagwatch <tagwatch@acme.dev>\"\n", ""),
+            "tagwatch.toml: git: missing section [git]",
+        ),
+        (
+            "missing git url",
+            &BASE.replace("url = \"git://127.0.0.1:9/none.git\"\n", ""),
+            "tagwatch.toml:8: git.url: is required",
+        ),
+        (
+            "bad allow regex",
+            &BASE.replace("constraint = \"^1.4\"", "allow = '^main-(\\d+'"),
+            "tagwatch.toml:16: apps[0].allow: invalid regex",
+        ),
+        (
+            "two targets on one scalar",
+            &format!("{BASE}\n[[apps.targets]]\nenv = \"dev2\"\nfile = \"./envs/dev/values.yaml\"\nkey = \"image.tag\"\n"),
+            "tagwatch.toml:26: apps[0].targets[1].key: payments/dev already writes image.tag in envs/dev/values.yaml",
         ),
     ];
     for (what, text, expected) in cases {

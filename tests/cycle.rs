@@ -133,6 +133,7 @@ fn never_downgrades_and_never_picks_prerelease_or_ignored() {
             ("1.4.1", PUSHED),
             ("1.5.0-rc.1", PUSHED),
             ("1.4.9-debug", PUSHED),
+            ("1.4.9", PUSHED), // a release, but ignored by the glob "1.4.9"
             ("latest", PUSHED),
         ],
     );
@@ -150,21 +151,23 @@ fn never_downgrades_and_never_picks_prerelease_or_ignored() {
 #[test]
 fn reads_every_page_of_a_2500_image_repository() {
     let moto = Moto::start();
-    // 2,500 versions 1.0.0 .. 1.0.2499; the highest exists only on the
-    // last of the three pages (moto's wrapper orders pages by digest, so
-    // the test checks the page count rather than assuming an order).
-    let tags: Vec<String> = (0..2500).map(|i| format!("1.0.{i}")).collect();
-    let images: Vec<(&str, i64)> = tags.iter().map(|t| (t.as_str(), PUSHED)).collect();
-    moto.seed("big", &images);
-    let values = "image:\n  tag: 1.0.0\n";
-    let remote = GitRemote::new(&[("values.yaml", values)]);
+    // 2,500 versions. The moto wrapper orders pages by digest, so the
+    // highest version gets the greatest digest and can only be on page 3.
+    let mut images: Vec<serde_json::Value> = (0..2499)
+        .map(|i| serde_json::json!({"tag": format!("1.0.{i}"), "pushedAt": PUSHED}))
+        .collect();
+    images.push(serde_json::json!({"tag": "1.0.2499", "pushedAt": PUSHED, "digest": format!("sha256:{}", "f".repeat(64))}));
+    let body = serde_json::json!({"region": REGION, "repositoryName": "big", "images": images});
+    let (status, text) = http(&moto.endpoint, "POST", "/_tagwatch/seed", &body.to_string());
+    assert_eq!(status, 200, "{text}");
+
+    let remote = GitRemote::new(&[("values.yaml", "image:\n  tag: 1.0.0\n")]);
     let work = Workdir::new(
         &moto.endpoint,
         &remote.file_url(),
         &[("big", "big", "^1", "values.yaml")],
     );
-    let out = work.once(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    expect(&work.once(&[]), 0, &["big/dev: promoted 1.0.0 -> 1.0.2499"]);
     assert_eq!(remote.show("values.yaml"), "image:\n  tag: 1.0.2499\n");
     let pages: Vec<_> = moto
         .calls()
@@ -176,6 +179,52 @@ fn reads_every_page_of_a_2500_image_repository() {
     assert!(
         pages[1..].iter().all(|p| p["nextToken"] == true),
         "{pages:?}"
+    );
+}
+
+#[test]
+fn a_repository_shared_by_apps_is_listed_once_per_cycle() {
+    let moto = Moto::start();
+    moto.seed(
+        "payments-api",
+        &[("1.4.2", PUSHED), ("1.4.3", PUSHED), ("1.5.0", PUSHED)],
+    );
+    let remote = GitRemote::new(&[(FILE, VALUES), ("envs/dev/canary/values.yaml", VALUES)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            ("payments", "payments-api", "~1.4", FILE),
+            (
+                "canary",
+                "payments-api",
+                "^1",
+                "envs/dev/canary/values.yaml",
+            ),
+        ],
+    );
+    expect(
+        &work.once(&[]),
+        0,
+        &[
+            "payments/dev: promoted 1.4.2 -> 1.4.3",
+            "canary/dev: promoted 1.4.2 -> 1.5.0",
+        ],
+    );
+    let listings = moto
+        .calls()
+        .into_iter()
+        .filter(|c| c["operation"] == "DescribeImages")
+        .count();
+    assert_eq!(listings, 1, "one listing for two apps on one repository");
+    // Two commits, one push: both land, in config order.
+    assert_eq!(
+        remote.subjects(),
+        [
+            "canary: dev 1.4.2 -> 1.5.0",
+            "payments: dev 1.4.2 -> 1.4.3",
+            "seed"
+        ]
     );
 }
 

@@ -117,7 +117,14 @@ fn assume_role_reads_another_accounts_registry() {
         "[aws]\nassume_role_arn = \"arn:aws:iam::111111111111:role/tagwatch-ecr-read\"\nregistry_id = \"111111111111\"\n",
     );
     std::fs::write(&cfg, with_role).unwrap();
-    let out = tagwatch(&["once", "--config", cfg.to_str().unwrap()], work.path());
+    // endpoint_url is ECR's only; STS is pointed at moto the way the SDK
+    // documents for any service.
+    let out = tagwatch_command()
+        .args(["once", "--config", cfg.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL_STS", &moto.endpoint)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(remote.subjects()[0], "shared: dev 1.0.0 -> 1.3.0");
     let message = git(&remote.bare(), &["log", "-1", "--format=%B", "main"]);
@@ -125,6 +132,14 @@ fn assume_role_reads_another_accounts_registry() {
         message.contains("Tagwatch-Image: 111111111111.dkr.ecr.eu-west-1.amazonaws.com/shared"),
         "{message}"
     );
+    // The configured registry id reaches ECR, so a role that can read
+    // several accounts reads the one the config names.
+    let with_id: Vec<_> = moto
+        .calls()
+        .into_iter()
+        .filter(|c| c["registryId"] == "111111111111")
+        .collect();
+    assert!(!with_id.is_empty(), "{:?}", moto.calls());
 }
 
 /// The README's main-job command: the demo runs offline and shows each
@@ -168,5 +183,74 @@ fn demo_promotes_and_prints_commits() {
             "payments: dev 1.4.1 -> 1.4.2",
             "Add dev values"
         ]
+    );
+}
+
+/// A clone damaged under a running daemon (a full disk, a bad volume) is
+/// discarded and cloned again; the daemon keeps promoting without a restart.
+#[test]
+fn a_clone_damaged_while_running_is_cloned_again() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let remote = GitRemote::new(&[(FILE, VALUES)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("app", "app", "^1", FILE)],
+    );
+    let text = std::fs::read_to_string(&work.config)
+        .unwrap()
+        .replace("interval = \"2m\"", "interval = \"1s\"");
+    std::fs::write(&work.config, text).unwrap();
+    let child = tagwatch_command()
+        .args([
+            "run",
+            "--log-format",
+            "text",
+            "--config",
+            work.config.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while remote.subjects().len() < 2 {
+        assert!(Instant::now() < deadline, "no first promotion");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let clone = std::fs::read_dir(work.dir.path().join("checkout"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_dir_all(clone.join("objects")).unwrap();
+    moto.seed("app", &[("1.2.0", 3)]);
+    while remote.subjects().len() < 3 {
+        if Instant::now() > deadline {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "no promotion after the damage:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(remote.subjects()[0], "app: dev 1.1.0 -> 1.2.0");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cloning again"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -24,7 +24,8 @@ Control API on the same port (no AWS call uses /_tagwatch/), JSON in and out:
       "registryId"?} -> 200 {"imageDigest", "imagePushedAt"}, or 404.
   GET /_tagwatch/calls  ECR calls so far (also appended as JSON lines to --call-log):
       [{"operation", "region", "repositoryName", "maxResults", "nextToken": bool,
-        "tagStatus", "status"}]; DELETE clears it.
+        "tagStatus", "status", "registryId", "imageIds"}];
+      DELETE clears it.
   POST /_tagwatch/reset  resets all moto state and the call log (as does /moto-api/reset).
 """
 
@@ -208,6 +209,7 @@ def make_app():
         scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
         call = {"operation": target[len(ECR_TARGET):], "region": scope and scope.group(1),
                 "repositoryName": params.get("repositoryName"),
+                "registryId": params.get("registryId"), "imageIds": params.get("imageIds"),
                 "maxResults": params.get("maxResults"), "nextToken": "nextToken" in params,
                 "tagStatus": (params.get("filter") or {}).get("tagStatus")}
 

@@ -65,11 +65,6 @@ impl EcrRegistry {
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
-        // Applies to STS as well as ECR, so an assumed role is obtained from
-        // the same endpoint (moto in tests serves both).
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
         if let Some(credentials) = credentials {
             loader = loader.credentials_provider(credentials);
         }
@@ -88,8 +83,14 @@ impl EcrRegistry {
             }
             None => base,
         };
+        // The endpoint applies to ECR only: an assumed role still comes from
+        // the real STS (or from AWS_ENDPOINT_URL_STS, which the SDK reads).
+        let mut ecr = aws_sdk_ecr::config::Builder::from(&sdk);
+        if let Some(url) = &settings.endpoint_url {
+            ecr = ecr.endpoint_url(url);
+        }
         Ok(EcrRegistry {
-            client: aws_sdk_ecr::Client::new(&sdk),
+            client: aws_sdk_ecr::Client::from_conf(ecr.build()),
             registry_id: settings.registry_id.clone(),
             region,
         })

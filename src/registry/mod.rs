@@ -42,8 +42,14 @@ pub struct Listing {
 impl Listing {
     /// The image's host and path as a pod pulls it, for the trailers.
     pub fn image_name(&self) -> String {
+        // China regions live under their own top-level domain.
+        let domain = if self.region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
         format!(
-            "{}.dkr.ecr.{}.amazonaws.com/{}",
+            "{}.dkr.ecr.{}.{domain}/{}",
             self.registry_id, self.region, self.repository
         )
     }

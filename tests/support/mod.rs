@@ -374,7 +374,7 @@ author = "tagwatch <tagwatch@acme.dev>"
 name = "{name}"
 repository = "{repository}"
 constraint = "{constraint}"
-ignore = ["*-debug"]
+ignore = ["*-debug", "1.4.9"]
 
 [[apps.targets]]
 env = "dev"
