@@ -22,8 +22,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::format::Format;
 use crate::manifest::{Document, KeyPath};
-use crate::policy::{Policy, PolicySpec};
+use crate::policy::{Policy, PolicySpec, Strategy};
 
 /// Default time between polls when `interval` is absent.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
@@ -121,6 +122,8 @@ pub struct Target {
     pub key: KeyPath,
     /// Which document of a multi-document file.
     pub document: Document,
+    /// What the scalar holds: a tag, a digest, a whole reference, ….
+    pub format: Format,
 }
 
 /// A path inside the GitOps repository: relative, normalised, and never
@@ -269,6 +272,7 @@ struct RawTarget {
     file: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     document: Option<Spanned<i64>>,
+    format: Option<Spanned<String>>,
 }
 
 // ---- loading ----------------------------------------------------------------
@@ -613,7 +617,7 @@ fn validate_app(
     let mut targets = Vec::with_capacity(raw.targets.len());
     for (t, target) in raw.targets.iter().enumerate() {
         let raw_target = target;
-        let target = validate_target(src, index, t, raw_target, name.span())?;
+        let target = validate_target(src, index, t, raw_target, name.span(), &policy)?;
         let scalar = (
             target.file.clone(),
             target.key.to_string(),
@@ -714,6 +718,7 @@ fn validate_target(
     index: usize,
     raw: &RawTarget,
     app_span: std::ops::Range<usize>,
+    policy: &Policy,
 ) -> Result<Target, ConfigError> {
     let at = |field: &str| format!("apps[{app}].targets[{index}].{field}");
     let first_span = [&raw.env, &raw.file, &raw.key]
@@ -737,11 +742,29 @@ fn validate_target(
         }
         None => Document::Any,
     };
+    let follows_digest = matches!(policy.strategy, Strategy::Digest { .. });
+    let format = match &raw.format {
+        Some(f) => {
+            let format = Format::parse(f.get_ref())
+                .map_err(|m| src.error(Some(f.span()), at("format"), m))?;
+            if follows_digest && !format.pins_digest() {
+                return Err(src.error(
+                    Some(f.span()),
+                    at("format"),
+                    format!("the digest strategy writes a digest, and format {format} has none; use digest, tag@digest or a template with {{digest}}"),
+                ));
+            }
+            format
+        }
+        None if follows_digest => Format::Digest,
+        None => Format::Tag,
+    };
     Ok(Target {
         env: env.get_ref().clone(),
         file,
         key: key_path,
         document,
+        format,
     })
 }
 

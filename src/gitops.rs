@@ -19,6 +19,7 @@ use git2::{
 };
 
 use crate::config::{GitSettings, RepoPath};
+use crate::trailers::Promotion;
 
 const REMOTE: &str = "origin";
 
@@ -342,6 +343,27 @@ impl Checkout {
                 None => Ok(()),
             },
         }
+    }
+
+    /// The most recent promotion of `app`/`env` on the local branch that
+    /// wrote `digest`, read from the commits' trailers. This is how a
+    /// digest-only value is tied back to its tag once the registry no
+    /// longer has a tag on that digest. Looks back at most `limit` commits.
+    pub fn promotion_with_digest(
+        &self,
+        app: &str,
+        env: &str,
+        digest: &str,
+        limit: usize,
+    ) -> Option<Promotion> {
+        let mut walk = self.repo.revwalk().ok()?;
+        walk.push(self.head().ok()?).ok()?;
+        walk.simplify_first_parent().ok()?;
+        walk.take(limit).filter_map(Result::ok).find_map(|oid| {
+            let commit = self.repo.find_commit(oid).ok()?;
+            let p = Promotion::parse(commit.message().ok()?)?;
+            (p.app == app && p.env == env && p.digest == digest).then_some(p)
+        })
     }
 
     /// Removes the clone from disk. Used when it is damaged: it is a cache,

@@ -18,6 +18,8 @@
 //!   as the real implementation, an in-memory one for tests.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
+//! - [`format`]: what a target's scalar holds (tag, digest, image, template)
+//!   and reading the current tag back out of it.
 //! - [`trailers`]: the commit message and its `Tagwatch-*` trailers.
 //! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
 //! - [`reconcile`]: one cycle, from listings to a pushed branch.
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod format;
 pub mod gitops;
 pub mod manifest;
 pub mod policy;

@@ -26,11 +26,17 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::{App, Config, Target};
+use crate::format::Parts;
 use crate::gitops::{Checkout, GitError};
 use crate::manifest;
-use crate::policy::Decision;
+use crate::policy::{Decision, Strategy};
 use crate::registry::{Image, Listing, Registry, RegistryError};
 use crate::trailers::{Location, Promotion};
+
+/// How far back the branch's history is searched for the promotion that
+/// wrote a digest. Deep enough for months of promotions in a busy repo,
+/// shallow enough to stay a few milliseconds.
+const HISTORY_DEPTH: usize = 5_000;
 
 /// Whether a cycle writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -377,12 +383,18 @@ fn reconcile_target(
         }
         Err(e) => return failed(Stage::Git, e.to_string()),
     };
+    let history = |digest: &str| {
+        checkout
+            .promotion_with_digest(&app.name, &target.env, digest, HISTORY_DEPTH)
+            .map(|p| p.to)
+    };
     let change = match plan(
         app,
         target,
         listings.get(&app.repository),
         &file,
         inputs.now,
+        &history,
     ) {
         Ok(Planned::Change(change)) => change,
         Ok(Planned::Unchanged(current)) => {
@@ -442,6 +454,7 @@ fn plan(
     listing: Option<&Result<Listing, RegistryError>>,
     file: &[u8],
     now: OffsetDateTime,
+    history: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Planned, Outcome> {
     let listing = match listing {
         Some(Ok(listing)) => listing,
@@ -457,8 +470,38 @@ fn plan(
     let scalar = manifest::get(file, &target.key, &target.document)
         .map_err(|e| failed(Stage::Manifest, at(&e)))?;
     let current = scalar.value;
-    let image = match app.policy.decide(&listing.images, &current, now) {
+    let format = &target.format;
+    let policy = &app.policy;
+    // What the policy compares against: the digest the file pins for the
+    // digest strategy, otherwise the tag the file holds — read out of
+    // whatever shape the format gives it, or found by digest in the listing.
+    let held = if matches!(policy.strategy, Strategy::Digest { .. }) {
+        format.current_digest(&current).map(str::to_string)
+    } else {
+        format
+            .current_tag(&current)
+            .map(str::to_string)
+            .or_else(|| {
+                let digest = format.current_digest(&current)?;
+                let tags = listing.images.iter().filter(|i| i.digest == digest);
+                let tagged = tags
+                    .clone()
+                    .find(|i| policy.judge(i, now).is_ok())
+                    .or(tags.clone().next());
+                // No tag points at it any more (the tag was pushed again):
+                // the promotion commit that wrote it says which tag it was.
+                tagged.map(|i| i.tag.clone()).or_else(|| history(digest))
+            })
+    };
+    let held = held.unwrap_or_else(|| current.clone());
+    let image = match policy.decide(&listing.images, &held, now) {
         Ok(Decision::Promote(image)) => image,
+        // The same tag can point at a new image (it was pushed again); a
+        // format that pins the digest must follow it.
+        Ok(Decision::Keep) if format.pins_digest() => match policy.best(&listing.images, now) {
+            Some(best) if best.tag == held => best,
+            _ => return Ok(Planned::Unchanged(current)),
+        },
         Ok(Decision::Keep) => return Ok(Planned::Unchanged(current)),
         Ok(Decision::NoCandidate { why }) => {
             info!(%current, repository = %app.repository, %why, "no tag passes the policy; nothing written");
@@ -466,19 +509,34 @@ fn plan(
         }
         Err(e) => return Err(failed(Stage::Policy, at(&e))),
     };
-    let value = app.policy.value_of(image);
-    let content = match manifest::set(file, &target.key, &target.document, value) {
+    let host = listing.registry_host();
+    let parts = Parts {
+        registry: &host,
+        repository: &listing.repository,
+        tag: &image.tag,
+        digest: &image.digest,
+    };
+    let value = format
+        .render(&current, &parts)
+        .map_err(|e| failed(Stage::Manifest, at(&e)))?;
+    if value == current {
+        return Ok(Planned::Unchanged(current));
+    }
+    let content = match manifest::set(file, &target.key, &target.document, &value) {
         Ok(Some(content)) => content,
         Ok(None) => return Ok(Planned::Unchanged(current)),
         Err(e) => return Err(failed(Stage::Manifest, at(&e))),
     };
+    // The trailers speak in tags (or digests, for the digest strategy),
+    // whatever the file's format wraps them in.
+    let (from, to) = (held, policy.value_of(image).to_string());
     Ok(Planned::Change(Box::new(Change {
         promotion: Promotion {
             app: app.name.clone(),
             env: target.env.clone(),
             image: listing.image_name(),
-            from: current,
-            to: value.to_string(),
+            from,
+            to,
             digest: image.digest.clone(),
             pushed_at: image.pushed_at,
         },

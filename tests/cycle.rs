@@ -413,3 +413,99 @@ fn a_damaged_clone_is_cloned_again() {
         ]
     );
 }
+
+/// Each `format` writes its shape, reads the current tag back out of it
+/// for the never-downgrade guard, and follows a re-pushed tag's digest
+/// where the value pins one.
+#[test]
+fn formats_write_tag_digest_image_and_template() {
+    let moto = Moto::start();
+    let seeded = moto.seed("payments-api", &[("1.4.2", PUSHED), ("1.4.3", PUSHED)]);
+    let digest = moto.digest(&seeded, "1.4.3");
+    let host = format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com");
+    let old = moto.digest(&seeded, "1.4.2");
+    let files = [
+        ("pinned.yaml", format!("image: \"1.4.2@{old}\"\n")),
+        (
+            "ref.yaml",
+            "spec:\n  image: ghcr.io/acme/payments:1.4.2  # mirrored\n".to_string(),
+        ),
+        ("tpl.yaml", format!("image: {host}/payments-api:v1.4.2\n")),
+        ("digest.yaml", format!("digest: {old}\n")),
+    ];
+    let remote = GitRemote::new(
+        &files
+            .iter()
+            .map(|(p, t)| (*p, t.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("payments", "payments-api", "^1.4", "pinned.yaml")],
+    );
+    let mut text = std::fs::read_to_string(&work.config).unwrap().replace(
+        "key = \"image.tag\"\n",
+        "key = \"image\"\nformat = \"tag@digest\"\n",
+    );
+    for (env, file, key, format) in [
+        ("staging", "ref.yaml", "spec.image", "image"),
+        (
+            "prod",
+            "tpl.yaml",
+            "image",
+            "{registry}/{repository}:v{tag}",
+        ),
+        ("qa", "digest.yaml", "digest", "digest"),
+    ] {
+        text.push_str(&format!("\n[[apps.targets]]\nenv = \"{env}\"\nfile = \"{file}\"\nkey = \"{key}\"\nformat = \"{format}\"\n"));
+    }
+    std::fs::write(&work.config, text).unwrap();
+
+    expect(
+        &work.once(&[]),
+        0,
+        &[
+            "payments/dev: promoted 1.4.2 -> 1.4.3",
+            "payments/staging: promoted 1.4.2 -> 1.4.3",
+            "payments/prod: promoted 1.4.2 -> 1.4.3",
+            "payments/qa: promoted 1.4.2 -> 1.4.3",
+        ],
+    );
+    assert_eq!(
+        remote.show("pinned.yaml"),
+        format!("image: \"1.4.3@{digest}\"\n")
+    );
+    assert_eq!(
+        remote.show("ref.yaml"),
+        "spec:\n  image: ghcr.io/acme/payments:1.4.3  # mirrored\n"
+    );
+    assert_eq!(
+        remote.show("tpl.yaml"),
+        format!("image: {host}/payments-api:v1.4.3\n")
+    );
+    assert_eq!(remote.show("digest.yaml"), format!("digest: {digest}\n"));
+
+    // CI pushes 1.4.3 again: a new image under the same tag. The pinned
+    // formats follow it; the tag-only ones have nothing to change.
+    let repushed = moto.seed("payments-api", &[("1.4.3", PUSHED + 60)]);
+    let new_digest = moto.digest(&repushed, "1.4.3");
+    assert_ne!(new_digest, digest);
+    expect(
+        &work.once(&[]),
+        0,
+        &[
+            "payments/dev: promoted 1.4.3 -> 1.4.3",
+            "payments/staging: up to date at ghcr.io/acme/payments:1.4.3",
+            "payments/qa: promoted 1.4.3 -> 1.4.3",
+        ],
+    );
+    assert_eq!(
+        remote.show("pinned.yaml"),
+        format!("image: \"1.4.3@{new_digest}\"\n")
+    );
+    assert_eq!(
+        remote.show("digest.yaml"),
+        format!("digest: {new_digest}\n")
+    );
+}

@@ -2,6 +2,7 @@
 //! status. 0 is success, 1 is a failed app, 64 (`EX_USAGE`) is a bad
 //! configuration or bad arguments, reported before any network I/O.
 
+mod edit;
 mod policy_test;
 
 use std::path::PathBuf;
@@ -52,6 +53,11 @@ pub enum Command {
     },
     /// Run a cycle every `interval` until SIGTERM or SIGINT.
     Run(ConfigArg),
+    /// Set one scalar in a YAML file in place, changing only its bytes.
+    /// Exits 0 when the file changed or already held the value, 64 when refused.
+    Set(edit::SetArgs),
+    /// Print the scalar at KEY in a YAML file.
+    Get(edit::GetArgs),
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -147,6 +153,8 @@ pub async fn run(command: Command) -> u8 {
             daemon::run(ctx, shutdown).await;
             0
         }
+        Command::Set(args) => edit::set(args),
+        Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
         Command::Demo { dir } => match crate::demo::run(dir).await {
             Ok(()) => 0,

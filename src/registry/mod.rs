@@ -42,16 +42,18 @@ pub struct Listing {
 impl Listing {
     /// The image's host and path as a pod pulls it, for the trailers.
     pub fn image_name(&self) -> String {
+        format!("{}/{}", self.registry_host(), self.repository)
+    }
+
+    /// The registry's host name, `123456789012.dkr.ecr.eu-west-1.amazonaws.com`.
+    pub fn registry_host(&self) -> String {
         // China regions live under their own top-level domain.
         let domain = if self.region.starts_with("cn-") {
             "amazonaws.com.cn"
         } else {
             "amazonaws.com"
         };
-        format!(
-            "{}.dkr.ecr.{}.{domain}/{}",
-            self.registry_id, self.region, self.repository
-        )
+        format!("{}.dkr.ecr.{}.{domain}", self.registry_id, self.region)
     }
 }
 

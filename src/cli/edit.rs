@@ -1,0 +1,149 @@
+//! `tagwatch set` and `tagwatch get`: the manifest editor for CI pipelines,
+//! in place of `sed` or `yq`, under exactly the daemon's rules (byte-minimal,
+//! quoting that reads back as a string, refuse rather than guess).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::EXIT_USAGE;
+use crate::format::{Format, Parts};
+use crate::manifest::{self, Document, KeyPath};
+
+#[derive(clap::Args, Debug)]
+pub struct SetArgs {
+    /// The YAML file, edited in place.
+    file: PathBuf,
+    /// Where the value lives, e.g. image.tag or containers[name=web].image.
+    key: String,
+    /// TAG, TAG@DIGEST, or a digest (sha256:…), rendered by --format.
+    value: String,
+    /// tag (default), digest, tag@digest, image, or a template.
+    #[arg(long, default_value = "tag")]
+    format: String,
+    /// The 0-based document of a multi-document file.
+    #[arg(long)]
+    document: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GetArgs {
+    /// The YAML file.
+    file: PathBuf,
+    /// Where the value lives.
+    key: String,
+    /// The 0-based document of a multi-document file.
+    #[arg(long)]
+    document: Option<usize>,
+}
+
+/// Exits 0 when the file changed or already held the value, 64 when the
+/// edit is refused (the reason on stderr); the file is then untouched.
+pub fn set(args: SetArgs) -> u8 {
+    match try_set(&args) {
+        Ok(message) => {
+            println!("{message}");
+            0
+        }
+        Err(reason) => {
+            eprintln!("{}: {}: {reason}", args.file.display(), args.key);
+            EXIT_USAGE
+        }
+    }
+}
+
+fn try_set(args: &SetArgs) -> Result<String, String> {
+    let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
+    let format = Format::parse(&args.format)?;
+    let document = args.document.map_or(Document::Any, Document::Index);
+    let src = std::fs::read(&args.file).map_err(|e| format!("cannot read: {e}"))?;
+    let current = manifest::get(&src, &key, &document)
+        .map_err(|e| e.to_string())?
+        .value;
+    let value = render(&format, &current, &args.value)?;
+    match manifest::set(&src, &key, &document, &value).map_err(|e| e.to_string())? {
+        None => Ok(format!(
+            "{}: {}: already {value}",
+            args.file.display(),
+            args.key
+        )),
+        Some(new) => {
+            write_atomically(&args.file, &new).map_err(|e| format!("cannot write: {e}"))?;
+            Ok(format!(
+                "{}: {}: {current} -> {value}",
+                args.file.display(),
+                args.key
+            ))
+        }
+    }
+}
+
+/// Reads `TAG`, `TAG@DIGEST` or `sha256:…` and renders it in `format`. A
+/// template's registry and repository come from the value already there.
+fn render(format: &Format, current: &str, value: &str) -> Result<String, String> {
+    let (tag, digest) = match value.split_once('@') {
+        Some((tag, digest)) => (tag, digest),
+        None if value.starts_with("sha256:") => ("", value),
+        None => (value, ""),
+    };
+    if tag.is_empty() && format.writes_tag() {
+        return Err(format!(
+            "format {format} writes a tag, and {value:?} has none"
+        ));
+    }
+    let registry = format
+        .current_field(current, "registry")
+        .unwrap_or_default();
+    let repository = format
+        .current_field(current, "repository")
+        .unwrap_or_default();
+    format.render(
+        current,
+        &Parts {
+            registry,
+            repository,
+            tag,
+            digest,
+        },
+    )
+}
+
+/// Writes through a temporary file in the same directory and a rename, so
+/// a reader (or a crash) sees the old file or the new one, never half of
+/// one. The file's permissions are kept.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let permissions = std::fs::metadata(path)?.permissions();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tagwatch-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.as_file().set_permissions(permissions)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Prints the value at KEY; exits 64 when there is none.
+pub fn get(args: GetArgs) -> u8 {
+    let result = (|| {
+        let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
+        let document = args.document.map_or(Document::Any, Document::Index);
+        let src = std::fs::read(&args.file).map_err(|e| format!("cannot read: {e}"))?;
+        manifest::get(&src, &key, &document)
+            .map(|s| s.value)
+            .map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(value) => {
+            println!("{value}");
+            0
+        }
+        Err(reason) => {
+            eprintln!("{}: {}: {reason}", args.file.display(), args.key);
+            EXIT_USAGE
+        }
+    }
+}

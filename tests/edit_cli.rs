@@ -1,0 +1,121 @@
+//! `tagwatch set` and `tagwatch get`, as a CI job calls them: exit codes,
+//! in-place atomic writes, and refusals that leave the file untouched.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::{show, tagwatch};
+
+const VALUES: &str = "# app values\r\nimage:\r\n  repository: reg.io/acme/app\r\n  tag: 1.9   # pinned by CI\r\n  ref: \"reg.io/acme/app:1.9@sha256:aa\"\r\nlist: [a, b]\r\n";
+
+fn file_with(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("values.yaml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn set_changes_only_the_scalar_and_keeps_the_file_mode() {
+    let cases: &[(&[&str], &str)] = &[
+        // arguments after FILE, the file afterwards
+        (
+            &["image.tag", "1.10"],
+            &VALUES.replace("tag: 1.9 ", "tag: \"1.10\" "),
+        ),
+        (&["image.tag", "1.9"], VALUES),
+        (
+            &["image.tag", "2.0.1"],
+            &VALUES.replace("tag: 1.9 ", "tag: 2.0.1 "),
+        ),
+        (
+            &["image.ref", "2.0@sha256:bb", "--format", "image"],
+            &VALUES.replace("app:1.9@sha256:aa", "app:2.0@sha256:bb"),
+        ),
+        (
+            &["image.ref", "1.9@sha256:cc", "--format", "tag@digest"],
+            &VALUES.replace("reg.io/acme/app:1.9@sha256:aa", "1.9@sha256:cc"),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (dir, path) = file_with(VALUES);
+        let mut full = vec!["set", path.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let out = tagwatch(&full, dir.path());
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", show(&out));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            *expected,
+            "{args:?}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{args:?}: mode changed");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            ["values.yaml"],
+            "{args:?}: temporary files left behind"
+        );
+    }
+}
+
+#[test]
+fn refused_edits_exit_64_name_the_reason_and_write_nothing() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["image.nope", "1.0"], "path not found"),
+        (&["image", "1.0"], "is a mapping, not a scalar"),
+        (&["list", "1.0"], "not a scalar"),
+        (&["image..tag", "1.0"], "invalid key path"),
+        (
+            &["image.tag", "1.0", "--format", "sideways"],
+            "unknown format",
+        ),
+        (
+            &["image.tag", "sha256:abc", "--format", "tag"],
+            "writes a tag",
+        ),
+    ];
+    for (args, reason) in cases {
+        let (dir, path) = file_with(VALUES);
+        let mut full = vec!["set", path.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let out = tagwatch(&full, dir.path());
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(reason) && stderr.contains("values.yaml"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            VALUES,
+            "{args:?}: file changed"
+        );
+    }
+    let (dir, path) = file_with("a: [unclosed\n");
+    let out = tagwatch(&["set", path.to_str().unwrap(), "a", "1"], dir.path());
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    let out = tagwatch(&["set", "/nonexistent/values.yaml", "a", "1"], dir.path());
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+}
+
+#[test]
+fn get_prints_the_value() {
+    let (dir, path) = file_with(VALUES);
+    let out = tagwatch(&["get", path.to_str().unwrap(), "image.ref"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reg.io/acme/app:1.9@sha256:aa\n"
+    );
+    let out = tagwatch(
+        &["get", path.to_str().unwrap(), "image.missing"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+}
