@@ -247,7 +247,10 @@ impl Policy {
                 let v = parse_version(value).ok_or(Reason::NotVersion)?;
                 if range.matches(&v) {
                     Ok(Key::Version(v))
-                } else if !v.pre.is_empty() {
+                } else if !v.pre.is_empty()
+                    && range.matches(&Version::new(v.major, v.minor, v.patch))
+                {
+                    // Only its pre-release part keeps it out.
                     Err(Reason::Prerelease)
                 } else {
                     Err(Reason::OutsideRange)
@@ -452,14 +455,23 @@ fn cmp_versions(a: &Version, b: &Version) -> Ordering {
 }
 
 /// What a candidate is ordered by. All candidates of one policy have the
-/// same kind of key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// same kind of key. Equality is the ordering's (build metadata does not
+/// count), so `==` and `cmp` never disagree.
+#[derive(Clone, Debug)]
 pub enum Key<'a> {
     Version(Version),
     Number(Decimal<'a>),
     Text(&'a str),
     Time(OffsetDateTime),
 }
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Key<'_> {}
 
 impl PartialOrd for Key<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
