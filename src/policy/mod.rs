@@ -75,6 +75,9 @@ pub struct Policy {
     pub ignore: Vec<glob::Pattern>,
     /// A tag must have been pushed at least this long ago.
     pub min_age: Option<Duration>,
+    /// `extract` resolved to a group index once, so the hot loop over
+    /// 100,000 tags never looks a group up by name.
+    extract_index: Option<usize>,
 }
 
 /// A policy as written, in config or on the command line.
@@ -188,12 +191,20 @@ impl Policy {
             ),
             None => None,
         };
+        let extract_index = match (&extract, &allow) {
+            (Some(Group::Index(i)), _) => Some(*i),
+            (Some(Group::Name(n)), Some(re)) => {
+                re.capture_names().position(|c| c == Some(n.as_str()))
+            }
+            _ => None,
+        };
         Ok(Policy {
             strategy,
             allow,
             extract,
             ignore,
             min_age,
+            extract_index,
         })
     }
 
@@ -215,6 +226,21 @@ impl Policy {
     /// Decides one tag: `Ok` with its ordering key when it is a candidate,
     /// `Err` with the reason when it is not.
     pub fn judge<'a>(&self, image: &'a Image, now: OffsetDateTime) -> Result<Key<'a>, Reason> {
+        self.judge_with(image, now, &mut self.scratch())
+    }
+
+    /// Capture slots for `allow`, allocated once per pass over the tags
+    /// rather than once per tag.
+    fn scratch(&self) -> Option<regex::CaptureLocations> {
+        self.allow.as_ref().map(Regex::capture_locations)
+    }
+
+    fn judge_with<'a>(
+        &self,
+        image: &'a Image,
+        now: OffsetDateTime,
+        scratch: &mut Option<regex::CaptureLocations>,
+    ) -> Result<Key<'a>, Reason> {
         let tag = image.tag.as_str();
         if is_signature(tag) {
             return Err(Reason::Signature);
@@ -224,7 +250,7 @@ impl Policy {
         {
             return Err(Reason::NotFollowed);
         }
-        let value = self.ordering_text(tag)?;
+        let value = self.ordering_text(tag, scratch)?;
         if let Some(glob) = self.ignore.iter().find(|g| g.matches(tag)) {
             return Err(Reason::Ignored(glob.as_str().to_string()));
         }
@@ -247,10 +273,7 @@ impl Policy {
                 let v = parse_version(value).ok_or(Reason::NotVersion)?;
                 if range.matches(&v) {
                     Ok(Key::Version(v))
-                } else if !v.pre.is_empty()
-                    && range.matches(&Version::new(v.major, v.minor, v.patch))
-                {
-                    // Only its pre-release part keeps it out.
+                } else if range.excludes_only_as_prerelease(&v) {
                     Err(Reason::Prerelease)
                 } else {
                     Err(Reason::OutsideRange)
@@ -266,30 +289,47 @@ impl Policy {
     }
 
     /// The text a tag is ordered by: the whole tag, or `extract`'s capture.
-    fn ordering_text<'t>(&self, tag: &'t str) -> Result<&'t str, Reason> {
+    fn ordering_text<'t>(
+        &self,
+        tag: &'t str,
+        scratch: &mut Option<regex::CaptureLocations>,
+    ) -> Result<&'t str, Reason> {
         let Some(allow) = &self.allow else {
             return Ok(tag);
         };
-        let Some(extract) = &self.extract else {
+        let (Some(index), Some(locations)) = (self.extract_index, scratch.as_mut()) else {
             return if allow.is_match(tag) {
                 Ok(tag)
             } else {
                 Err(Reason::NotAllowed)
             };
         };
-        let caps = allow.captures(tag).ok_or(Reason::NotAllowed)?;
-        let group = match extract {
-            Group::Index(i) => caps.get(*i),
-            Group::Name(n) => caps.name(n),
-        };
-        group.map(|m| m.as_str()).ok_or(Reason::NotAllowed)
+        allow
+            .captures_read(locations, tag)
+            .ok_or(Reason::NotAllowed)?;
+        let (start, end) = locations.get(index).ok_or(Reason::NotAllowed)?;
+        Ok(&tag[start..end])
+    }
+
+    /// The text the file's current value is ordered by. A value that
+    /// `allow` does not match is read whole when there is no `extract`
+    /// (the file may predate the filter); with `extract` it cannot be.
+    fn current_text<'t>(&self, current: &'t str) -> Option<&'t str> {
+        match self.ordering_text(current, &mut self.scratch()) {
+            Ok(text) => Some(text),
+            Err(_) if self.extract.is_none() => Some(current),
+            Err(_) => None,
+        }
     }
 
     /// The best image under this policy, ignoring what the file holds.
     pub fn best<'a>(&self, images: &'a [Image], now: OffsetDateTime) -> Option<&'a Image> {
         images
             .iter()
-            .filter_map(|image| Some((self.judge(image, now).ok()?, image)))
+            .filter_map({
+                let mut scratch = self.scratch();
+                move |image| Some((self.judge_with(image, now, &mut scratch).ok()?, image))
+            })
             .max_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.tag.cmp(&b.tag)))
             .map(|(_, image)| image)
     }
@@ -333,8 +373,7 @@ impl Policy {
         let newer = match &self.strategy {
             Strategy::Semver(_) => {
                 let cur = self
-                    .ordering_text(current)
-                    .ok()
+                    .current_text(current)
                     .and_then(parse_version)
                     .ok_or_else(|| PolicyError::CurrentUnordered {
                         current: current.into(),
@@ -347,8 +386,7 @@ impl Policy {
             }
             Strategy::Numeric => {
                 let cur = self
-                    .ordering_text(current)
-                    .ok()
+                    .current_text(current)
                     .and_then(Decimal::parse)
                     .ok_or_else(|| PolicyError::CurrentUnordered {
                         current: current.into(),

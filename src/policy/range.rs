@@ -111,6 +111,18 @@ impl Range {
         self.alternatives.iter().any(|alt| alt.matches(v))
     }
 
+    /// True when `v` is kept out only by the pre-release rule: some
+    /// alternative's comparators all accept it, but that alternative names
+    /// no pre-release. `--explain` says "pre-release" for exactly these.
+    pub fn excludes_only_as_prerelease(&self, v: &Version) -> bool {
+        !v.pre.is_empty()
+            && !self.matches(v)
+            && self
+                .alternatives
+                .iter()
+                .any(|alt| alt.comparators.iter().all(|c| c.matches(v)))
+    }
+
     /// The text the user wrote.
     pub fn as_str(&self) -> &str {
         &self.text
