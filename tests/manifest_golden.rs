@@ -1,10 +1,10 @@
 //! Golden, property and robustness tests for `tagwatch::manifest`.
 //!
 //! Golden cases live in `tests/golden/<case>/`: `input.yaml`, `case.txt` (lines `path: ...`,
-//! `value: ...`, optional `document: N`, and for refusals `error: <substring>` plus
-//! `kind: <kind>`), and for successes `expected.yaml`, the exact bytes `set` must produce. An
-//! `expected.yaml` identical to `input.yaml` means "already holds the value": `set` must return
-//! `Ok(None)`.
+//! or `kustomize_image: <name>` plus `field: <field>` for `set_kustomize_image`; `value: ...`,
+//! optional `document: N`, and for refusals `error: <substring>` plus `kind: <kind>`), and for
+//! successes `expected.yaml`, the exact bytes the edit must produce. An `expected.yaml` identical
+//! to `input.yaml` means "already holds the value": the edit must return `Ok(None)`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,10 +18,23 @@ use tagwatch::manifest::{self, Document, EditError, KeyPath, Style};
 struct Case {
     name: String,
     input: Vec<u8>,
+    /// The path `set` edits, or for a Kustomize case the path the field reads back at.
     path: KeyPath,
+    /// For `set_kustomize_image` cases: the image name and the field.
+    kustomize: Option<(String, String)>,
     value: String,
     document: Document,
     outcome: Outcome,
+}
+
+impl Case {
+    /// Runs the edit the case describes.
+    fn edit(&self, input: &[u8]) -> Result<Option<Vec<u8>>, EditError> {
+        match &self.kustomize {
+            None => manifest::set(input, &self.path, &self.document, &self.value),
+            Some((image, field)) => manifest::set_kustomize_image(input, image, field, &self.value),
+        }
+    }
 }
 
 enum Outcome {
@@ -37,6 +50,7 @@ fn load_case(dir: &Path) -> Result<Case, String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let spec = fs::read_to_string(dir.join("case.txt")).map_err(|e| format!("case.txt: {e}"))?;
     let (mut path, mut value, mut document, mut error, mut kind) = (None, None, None, None, None);
+    let (mut image, mut field) = (None, None);
     for line in spec.lines().filter(|l| !l.trim().is_empty()) {
         let (key, rest) = line
             .split_once(':')
@@ -45,6 +59,8 @@ fn load_case(dir: &Path) -> Result<Case, String> {
         let rest = rest.strip_prefix(' ').unwrap_or(rest).to_string();
         match key {
             "path" => path = Some(rest),
+            "kustomize_image" => image = Some(rest),
+            "field" => field = Some(rest),
             "value" => value = Some(rest),
             "document" => document = Some(rest),
             "error" => error = Some(rest),
@@ -52,7 +68,15 @@ fn load_case(dir: &Path) -> Result<Case, String> {
             other => return Err(format!("unknown key {other:?}")),
         }
     }
-    let path = KeyPath::parse(&path.ok_or("missing path")?).map_err(|e| e.to_string())?;
+    let (path, kustomize) = match (path, image, field) {
+        (Some(path), None, None) => (path, None),
+        (None, Some(image), Some(field)) => (
+            format!("images[name={image}].{field}"),
+            Some((image, field)),
+        ),
+        _ => return Err("need either path: or both kustomize_image: and field:".into()),
+    };
+    let path = KeyPath::parse(&path).map_err(|e| e.to_string())?;
     let document = match document {
         None => Document::Any,
         Some(n) => Document::Index(n.trim().parse().map_err(|e| format!("document: {e}"))?),
@@ -67,6 +91,7 @@ fn load_case(dir: &Path) -> Result<Case, String> {
         name,
         input: fs::read(dir.join("input.yaml")).map_err(|e| format!("input.yaml: {e}"))?,
         path,
+        kustomize,
         value: value.ok_or("missing value")?,
         document,
         outcome,
@@ -108,44 +133,84 @@ fn first_difference(expected: &[u8], actual: &[u8]) -> String {
     "no line differs (lengths match?)".to_string()
 }
 
-/// Checks a successful edit: exact bytes, bytes outside the scalar untouched, and the value
-/// reads back.
+/// Checks a successful edit: exact bytes, bytes outside the scalar untouched (or, for an
+/// insertion, the input kept whole around one inserted run), and the value reads back.
 fn check_success(case: &Case, expected: &[u8]) -> Result<(), String> {
-    let result = manifest::set(&case.input, &case.path, &case.document, &case.value)
-        .map_err(|e| format!("set failed: [{}] {e}", e.kind()))?;
+    let result = case
+        .edit(&case.input)
+        .map_err(|e| format!("edit failed: [{}] {e}", e.kind()))?;
     let Some(out) = result else {
         return if expected == case.input.as_slice() {
             Ok(())
         } else {
-            Err("set returned Ok(None) (no change) but expected.yaml differs from input".into())
+            Err("edit returned Ok(None) (no change) but expected.yaml differs from input".into())
         };
     };
     if expected == case.input.as_slice() {
-        return Err("expected no change (Ok(None)) but set returned new content".into());
+        return Err("expected no change (Ok(None)) but the edit returned new content".into());
     }
     if out != expected {
         return Err(first_difference(expected, &out));
     }
-    let before = manifest::get(&case.input, &case.path, &case.document)
-        .map_err(|e| format!("get on input failed: {e}"))?;
-    let range = before.byte_range;
-    let tail = case.input.len() - range.end;
-    if out[..range.start] != case.input[..range.start] {
-        return Err("bytes before the scalar changed".into());
-    }
-    if out.len() < tail || out[out.len() - tail..] != case.input[range.end..] {
-        return Err("bytes after the scalar changed".into());
-    }
+    let start = match manifest::get(&case.input, &case.path, &case.document) {
+        Ok(before) => {
+            let range = before.byte_range;
+            let tail = case.input.len() - range.end;
+            if out[..range.start] != case.input[..range.start] {
+                return Err("bytes before the scalar changed".into());
+            }
+            if out.len() < tail || out[out.len() - tail..] != case.input[range.end..] {
+                return Err("bytes after the scalar changed".into());
+            }
+            Some(range.start)
+        }
+        // Only set_kustomize_image adds what is not there.
+        Err(_) if case.kustomize.is_some() => {
+            let prefix = common_prefix(&case.input, &out);
+            let rest = case.input.len() - prefix;
+            if out.len() < case.input.len() || out[out.len() - rest..] != case.input[prefix..] {
+                return Err("the input is not kept whole around one inserted run of bytes".into());
+            }
+            None
+        }
+        Err(e) => return Err(format!("get on input failed: {e}")),
+    };
     let after = manifest::get(&out, &case.path, &case.document)
         .map_err(|e| format!("get on output failed: {e}"))?;
-    if after.value != case.value || after.byte_range.start != range.start {
+    if after.value != case.value || start.is_some_and(|s| after.byte_range.start != s) {
         return Err(format!("output reads back as {after:?}"));
+    }
+    if let Some((image, field)) = &case.kustomize {
+        let read = independent_kustomize_value(&out, image, field);
+        if read.as_deref() != Some(case.value.as_str()) {
+            return Err(format!("serde_norway reads the field as {read:?}"));
+        }
     }
     Ok(())
 }
 
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Reads `images[name=<image>].<field>` of a kustomization with an independent parser.
+fn independent_kustomize_value(out: &[u8], image: &str, field: &str) -> Option<String> {
+    let text = std::str::from_utf8(out).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let doc: serde_norway::Value = serde_norway::from_str(text).ok()?;
+    let entries = doc.get("images")?.as_sequence()?;
+    let mut hits = entries
+        .iter()
+        .filter(|e| e.get("name").and_then(|n| n.as_str()) == Some(image));
+    let entry = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    entry.get(field)?.as_str().map(str::to_string)
+}
+
 fn check_error(case: &Case, substring: &str, kind: &str) -> Result<(), String> {
-    match manifest::set(&case.input, &case.path, &case.document, &case.value) {
+    match case.edit(&case.input) {
         Ok(r) => Err(format!(
             "expected an error, got {:?}",
             r.map(String::from_utf8)
@@ -196,6 +261,7 @@ fn golden_harness_detects_mismatch() {
         name: "self-test".into(),
         input: b"a:\n  tag: 1.0.0\n".to_vec(),
         path: KeyPath::parse("a.tag").unwrap(),
+        kustomize: None,
         value: "1.0.1".into(),
         document: Document::Any,
         outcome: Outcome::Expected(Vec::new()),
@@ -447,6 +513,29 @@ fn exercise(input: &[u8], paths: &[KeyPath]) {
     }
 }
 
+/// `exercise` for `set_kustomize_image`: output must read back; refusals must not be internal.
+fn exercise_kustomize(input: &[u8], image: &str, field: &str) {
+    let path = KeyPath::parse(&format!("images[name={image}].{field}")).unwrap();
+    match manifest::set_kustomize_image(input, image, field, "1.2.3") {
+        Ok(Some(out)) => {
+            let got = manifest::get(&out, &path, &Document::Any);
+            assert_eq!(
+                got.map(|s| s.value).ok().as_deref(),
+                Some("1.2.3"),
+                "{:?} became {:?}",
+                String::from_utf8_lossy(input),
+                String::from_utf8_lossy(&out)
+            );
+        }
+        Ok(None) => {}
+        Err(e) => assert!(
+            e.kind() != "internal",
+            "{e} for {image} in {:?}",
+            String::from_utf8_lossy(input)
+        ),
+    }
+}
+
 /// A fuzz knob from the environment, for longer local runs (`TAGWATCH_FUZZ_ITERS`, `..._SEED`).
 fn env_knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -507,9 +596,47 @@ fn odd_inputs_do_not_panic() {
         b"a: {k: !<tag:x,2000:y> v, j: &x}\n",
         "image:\n  tag: &\u{e9} 1\n".as_bytes(),
     ];
+    let odd_kustomizations: &[&[u8]] = &[
+        b"images: [",
+        b"images:\n-",
+        b"images:\n-\n",
+        b"images:\n- \n",
+        b"images:\n-\n  name: b\n",
+        b"images:\n- name: app\n  newName: |\n    x\n",
+        b"images:\n- name: b\n  newName: >-\n    x\n\n",
+        b"images:\n- name: app\n  digest:\n",
+        b"images:\n- name: app\n  newName: 'a\n    b'\n",
+        b"images:\n- name: app\n  newName: [a,\n    b]\n",
+        b"images: &a\n- name: b\nx: *a\n",
+        b"images:\n- &e\n  name: app\nx: *e\n",
+        b"images:\n- {name: app}\n",
+        b"images: []\n",
+        b"images: {}\n",
+        b"images: ~\n",
+        b"images:",
+        b"images:\r\n- name: b\r\n  newTag: x",
+        b"images:\n - name: b\n   newTag: *x\n",
+        b"images: !!seq\n- name: b\n",
+        b"- a\n",
+        b"a: 1\n---\nb: 2\n",
+        b"\xef\xbb\xbfkind: Kustomization",
+        b"kind: Kustomization # c",
+        b"a:\n  - x\n  - y\nb: |\n  z\n",
+        b"{a: 1}",
+        b"a: 1\n...\n",
+        b"a: 1\n\t",
+        b"- - name: app\n",
+        b"images:\n- - name: app\n",
+        b"images:\n-   name: b\n    newTag: 1\n",
+        b"images:\n- name: b\n  x:\n    y: 1\n",
+        b"images:\n- name: b\n  x:\n  - 1\n  - 2\n",
+    ];
     let mut count = 0;
-    for input in odd {
+    for input in odd.iter().chain(odd_kustomizations) {
         exercise(input, &generic);
+        for field in ["newTag", "digest"] {
+            exercise_kustomize(input, "app", field);
+        }
         count += 1;
     }
     let cases = load_cases();
@@ -521,6 +648,9 @@ fn odd_inputs_do_not_panic() {
         let step = if case.input.len() > 600 { 7 } else { 1 };
         for cut in (0..case.input.len()).step_by(step) {
             exercise(&case.input[..cut], &paths);
+            if let Some((image, field)) = &case.kustomize {
+                exercise_kustomize(&case.input[..cut], image, field);
+            }
             count += 1;
         }
     }
@@ -530,6 +660,9 @@ fn odd_inputs_do_not_panic() {
         let case = &cases[rng.below(cases.len())];
         let bytes = mutate(&mut rng, case.input.clone());
         exercise(&bytes, &[case.path.clone(), parse("image.tag")]);
+        if let Some((image, field)) = &case.kustomize {
+            exercise_kustomize(&bytes, image, field);
+        }
         count += 1;
     }
     assert!(count > 3000);
@@ -542,4 +675,169 @@ fn errors_have_kinds_and_messages() {
     assert_eq!(err.kind(), "invalid_yaml");
     assert!(err.to_string().starts_with("not valid YAML: "), "{err}");
     assert!(err.to_string().contains(" at line "), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property test: set_kustomize_image on generated kustomizations
+// ---------------------------------------------------------------------------------------------
+
+/// A random but well-formed kustomization: list styles, line endings, comments, quoting,
+/// entries with and without the fields, a final line break or none.
+fn random_kustomization(rng: &mut Rng) -> String {
+    let nl = ["\n", "\r\n"][rng.below(2)];
+    let indent = " ".repeat([0, 2, 4][rng.below(3)]);
+    let gap = [2, 2, 4][rng.below(3)];
+    let item = |key: &str, value: &str| format!("{indent}-{}{key}: {value}", " ".repeat(gap - 1));
+    let field = |key: &str, value: &str| format!("{indent}{}{key}: {value}", " ".repeat(gap));
+    let mut lines = vec![
+        "apiVersion: kustomize.config.k8s.io/v1beta1".to_string(),
+        "kind: Kustomization".to_string(),
+    ];
+    if rng.below(2) == 0 {
+        lines.push("resources:".to_string());
+        lines.push(format!("{indent}- ../../base"));
+    }
+    let quote = |rng: &mut Rng, v: &str| match rng.below(3) {
+        0 => v.to_string(),
+        1 => format!("'{v}'"),
+        _ => format!("\"{v}\""),
+    };
+    match rng.below(5) {
+        0 => {}
+        1 => lines.push("images: # none yet".to_string()),
+        _ => {
+            lines.push("images:".to_string());
+            for name in ["api", "worker", "web"] {
+                if rng.below(3) == 0 {
+                    continue;
+                }
+                if rng.below(4) == 0 {
+                    lines.push(format!("{indent}# {name}"));
+                }
+                lines.push(item("name", &quote(rng, name)));
+                if rng.below(2) == 0 {
+                    lines.push(field("newName", &format!("registry.example.com/{name}")));
+                }
+                if rng.below(2) == 0 {
+                    let tag = quote(rng, "1.0.0");
+                    let comment = ["", " # pinned", "   # x"][rng.below(3)];
+                    lines.push(field("newTag", &format!("{tag}{comment}")));
+                }
+                if rng.below(3) == 0 {
+                    lines.push(field("digest", "sha256:abc"));
+                }
+            }
+            if lines.last().is_some_and(|l| l == "images:") {
+                lines.push(item("name", "other"));
+            }
+        }
+    }
+    if rng.below(2) == 0 {
+        lines.push("namePrefix: prod-".to_string());
+    }
+    if rng.below(3) == 0 {
+        lines.push(String::new());
+        lines.push("# the end".to_string());
+    }
+    let mut text = lines.join(nl);
+    if rng.below(3) != 0 {
+        text.push_str(nl);
+    }
+    text
+}
+
+/// serde_norway's reading of a kustomization.
+fn kustomization_value(text: &[u8]) -> serde_norway::Value {
+    serde_norway::from_slice(text)
+        .unwrap_or_else(|e| panic!("serde_norway: {e} in {:?}", String::from_utf8_lossy(text)))
+}
+
+/// The expected reading after the edit: the value set on the entry, which is added (and
+/// `images` with it) when missing.
+fn with_image_field(
+    mut doc: serde_norway::Value,
+    image: &str,
+    field: &str,
+    value: &str,
+) -> serde_norway::Value {
+    use serde_norway::{Mapping, Value};
+    let root = doc.as_mapping_mut().expect("a mapping");
+    let images = root.entry(Value::from("images")).or_insert(Value::Null);
+    if images.is_null() {
+        *images = Value::Sequence(Vec::new());
+    }
+    let list = images.as_sequence_mut().expect("a list");
+    let position = list
+        .iter()
+        .position(|e| e.get("name").and_then(Value::as_str) == Some(image));
+    let entry = match position {
+        Some(i) => &mut list[i],
+        None => {
+            let mut entry = Mapping::new();
+            entry.insert("name".into(), image.into());
+            list.push(Value::Mapping(entry));
+            list.last_mut().unwrap()
+        }
+    };
+    entry
+        .as_mapping_mut()
+        .unwrap()
+        .insert(field.into(), value.into());
+    doc
+}
+
+#[test]
+fn kustomize_images_round_trip() {
+    let mut rng = Rng(env_knob("TAGWATCH_FUZZ_SEED", 7));
+    for _ in 0..env_knob("TAGWATCH_FUZZ_ITERS", 3000) / 3 {
+        let input = random_kustomization(&mut rng);
+        let image = ["api", "worker", "web", "new"][rng.below(4)];
+        let field = ["newTag", "digest"][rng.below(2)];
+        let value = random_tag(&mut rng);
+        let show = || format!("{image}.{field}={value:?} in {input:?}");
+        let out = match manifest::set_kustomize_image(input.as_bytes(), image, field, &value) {
+            Ok(Some(out)) => out,
+            Ok(None) => {
+                let path = KeyPath::parse(&format!("images[name={image}].{field}")).unwrap();
+                let now = manifest::get(input.as_bytes(), &path, &Document::Any).unwrap();
+                assert_eq!(now.value, value, "{}", show());
+                continue;
+            }
+            Err(e) => panic!("[{}] {e}: {}", e.kind(), show()),
+        };
+        let want = with_image_field(kustomization_value(input.as_bytes()), image, field, &value);
+        assert_eq!(
+            kustomization_value(&out),
+            want,
+            "{} became {:?}",
+            show(),
+            String::from_utf8_lossy(&out)
+        );
+        // Either one scalar was replaced, or the input is kept whole around one insertion that
+        // uses the file's line ending only.
+        let prefix = common_prefix(input.as_bytes(), &out);
+        let suffix = common_prefix(
+            &input.as_bytes()[prefix..]
+                .iter()
+                .rev()
+                .copied()
+                .collect::<Vec<_>>(),
+            &out[prefix..].iter().rev().copied().collect::<Vec<_>>(),
+        );
+        let added = &out[prefix..out.len() - suffix];
+        let removed = &input.as_bytes()[prefix..input.len() - suffix];
+        let crlf = input.contains("\r\n");
+        if removed.is_empty() {
+            let lf = added.iter().filter(|&&b| b == b'\n').count();
+            let cr = added.iter().filter(|&&b| b == b'\r').count();
+            assert_eq!(cr, if crlf { lf } else { 0 }, "{}", show());
+        } else {
+            assert!(
+                !added.contains(&b'\n') && !removed.contains(&b'\n'),
+                "{}",
+                show()
+            );
+        }
+        assert_eq!(input.ends_with('\n'), out.ends_with(b"\n"), "{}", show());
+    }
 }
