@@ -124,6 +124,18 @@ pub struct Target {
     pub document: Document,
     /// What the scalar holds: a tag, a digest, a whole reference, ….
     pub format: Format,
+    /// For `kind = "kustomize"`: the `images:` entry's name. The entry (or
+    /// its field) is added when missing; `key` then names its field.
+    pub kustomize: Option<Kustomize>,
+}
+
+/// A Kustomize `images:` entry as a target.
+#[derive(Clone, Debug)]
+pub struct Kustomize {
+    /// The entry's `name`.
+    pub image: String,
+    /// `newTag` or `digest`, from the target's format.
+    pub field: &'static str,
 }
 
 /// A path inside the GitOps repository: relative, normalised, and never
@@ -273,6 +285,8 @@ struct RawTarget {
     key: Option<Spanned<String>>,
     document: Option<Spanned<i64>>,
     format: Option<Spanned<String>>,
+    kind: Option<Spanned<String>>,
+    image: Option<Spanned<String>>,
 }
 
 // ---- loading ----------------------------------------------------------------
@@ -732,9 +746,43 @@ fn validate_target(
     let file = src.required(&raw.file, Some(first_span.clone()), &at("file"))?;
     let file =
         RepoPath::new(file.get_ref()).map_err(|m| src.error(Some(file.span()), at("file"), m))?;
-    let key = src.required(&raw.key, Some(first_span), &at("key"))?;
-    let key_path = KeyPath::parse(key.get_ref())
-        .map_err(|e| src.error(Some(key.span()), at("key"), e.to_string()))?;
+    let kustomize_image = match raw.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
+        None | Some((_, "yaml")) => {
+            if let Some(image) = &raw.image {
+                return Err(src.error(
+                    Some(image.span()),
+                    at("image"),
+                    "image is for kind = \"kustomize\"",
+                ));
+            }
+            None
+        }
+        Some((_, "kustomize")) => {
+            if let Some(key) = &raw.key {
+                return Err(src.error(
+                    Some(key.span()),
+                    at("key"),
+                    "a kustomize target names its entry with image, not key",
+                ));
+            }
+            let image = src.required(&raw.image, Some(first_span.clone()), &at("image"))?;
+            if image.get_ref().contains(['"', '\\']) {
+                return Err(src.error(
+                    Some(image.span()),
+                    at("image"),
+                    "must not contain quotes or backslashes",
+                ));
+            }
+            Some(image)
+        }
+        Some((k, other)) => {
+            return Err(src.error(
+                Some(k.span()),
+                at("kind"),
+                format!("unknown kind {other:?}; expected \"yaml\" (default) or \"kustomize\""),
+            ));
+        }
+    };
     let document = match &raw.document {
         Some(d) if *d.get_ref() >= 0 => Document::Index(*d.get_ref() as usize),
         Some(d) => {
@@ -759,12 +807,44 @@ fn validate_target(
         None if follows_digest => Format::Digest,
         None => Format::Tag,
     };
+    let (key_path, kustomize) = match kustomize_image {
+        Some(image) => {
+            let field = match format {
+                Format::Tag => "newTag",
+                Format::Digest => "digest",
+                _ => {
+                    return Err(src.error(
+                        raw.format.as_ref().map(|f| f.span()),
+                        at("format"),
+                        "a kustomize target writes newTag (format = \"tag\") or digest (format = \"digest\")",
+                    ));
+                }
+            };
+            let path = format!("images[name=\"{}\"].{field}", image.get_ref());
+            let key = KeyPath::parse(&path)
+                .map_err(|e| src.error(Some(image.span()), at("image"), e.to_string()))?;
+            (
+                key,
+                Some(Kustomize {
+                    image: image.get_ref().clone(),
+                    field,
+                }),
+            )
+        }
+        None => {
+            let key = src.required(&raw.key, Some(first_span), &at("key"))?;
+            let key_path = KeyPath::parse(key.get_ref())
+                .map_err(|e| src.error(Some(key.span()), at("key"), e.to_string()))?;
+            (key_path, None)
+        }
+    };
     Ok(Target {
         env: env.get_ref().clone(),
         file,
         key: key_path,
         document,
         format,
+        kustomize,
     })
 }
 

@@ -467,48 +467,27 @@ fn plan(
         }
     };
     let at = |e: &dyn std::fmt::Display| format!("{}: {}: {e}", target.file, target.key);
-    let scalar = manifest::get(file, &target.key, &target.document)
-        .map_err(|e| failed(Stage::Manifest, at(&e)))?;
-    let current = scalar.value;
+    let current = match manifest::get(file, &target.key, &target.document) {
+        Ok(scalar) => Some(scalar.value),
+        // A Kustomize entry, or its field, that is not there yet is added.
+        Err(e) if target.kustomize.is_some() && e.kind() == "not_found" => None,
+        Err(e) => return Err(failed(Stage::Manifest, at(&e))),
+    };
     let format = &target.format;
     let policy = &app.policy;
-    // What the policy compares against: the digest the file pins for the
-    // digest strategy, otherwise the tag the file holds — read out of
-    // whatever shape the format gives it, or found by digest in the listing.
-    let held = if matches!(policy.strategy, Strategy::Digest { .. }) {
-        format.current_digest(&current).map(str::to_string)
-    } else {
-        format
-            .current_tag(&current)
-            .map(str::to_string)
-            .or_else(|| {
-                let digest = format.current_digest(&current)?;
-                let tags = listing.images.iter().filter(|i| i.digest == digest);
-                let tagged = tags
-                    .clone()
-                    .find(|i| policy.judge(i, now).is_ok())
-                    .or(tags.clone().next());
-                // No tag points at it any more (the tag was pushed again):
-                // the promotion commit that wrote it says which tag it was.
-                tagged.map(|i| i.tag.clone()).or_else(|| history(digest))
-            })
-    };
-    let held = held.unwrap_or_else(|| current.clone());
-    let image = match policy.decide(&listing.images, &held, now) {
-        Ok(Decision::Promote(image)) => image,
-        // The same tag can point at a new image (it was pushed again); a
-        // format that pins the digest must follow it.
-        Ok(Decision::Keep) if format.pins_digest() => match policy.best(&listing.images, now) {
-            Some(best) if best.tag == held => best,
-            _ => return Ok(Planned::Unchanged(current)),
+    let (image, held) = match &current {
+        Some(current) => match choose(app, format, listing, current, now, history) {
+            Ok(Chosen::Image(image, held)) => (image, held),
+            Ok(Chosen::Keep) => return Ok(Planned::Unchanged(current.clone())),
+            Ok(Chosen::Nothing) => return Ok(Planned::NoCandidate(current.clone())),
+            Err(e) => return Err(failed(Stage::Policy, at(&e))),
         },
-        Ok(Decision::Keep) => return Ok(Planned::Unchanged(current)),
-        Ok(Decision::NoCandidate { why }) => {
-            info!(%current, repository = %app.repository, %why, "no tag passes the policy; nothing written");
-            return Ok(Planned::NoCandidate(current));
-        }
-        Err(e) => return Err(failed(Stage::Policy, at(&e))),
+        None => match policy.best(&listing.images, now) {
+            Some(best) => (best, "(none)".to_string()),
+            None => return Ok(Planned::NoCandidate("(none)".to_string())),
+        },
     };
+    let current = current.unwrap_or_default();
     let host = listing.registry_host();
     let parts = Parts {
         registry: &host,
@@ -522,7 +501,11 @@ fn plan(
     if value == current {
         return Ok(Planned::Unchanged(current));
     }
-    let content = match manifest::set(file, &target.key, &target.document, &value) {
+    let written = match &target.kustomize {
+        Some(k) => manifest::set_kustomize_image(file, &k.image, k.field, &value),
+        None => manifest::set(file, &target.key, &target.document, &value),
+    };
+    let content = match written {
         Ok(Some(content)) => content,
         Ok(None) => return Ok(Planned::Unchanged(current)),
         Err(e) => return Err(failed(Stage::Manifest, at(&e))),
@@ -544,6 +527,58 @@ fn plan(
         old: file.to_vec(),
         image: image.clone(),
     })))
+}
+
+/// What the policy chose for a file that holds `current`.
+enum Chosen<'a> {
+    /// Write this image; `String` is the tag (or digest) the file held.
+    Image(&'a Image, String),
+    Keep,
+    Nothing,
+}
+
+fn choose<'a>(
+    app: &App,
+    format: &crate::format::Format,
+    listing: &'a Listing,
+    current: &str,
+    now: OffsetDateTime,
+    history: &dyn Fn(&str) -> Option<String>,
+) -> Result<Chosen<'a>, crate::policy::PolicyError> {
+    let policy = &app.policy;
+    // What the policy compares against: the digest the file pins for the
+    // digest strategy, otherwise the tag the file holds — read out of
+    // whatever shape the format gives it, or found by digest in the listing.
+    let held = if matches!(policy.strategy, Strategy::Digest { .. }) {
+        format.current_digest(current).map(str::to_string)
+    } else {
+        format.current_tag(current).map(str::to_string).or_else(|| {
+            let digest = format.current_digest(current)?;
+            let tags = listing.images.iter().filter(|i| i.digest == digest);
+            let tagged = tags
+                .clone()
+                .find(|i| policy.judge(i, now).is_ok())
+                .or(tags.clone().next());
+            // No tag points at it any more (the tag was pushed again):
+            // the promotion commit that wrote it says which tag it was.
+            tagged.map(|i| i.tag.clone()).or_else(|| history(digest))
+        })
+    };
+    let held = held.unwrap_or_else(|| current.to_string());
+    Ok(match policy.decide(&listing.images, &held, now)? {
+        Decision::Promote(image) => Chosen::Image(image, held),
+        // The same tag can point at a new image (it was pushed again); a
+        // format that pins the digest must follow it.
+        Decision::Keep if format.pins_digest() => match policy.best(&listing.images, now) {
+            Some(best) if best.tag == held => Chosen::Image(best, held),
+            _ => Chosen::Keep,
+        },
+        Decision::Keep => Chosen::Keep,
+        Decision::NoCandidate { why } => {
+            info!(%current, repository = %app.repository, %why, "no tag passes the policy; nothing written");
+            Chosen::Nothing
+        }
+    })
 }
 
 fn unified_diff(target: &Target, old: &[u8], new: &[u8]) -> String {

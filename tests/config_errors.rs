@@ -181,6 +181,21 @@ fn each_invalid_config_names_file_line_and_key() {
             &format!("{BASE}\n[[apps.targets]]\nenv = \"dev2\"\nfile = \"./envs/dev/values.yaml\"\nkey = \"image.tag\"\n"),
             "tagwatch.toml:26: apps[0].targets[1].key: payments/dev already writes image.tag in envs/dev/values.yaml",
         ),
+        (
+            "unknown target kind",
+            &BASE.replace("key = \"image.tag\"", "kind = \"kustomise\"\nimage = \"x\""),
+            "tagwatch.toml:21: apps[0].targets[0].kind: unknown kind \"kustomise\"",
+        ),
+        (
+            "kustomize target with a key",
+            &BASE.replace("key = \"image.tag\"", "kind = \"kustomize\"\nimage = \"x\"\nkey = \"image.tag\""),
+            "tagwatch.toml:23: apps[0].targets[0].key: a kustomize target names its entry with image, not key",
+        ),
+        (
+            "bad format",
+            &BASE.replace("key = \"image.tag\"", "key = \"image.tag\"\nformat = \"{version}\""),
+            "tagwatch.toml:22: apps[0].targets[0].format: template \"{version}\": unknown field {version}",
+        ),
     ];
     for (what, text, expected) in cases {
         let stderr = rejected(text);

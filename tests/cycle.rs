@@ -509,3 +509,69 @@ fn formats_write_tag_digest_image_and_template() {
         format!("digest: {new_digest}\n")
     );
 }
+
+/// `kind = "kustomize"` targets: an existing `images:` entry gets its
+/// newTag replaced; a missing entry is added in the file's own style.
+#[test]
+fn kustomize_targets_update_or_add_the_images_entry() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.2", PUSHED), ("1.4.3", PUSHED)]);
+    moto.seed("ledger", &[("2.0.0", PUSHED)]);
+    let kustomization = "\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../base
+images:
+  - name: payments-api  # the API
+    newName: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments-api
+    newTag: 1.4.2
+";
+    let remote = GitRemote::new(&[("overlays/dev/kustomization.yaml", kustomization)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            (
+                "payments",
+                "payments-api",
+                "^1.4",
+                "overlays/dev/kustomization.yaml",
+            ),
+            ("ledger", "ledger", "^2", "overlays/dev/kustomization.yaml"),
+        ],
+    );
+    let text = std::fs::read_to_string(&work.config).unwrap().replace(
+        "key = \"image.tag\"",
+        "kind = \"kustomize\"\nimage = \"IMAGE\"",
+    );
+    // Each app's target names its own entry.
+    let text = text
+        .replacen("image = \"IMAGE\"", "image = \"payments-api\"", 1)
+        .replacen("image = \"IMAGE\"", "image = \"ledger\"", 1);
+    std::fs::write(&work.config, text).unwrap();
+
+    expect(
+        &work.once(&[]),
+        0,
+        &[
+            "payments/dev: promoted 1.4.2 -> 1.4.3",
+            "ledger/dev: promoted (none) -> 2.0.0",
+        ],
+    );
+    assert_eq!(
+        remote.show("overlays/dev/kustomization.yaml"),
+        format!(
+            "{}  - name: ledger\n    newTag: 2.0.0\n",
+            kustomization.replace("newTag: 1.4.2", "newTag: 1.4.3")
+        )
+    );
+    expect(
+        &work.once(&[]),
+        0,
+        &[
+            "payments/dev: up to date at 1.4.3",
+            "ledger/dev: up to date at 2.0.0",
+        ],
+    );
+}
