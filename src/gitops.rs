@@ -65,6 +65,15 @@ impl GitError {
     }
 }
 
+/// A promotion as the branch records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub promotion: Promotion,
+    /// The commit time: when the promotion reached the branch.
+    pub at: time::OffsetDateTime,
+    pub commit: String,
+}
+
 /// A persistent bare clone of one remote branch.
 pub struct Checkout {
     repo: Repository,
@@ -151,10 +160,11 @@ impl Checkout {
         }
     }
 
-    /// Fetches the branch and moves the local branch to it, discarding any
-    /// local commits that were never pushed (they are rebuilt from the
-    /// desired state, never replayed). Returns the new head.
-    pub fn sync(&mut self) -> Result<Oid, GitError> {
+    /// Fetches the branch into the remote-tracking ref only and returns its
+    /// head. Leaves the local branch alone, so a reader (`tagwatch
+    /// history`) never disturbs the commits a running daemon has not
+    /// pushed yet.
+    pub fn fetch(&mut self) -> Result<Oid, GitError> {
         let refspec = format!("+{}:{}", self.local_ref(), self.tracking_ref());
         let mut options = FetchOptions::new();
         options
@@ -187,6 +197,14 @@ impl Checkout {
             }
             Err(e) => return Err(self.local_error(e)),
         };
+        Ok(head)
+    }
+
+    /// Fetches the branch and moves the local branch to it, discarding any
+    /// local commits that were never pushed (they are rebuilt from the
+    /// desired state, never replayed). Returns the new head.
+    pub fn sync(&mut self) -> Result<Oid, GitError> {
+        let head = self.fetch()?;
         self.repo
             .reference(&self.local_ref(), head, true, "tagwatch: sync with remote")
             .map_err(|e| self.local_error(e))?;
@@ -345,10 +363,34 @@ impl Checkout {
         }
     }
 
-    /// The most recent promotion of `app`/`env` on the local branch that
-    /// wrote `digest`, read from the commits' trailers. This is how a
-    /// digest-only value is tied back to its tag once the registry no
-    /// longer has a tag on that digest. Looks back at most `limit` commits.
+    /// The promotions reachable from `from`, newest first, read from the
+    /// commits' trailers along the first-parent line (what the branch ran,
+    /// not what a merged side branch did). Looks at most `limit` commits back.
+    pub fn promotions(&self, from: Oid, limit: usize) -> impl Iterator<Item = Recorded> + '_ {
+        let walk = self.repo.revwalk().ok().and_then(|mut walk| {
+            walk.push(from).ok()?;
+            walk.simplify_first_parent().ok()?;
+            Some(walk)
+        });
+        walk.into_iter()
+            .flatten()
+            .take(limit)
+            .filter_map(Result::ok)
+            .filter_map(|oid| {
+                let commit = self.repo.find_commit(oid).ok()?;
+                let promotion = Promotion::parse(commit.message().ok()?)?;
+                let at = time::OffsetDateTime::from_unix_timestamp(commit.time().seconds()).ok()?;
+                Some(Recorded {
+                    promotion,
+                    at,
+                    commit: oid.to_string(),
+                })
+            })
+    }
+
+    /// The most recent promotion of `app`/`env` that wrote `digest`. This is
+    /// how a digest-only value is tied back to its tag once the registry no
+    /// longer has a tag on that digest.
     pub fn promotion_with_digest(
         &self,
         app: &str,
@@ -356,14 +398,9 @@ impl Checkout {
         digest: &str,
         limit: usize,
     ) -> Option<Promotion> {
-        let mut walk = self.repo.revwalk().ok()?;
-        walk.push(self.head().ok()?).ok()?;
-        walk.simplify_first_parent().ok()?;
-        walk.take(limit).filter_map(Result::ok).find_map(|oid| {
-            let commit = self.repo.find_commit(oid).ok()?;
-            let p = Promotion::parse(commit.message().ok()?)?;
-            (p.app == app && p.env == env && p.digest == digest).then_some(p)
-        })
+        self.promotions(self.head().ok()?, limit)
+            .map(|r| r.promotion)
+            .find(|p| p.app == app && p.env == env && p.digest == digest)
     }
 
     /// Removes the clone from disk. Used when it is damaged: it is a cache,

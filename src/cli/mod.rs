@@ -3,6 +3,7 @@
 //! configuration or bad arguments, reported before any network I/O.
 
 mod edit;
+mod history;
 mod policy_test;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub enum Command {
     Set(edit::SetArgs),
     /// Print the scalar at KEY in a YAML file.
     Get(edit::GetArgs),
+    /// List past promotions from the branch's commit trailers.
+    History(history::HistoryArgs),
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -154,6 +157,7 @@ pub async fn run(command: Command) -> u8 {
             0
         }
         Command::Set(args) => edit::set(args),
+        Command::History(args) => history::run(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
         Command::Demo { dir } => match crate::demo::run(dir).await {
