@@ -4,6 +4,7 @@
 #   gcc, make: libgit2 and aws-lc are C and build from source
 #   git: the tests' git servers (git daemon) and checks (interpret-trailers, fsck)
 #   python3-venv: the tests' moto server runs in a virtualenv
+#   nginx, fcgiwrap: the tests' smart-HTTP git server (git http-backend behind basic auth)
 ensure_debian_packages() {
   local missing=() pkg
   for pkg in "$@"; do

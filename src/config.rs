@@ -83,6 +83,20 @@ pub struct GitSettings {
     /// How many times one cycle pushes before giving up when the branch
     /// keeps moving under it.
     pub push_attempts: u32,
+    /// HTTPS authentication: a token read from a file (a mounted Secret),
+    /// sent as the password of HTTP basic auth.
+    pub token: Option<TokenAuth>,
+}
+
+/// A token for HTTPS remotes. Only the file's path is held: the token is
+/// read when a remote asks for it, so a rotated Secret is picked up
+/// without a restart, and the secret itself never sits in the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenAuth {
+    pub file: PathBuf,
+    /// The basic-auth user: `x-access-token` for GitHub Apps (default),
+    /// `oauth2` for GitLab.
+    pub username: String,
 }
 
 /// A git identity, parsed from `Name <email>`.
@@ -251,6 +265,8 @@ struct RawGit {
     checkout_dir: Option<Spanned<String>>,
     author: Option<Spanned<String>>,
     push_attempts: Option<Spanned<i64>>,
+    token_file: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
 }
 
 /// An included file holds only apps.
@@ -508,6 +524,28 @@ fn validate_git(
     };
     let author = parse_identity(author.get_ref())
         .map_err(|m| src.error(Some(author.span()), "git.author", m))?;
+    if let Some(user) = &raw.username
+        && raw.token_file.is_none()
+    {
+        return Err(src.error(
+            Some(user.span()),
+            "git.username",
+            "username is used with token_file; set token_file too",
+        ));
+    }
+    let token = match &raw.token_file {
+        Some(f) if f.get_ref().trim().is_empty() => {
+            return Err(src.error(Some(f.span()), "git.token_file", "must not be empty"));
+        }
+        Some(f) => Some(TokenAuth {
+            file: base.join(f.get_ref()),
+            username: raw
+                .username
+                .as_ref()
+                .map_or_else(|| "x-access-token".to_string(), |u| u.get_ref().clone()),
+        }),
+        None => None,
+    };
     let push_attempts = match &raw.push_attempts {
         Some(n) => positive(src, n, "git.push_attempts", 100)? as u32,
         None => DEFAULT_PUSH_ATTEMPTS,
@@ -525,6 +563,7 @@ fn validate_git(
         checkout_dir: base.join(checkout.get_ref()),
         author,
         push_attempts,
+        token,
     })
 }
 

@@ -18,7 +18,7 @@ use git2::{
     Repository, Signature, build::TreeUpdateBuilder,
 };
 
-use crate::config::{GitSettings, RepoPath};
+use crate::config::{GitSettings, RepoPath, TokenAuth};
 use crate::trailers::Promotion;
 
 const REMOTE: &str = "origin";
@@ -168,7 +168,7 @@ impl Checkout {
         let refspec = format!("+{}:{}", self.local_ref(), self.tracking_ref());
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(callbacks())
+            .remote_callbacks(callbacks(self.settings.token.as_ref()))
             .download_tags(AutotagOption::None);
         let mut remote = self
             .repo
@@ -318,7 +318,7 @@ impl Checkout {
         let refspec = format!("{0}:{0}", self.local_ref());
         let mut rejection: Option<String> = None;
         let result = {
-            let mut cbs = callbacks();
+            let mut cbs = callbacks(self.settings.token.as_ref());
             cbs.push_update_reference(|_, status| {
                 if let Some(message) = status {
                     rejection = Some(message.to_string());
@@ -420,16 +420,37 @@ impl Checkout {
     }
 }
 
-/// Callbacks shared by fetch and push. Only remotes that need no secret
-/// (file://, git://, a local path) work so far; a remote that asks for
-/// credentials gets one clear error instead of a prompt or a retry loop.
-fn callbacks<'a>() -> RemoteCallbacks<'a> {
+/// Callbacks shared by fetch and push.
+///
+/// Credentials are offered once per operation. libgit2 asks again after a
+/// 401, and answering again with the same token would only loop; the
+/// second request becomes one clear error naming the remote instead. A
+/// remote that asks when nothing is configured gets that error at once.
+fn callbacks<'a>(token: Option<&'a TokenAuth>) -> RemoteCallbacks<'a> {
     let mut cbs = RemoteCallbacks::new();
-    cbs.credentials(|url, _username, _allowed| {
-        Err(git2::Error::from_str(&format!(
-            "{} asks for credentials, and none are configured",
-            redact(url)
-        )))
+    let mut asked = false;
+    cbs.credentials(move |url, _username, allowed| {
+        let remote = redact(url);
+        let Some(token) = token.filter(|_| allowed.is_user_pass_plaintext()) else {
+            return Err(git2::Error::from_str(&format!(
+                "{remote} asks for credentials, and none are configured"
+            )));
+        };
+        if std::mem::replace(&mut asked, true) {
+            return Err(git2::Error::from_str(&format!(
+                "{remote} rejected the token from {} (user {:?})",
+                token.file.display(),
+                token.username
+            )));
+        }
+        // Read on every operation: a Kubernetes Secret rotates in place.
+        let secret = std::fs::read_to_string(&token.file).map_err(|e| {
+            git2::Error::from_str(&format!(
+                "cannot read token_file {}: {e}",
+                token.file.display()
+            ))
+        })?;
+        git2::Cred::userpass_plaintext(&token.username, secret.trim())
     });
     cbs
 }

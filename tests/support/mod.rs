@@ -385,3 +385,121 @@ key = "image.tag"
     }
     text
 }
+
+/// Smart HTTP with basic auth: nginx in front of fcgiwrap running
+/// `git http-backend` (Python's CGI server cannot serve git: it drops
+/// privileges). Serves every repository under `base`; user `git`,
+/// password `password`. Both processes are killed on drop.
+pub struct GitHttp {
+    nginx: Child,
+    fcgiwrap: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl GitHttp {
+    pub fn start(base: &Path, password: &str) -> GitHttp {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let socket = d.join("fcgi.sock");
+        let fcgiwrap = Command::new("fcgiwrap")
+            .args(["-s", &format!("unix:{}", socket.display())])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fcgiwrap (Debian package fcgiwrap; scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "fcgiwrap did not create its socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::write(d.join("htpasswd"), format!("git:{{PLAIN}}{password}\n")).unwrap();
+        let exec_path = git(base, &["--exec-path"]);
+        let port = free_port();
+        // As root, nginx's workers would otherwise run as nobody and be
+        // unable to reach fcgiwrap's socket.
+        let user = if unsafe_is_root() { "user root;" } else { "" };
+        let conf = format!(
+            r#"{user}
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body;
+  fastcgi_temp_path {d}/fastcgi;
+  proxy_temp_path {d}/proxy;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+      auth_basic "git";
+      auth_basic_user_file {d}/htpasswd;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_pass unix:{sock};
+      fastcgi_param SCRIPT_FILENAME {exec}/git-http-backend;
+      fastcgi_param GIT_PROJECT_ROOT {base};
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO $uri;
+      fastcgi_param REMOTE_USER $remote_user;
+    }}
+  }}
+}}
+"#,
+            d = d.display(),
+            sock = socket.display(),
+            exec = exec_path.trim(),
+            base = base.display(),
+        );
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let nginx = Command::new("nginx")
+            .args([
+                "-c",
+                &d.join("nginx.conf").display().to_string(),
+                "-p",
+                &d.display().to_string(),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (Debian package nginx; scripts/test installs it)");
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitHttp {
+            nginx,
+            fcgiwrap,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        for child in [&mut self.nginx, &mut self.fcgiwrap] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether the tests run as root, read from `id -u` (no libc in tests).
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
