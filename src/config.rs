@@ -614,9 +614,10 @@ fn check_name(s: &str) -> Result<(), String> {
 struct SeenApps {
     /// App name → where it was first defined.
     names: std::collections::HashMap<String, String>,
-    /// (file, key, document) → the `app/env` that writes it. Two targets on
-    /// one scalar would fight each cycle, each undoing the other's commit.
-    scalars: std::collections::HashMap<(RepoPath, String, Document), String>,
+    /// Every target so far: file, key, document, and the `app/env` that
+    /// writes it. Two targets on one scalar would fight each cycle, each
+    /// undoing the other's commit.
+    scalars: Vec<(RepoPath, KeyPath, Document, String)>,
 }
 
 fn validate_app(
@@ -671,20 +672,37 @@ fn validate_app(
     for (t, target) in raw.targets.iter().enumerate() {
         let raw_target = target;
         let target = validate_target(src, index, t, raw_target, name.span(), &policy)?;
-        let scalar = (
-            target.file.clone(),
-            target.key.to_string(),
-            target.document.clone(),
-        );
-        if let Some(first) = seen.scalars.get(&scalar) {
+        // The same steps however they were written (`image.tag` and
+        // `"image".tag`), and `document` unset overlaps every index.
+        let overlaps = |d: &Document| match (d, &target.document) {
+            (Document::Any, _) | (_, Document::Any) => true,
+            (a, b) => a == b,
+        };
+        if let Some((.., first)) = seen.scalars.iter().find(|(file, key, doc, _)| {
+            *file == target.file && key.steps_eq(&target.key) && overlaps(doc)
+        }) {
+            let span = raw_target
+                .key
+                .as_ref()
+                .or(raw_target.image.as_ref())
+                .map(|k| k.span());
+            let field = if raw_target.key.is_some() {
+                "key"
+            } else {
+                "image"
+            };
             return Err(src.error(
-                raw_target.key.as_ref().map(|k| k.span()),
-                format!("apps[{index}].targets[{t}].key"),
+                span,
+                format!("apps[{index}].targets[{t}].{field}"),
                 format!("{first} already writes {} in {}", target.key, target.file),
             ));
         }
-        seen.scalars
-            .insert(scalar, format!("{}/{}", name.get_ref(), target.env));
+        seen.scalars.push((
+            target.file.clone(),
+            target.key.clone(),
+            target.document.clone(),
+            format!("{}/{}", name.get_ref(), target.env),
+        ));
         if !envs.insert(target.env.clone()) {
             return Err(src.error(
                 raw.targets[t].env.as_ref().map(|e| e.span()),
@@ -805,11 +823,11 @@ fn validate_target(
                 ));
             }
             let image = src.required(&raw.image, Some(first_span.clone()), &at("image"))?;
-            if image.get_ref().contains(['"', '\\']) {
+            if let Some(d) = &raw.document {
                 return Err(src.error(
-                    Some(image.span()),
-                    at("image"),
-                    "must not contain quotes or backslashes",
+                    Some(d.span()),
+                    at("document"),
+                    "a kustomize target edits the kustomization's one document; remove document",
                 ));
             }
             Some(image)
@@ -834,7 +852,7 @@ fn validate_target(
         Some(f) => {
             let format = Format::parse(f.get_ref())
                 .map_err(|m| src.error(Some(f.span()), at("format"), m))?;
-            if follows_digest && !format.pins_digest() {
+            if follows_digest && !format.always_pins_digest() {
                 return Err(src.error(
                     Some(f.span()),
                     at("format"),
@@ -859,8 +877,7 @@ fn validate_target(
                     ));
                 }
             };
-            let path = format!("images[name=\"{}\"].{field}", image.get_ref());
-            let key = KeyPath::parse(&path)
+            let key = crate::manifest::kustomize_path(image.get_ref(), field)
                 .map_err(|e| src.error(Some(image.span()), at("image"), e.to_string()))?;
             (
                 key,

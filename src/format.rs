@@ -50,13 +50,23 @@ impl Format {
         }
     }
 
-    /// Whether the written value pins a digest, so a tag that moved to a
-    /// new image must be rewritten even though the tag is unchanged.
-    pub fn pins_digest(&self) -> bool {
+    /// Whether every value of this format pins a digest (an `image` value
+    /// may or may not; see [`Format::pins_digest`]).
+    pub fn always_pins_digest(&self) -> bool {
         match self {
             Format::Digest | Format::TagAtDigest => true,
             Format::Image | Format::Tag => false,
             Format::Template(t) => t.fields.contains(&Field::Digest),
+        }
+    }
+
+    /// Whether the value written over `current` pins a digest, so a tag
+    /// that moved to a new image must be rewritten even though the tag is
+    /// unchanged, and the pairing must be re-read before it is written.
+    pub fn pins_digest(&self, current: &str) -> bool {
+        match self {
+            Format::Image => ImageRef::parse(current).is_some_and(|r| r.digest.is_some()),
+            other => other.always_pins_digest(),
         }
     }
 
@@ -272,6 +282,19 @@ impl Template {
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(l) => out.push_str(l),
+                // An empty part would write `/:1.4.3`; refuse instead.
+                Piece::Field(Field::Registry) if parts.registry.is_empty() => {
+                    return Err(
+                        "the template needs {registry}, and the current value does not give it"
+                            .into(),
+                    );
+                }
+                Piece::Field(Field::Repository) if parts.repository.is_empty() => {
+                    return Err(
+                        "the template needs {repository}, and the current value does not give it"
+                            .into(),
+                    );
+                }
                 Piece::Field(Field::Registry) => out.push_str(parts.registry),
                 Piece::Field(Field::Repository) => out.push_str(parts.repository),
                 Piece::Field(Field::Tag) => out.push_str(parts.tag),
@@ -418,5 +441,23 @@ mod tests {
                 .render("nginx:1.4.2@sha256:x", &parts)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_image_value_pins_a_digest_only_when_it_holds_one() {
+        assert!(Format::Image.pins_digest("r.io/app:1.4.3@sha256:aa"));
+        assert!(!Format::Image.pins_digest("r.io/app:1.4.3"));
+        assert!(Format::TagAtDigest.pins_digest("anything"));
+    }
+
+    #[test]
+    fn a_template_never_writes_an_empty_registry_or_repository() {
+        let parts = Parts {
+            registry: "",
+            repository: "",
+            ..PARTS
+        };
+        let f = Format::parse("{registry}/{repository}:{tag}").unwrap();
+        assert!(f.render("nginx:1.25", &parts).is_err());
     }
 }

@@ -60,7 +60,7 @@ pub struct KeyPath {
     ends: Vec<usize>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Step {
     Key(String),
     Index(usize),
@@ -76,6 +76,12 @@ pub struct PathError {
 }
 
 impl KeyPath {
+    /// The path's steps without the way they were written, so `image.tag`
+    /// and `"image".tag` compare equal: one scalar, one path.
+    pub fn steps_eq(&self, other: &KeyPath) -> bool {
+        self.steps == other.steps
+    }
+
     /// Parses a key path; see the type's documentation for the grammar.
     pub fn parse(s: &str) -> Result<KeyPath, PathError> {
         PathParser { src: s, pos: 0 }
@@ -1765,7 +1771,9 @@ fn roundtrip_check(
 // ---------------------------------------------------------------------------------------------
 
 /// The path `images[name=<image>].<field>`, the name quoted when the path syntax needs it.
-fn kustomize_path(image: &str, field: &str) -> Result<KeyPath, EditError> {
+/// The key path of a Kustomize `images:` entry's field, as
+/// [`set_kustomize_image`] reads and writes it.
+pub fn kustomize_path(image: &str, field: &str) -> Result<KeyPath, EditError> {
     let name = if image.is_empty() || image.contains(['[', ']', '"']) {
         format!("\"{}\"", image.replace('\\', "\\\\").replace('"', "\\\""))
     } else {

@@ -211,8 +211,10 @@ async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> List
 struct Change {
     promotion: Promotion,
     /// The image chosen, as listed; re-checked before writing when the
-    /// strategy needs it.
+    /// strategy or the written value depends on what its tag points at.
     image: Image,
+    /// The new value pins the image's digest.
+    pins_digest: bool,
     content: Vec<u8>,
     old: Vec<u8>,
 }
@@ -404,7 +406,7 @@ fn reconcile_target(
         Ok(Planned::NoCandidate(current)) => return Outcome::NoCandidate { current },
         Err(outcome) => return outcome,
     };
-    if app.policy.needs_recheck()
+    if (app.policy.needs_recheck() || change.pins_digest)
         && let Some(reason) = inputs.recheck.moved(&app.repository, &change.image)
     {
         info!(%reason, "deferred to the next cycle");
@@ -484,7 +486,10 @@ fn plan(
         },
         None => match policy.best(&listing.images, now) {
             Some(best) => (best, "(none)".to_string()),
-            None => return Ok(Planned::NoCandidate("(none)".to_string())),
+            None => {
+                info!(repository = %app.repository, "no tag passes the policy; the entry stays absent");
+                return Ok(Planned::NoCandidate("(none)".to_string()));
+            }
         },
     };
     let current = current.unwrap_or_default();
@@ -526,6 +531,7 @@ fn plan(
         content,
         old: file.to_vec(),
         image: image.clone(),
+        pins_digest: format.pins_digest(&value),
     })))
 }
 
@@ -555,9 +561,13 @@ fn choose<'a>(
         format.current_tag(current).map(str::to_string).or_else(|| {
             let digest = format.current_digest(current)?;
             let tags = listing.images.iter().filter(|i| i.digest == digest);
+            // The greatest candidate on that digest, so the listing's order
+            // never decides which tag the file is taken to hold.
             let tagged = tags
                 .clone()
-                .find(|i| policy.judge(i, now).is_ok())
+                .filter_map(|i| Some((policy.judge(i, now).ok()?, i)))
+                .max_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.tag.cmp(&b.tag)))
+                .map(|(_, i)| i)
                 .or(tags.clone().next());
             // No tag points at it any more (the tag was pushed again):
             // the promotion commit that wrote it says which tag it was.
@@ -569,7 +579,7 @@ fn choose<'a>(
         Decision::Promote(image) => Chosen::Image(image, held),
         // The same tag can point at a new image (it was pushed again); a
         // format that pins the digest must follow it.
-        Decision::Keep if format.pins_digest() => match policy.best(&listing.images, now) {
+        Decision::Keep if format.pins_digest(current) => match policy.best(&listing.images, now) {
             Some(best) if best.tag == held => Chosen::Image(best, held),
             _ => Chosen::Keep,
         },

@@ -196,6 +196,16 @@ fn each_invalid_config_names_file_line_and_key() {
             &BASE.replace("key = \"image.tag\"", "key = \"image.tag\"\nformat = \"{version}\""),
             "tagwatch.toml:22: apps[0].targets[0].format: template \"{version}\": unknown field {version}",
         ),
+        (
+            "one scalar written two ways",
+            &format!("{BASE}\n[[apps.targets]]\nenv = \"dev2\"\nfile = \"envs/dev/values.yaml\"\nkey = '\"image\".tag'\ndocument = 0\n"),
+            "tagwatch.toml:26: apps[0].targets[1].key: payments/dev already writes",
+        ),
+        (
+            "kustomize target with a document",
+            &BASE.replace("key = \"image.tag\"", "kind = \"kustomize\"\nimage = \"x\"\ndocument = 1"),
+            "tagwatch.toml:23: apps[0].targets[0].document: a kustomize target edits",
+        ),
     ];
     for (what, text, expected) in cases {
         let stderr = rejected(text);

@@ -119,3 +119,52 @@ fn get_prints_the_value() {
     );
     assert_eq!(out.status.code(), Some(64), "{}", show(&out));
 }
+
+#[test]
+fn set_through_a_symlink_edits_the_real_file() {
+    let (dir, path) = file_with(VALUES);
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let out = tagwatch(
+        &["set", link.to_str().unwrap(), "image.tag", "2.0.0"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        VALUES.replace("tag: 1.9 ", "tag: 2.0.0 ")
+    );
+}
+
+#[test]
+fn a_template_that_does_not_fit_the_current_value_is_refused() {
+    let (dir, path) = file_with("image: nginx:1.25\n");
+    let out = tagwatch(
+        &[
+            "set",
+            path.to_str().unwrap(),
+            "image",
+            "1.4.3",
+            "--format",
+            "{registry}/{repository}:{tag}",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs {registry}"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "image: nginx:1.25\n"
+    );
+}

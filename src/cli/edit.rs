@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::EXIT_USAGE;
+use super::{EXIT_FAILED, EXIT_USAGE};
 use crate::format::{Format, Parts};
 use crate::manifest::{self, Document, KeyPath};
 
@@ -44,14 +44,33 @@ pub fn set(args: SetArgs) -> u8 {
             println!("{message}");
             0
         }
-        Err(reason) => {
+        Err(Refused::Edit(reason)) => {
             eprintln!("{}: {}: {reason}", args.file.display(), args.key);
             EXIT_USAGE
+        }
+        // The edit was valid; the disk said no. Not a usage error.
+        Err(Refused::Io(reason)) => {
+            eprintln!("{}: {}: {reason}", args.file.display(), args.key);
+            EXIT_FAILED
         }
     }
 }
 
-fn try_set(args: &SetArgs) -> Result<String, String> {
+/// Why `set` wrote nothing.
+enum Refused {
+    /// The edit itself is refused (exit 64).
+    Edit(String),
+    /// Writing the file failed (exit 1).
+    Io(String),
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Refused {
+        Refused::Edit(reason)
+    }
+}
+
+fn try_set(args: &SetArgs) -> Result<String, Refused> {
     let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
     let format = Format::parse(&args.format)?;
     let document = args.document.map_or(Document::Any, Document::Index);
@@ -67,7 +86,8 @@ fn try_set(args: &SetArgs) -> Result<String, String> {
             args.key
         )),
         Some(new) => {
-            write_atomically(&args.file, &new).map_err(|e| format!("cannot write: {e}"))?;
+            write_atomically(&args.file, &new)
+                .map_err(|e| Refused::Io(format!("cannot write: {e}")))?;
             Ok(format!(
                 "{}: {}: {current} -> {value}",
                 args.file.display(),
@@ -111,6 +131,9 @@ fn render(format: &Format, current: &str, value: &str) -> Result<String, String>
 /// a reader (or a crash) sees the old file or the new one, never half of
 /// one. The file's permissions are kept.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // Through a symlink, edit the file it points at; renaming over the
+    // link would replace the link and leave the real file unchanged.
+    let path = &std::fs::canonicalize(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
