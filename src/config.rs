@@ -269,6 +269,14 @@ struct RawGit {
     username: Option<Spanned<String>>,
 }
 
+/// `document = 1` or `document = "kind=Deployment,metadata.name=api"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDocument {
+    Index(i64),
+    Select(String),
+}
+
 /// An included file holds only apps.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,7 +307,7 @@ struct RawTarget {
     env: Option<Spanned<String>>,
     file: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
-    document: Option<Spanned<i64>>,
+    document: Option<Spanned<RawDocument>>,
     format: Option<Spanned<String>>,
     kind: Option<Spanned<String>>,
     image: Option<Spanned<String>>,
@@ -674,10 +682,7 @@ fn validate_app(
         let target = validate_target(src, index, t, raw_target, name.span(), &policy)?;
         // The same steps however they were written (`image.tag` and
         // `"image".tag`), and `document` unset overlaps every index.
-        let overlaps = |d: &Document| match (d, &target.document) {
-            (Document::Any, _) | (_, Document::Any) => true,
-            (a, b) => a == b,
-        };
+        let overlaps = |d: &Document| d.overlaps(&target.document);
         if let Some((.., first)) = seen.scalars.iter().find(|(file, key, doc, _)| {
             *file == target.file && key.steps_eq(&target.key) && overlaps(doc)
         }) {
@@ -840,10 +845,13 @@ fn validate_target(
             ));
         }
     };
-    let document = match &raw.document {
-        Some(d) if *d.get_ref() >= 0 => Document::Index(*d.get_ref() as usize),
-        Some(d) => {
+    let document = match raw.document.as_ref().map(|d| (d, d.get_ref())) {
+        Some((_, RawDocument::Index(n))) if *n >= 0 => Document::Index(*n as usize),
+        Some((d, RawDocument::Index(_))) => {
             return Err(src.error(Some(d.span()), at("document"), "must be 0 or greater"));
+        }
+        Some((d, RawDocument::Select(text))) => {
+            Document::parse(text).map_err(|m| src.error(Some(d.span()), at("document"), m))?
         }
         None => Document::Any,
     };

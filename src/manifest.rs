@@ -320,11 +320,45 @@ impl PathParser<'_> {
 /// Which YAML document of a multi-document file (`---`) to look in. `Any` searches all documents
 /// and requires exactly one match across them. `Index` is 0-based and counts every document the
 /// YAML parser sees, including empty ones.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Document {
     #[default]
     Any,
     Index(usize),
+    /// The documents whose scalars at these paths hold these values, e.g.
+    /// `kind=Deployment,metadata.name=api`. The target path must then
+    /// match in exactly one of them.
+    Select(Vec<(KeyPath, String)>),
+}
+
+impl Document {
+    /// Parses `N` or `path=value[,path=value…]`.
+    pub fn parse(s: &str) -> Result<Document, String> {
+        if let Ok(n) = s.trim().parse::<usize>() {
+            return Ok(Document::Index(n));
+        }
+        let mut conditions = Vec::new();
+        for part in s.split(',') {
+            let Some((path, value)) = part.split_once('=') else {
+                return Err(format!(
+                    "document {s:?}: expected an index or path=value pairs, e.g. \"kind=Deployment,metadata.name=api\""
+                ));
+            };
+            let path = KeyPath::parse(path.trim()).map_err(|e| format!("document {s:?}: {e}"))?;
+            conditions.push((path, value.trim().to_string()));
+        }
+        Ok(Document::Select(conditions))
+    }
+
+    /// Whether two selections could name the same document.
+    pub fn overlaps(&self, other: &Document) -> bool {
+        match (self, other) {
+            (Document::Index(a), Document::Index(b)) => a == b,
+            // Selectors are matched against content, which config
+            // validation cannot see: assume they may overlap.
+            _ => true,
+        }
+    }
 }
 
 /// Where a scalar sits.
@@ -1171,6 +1205,31 @@ fn resolve(tree: &Tree, path: &KeyPath, doc: &Document) -> Result<Hit, EditError
                     tree.docs.len()
                 ),
             });
+        }
+        Document::Select(conditions) => {
+            let chosen: Vec<usize> = (0..tree.docs.len())
+                .filter(|&d| {
+                    let Some(Some(root)) = tree.docs.get(d).copied() else {
+                        return false;
+                    };
+                    conditions
+                        .iter()
+                        .all(|(path, want)| match walk(tree, root, path) {
+                            Ok(Walk::Found { node, .. }) => tree.node(node).is_ok_and(|n| {
+                                matches!(n.kind, Kind::Scalar(_)) && tree.value(n) == want
+                            }),
+                            _ => false,
+                        })
+                })
+                .collect();
+            if chosen.is_empty() {
+                let wanted: Vec<String> =
+                    conditions.iter().map(|(p, v)| format!("{p}={v}")).collect();
+                return Err(EditError::NotFound {
+                    reason: format!("no document has {}", wanted.join(", ")),
+                });
+            }
+            chosen
         }
     };
     let mut hits = Vec::new();

@@ -432,7 +432,10 @@ fn formats_write_tag_digest_image_and_template() {
         ),
         ("tpl.yaml", format!("image: {host}/payments-api:v1.4.2\n")),
         ("digest.yaml", format!("digest: {old}\n")),
-        ("pinnedref.yaml", format!("image: reg.io/acme/payments:1.4.2@{old}\n")),
+        (
+            "pinnedref.yaml",
+            format!("image: reg.io/acme/payments:1.4.2@{old}\n"),
+        ),
     ];
     let remote = GitRemote::new(
         &files
@@ -487,7 +490,10 @@ fn formats_write_tag_digest_image_and_template() {
         format!("image: {host}/payments-api:v1.4.3\n")
     );
     assert_eq!(remote.show("digest.yaml"), format!("digest: {digest}\n"));
-    assert_eq!(remote.show("pinnedref.yaml"), format!("image: reg.io/acme/payments:1.4.3@{digest}\n"));
+    assert_eq!(
+        remote.show("pinnedref.yaml"),
+        format!("image: reg.io/acme/payments:1.4.3@{digest}\n")
+    );
 
     // CI pushes 1.4.3 again: a new image under the same tag. The pinned
     // formats follow it; the tag-only ones have nothing to change.

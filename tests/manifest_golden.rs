@@ -79,7 +79,7 @@ fn load_case(dir: &Path) -> Result<Case, String> {
     let path = KeyPath::parse(&path).map_err(|e| e.to_string())?;
     let document = match document {
         None => Document::Any,
-        Some(n) => Document::Index(n.trim().parse().map_err(|e| format!("document: {e}"))?),
+        Some(d) => Document::parse(d.trim())?,
     };
     let expected = fs::read(dir.join("expected.yaml")).ok();
     let outcome = match (expected, error, kind) {
@@ -423,6 +423,7 @@ fn independent_value(base: &Base, out: &[u8]) -> Option<String> {
     let doc = match base.document {
         Document::Index(n) => docs.get(n)?,
         Document::Any => docs.first()?,
+        Document::Select(_) => return None,
     };
     match (base.lookup)(doc)? {
         serde_norway::Value::String(s) => Some(s.clone()),

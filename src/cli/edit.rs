@@ -20,9 +20,10 @@ pub struct SetArgs {
     /// tag (default), digest, tag@digest, image, or a template.
     #[arg(long, default_value = "tag")]
     format: String,
-    /// The 0-based document of a multi-document file.
-    #[arg(long)]
-    document: Option<usize>,
+    /// The document of a multi-document file: a 0-based index, or
+    /// path=value pairs such as kind=Deployment,metadata.name=api.
+    #[arg(long, value_parser = Document::parse)]
+    document: Option<Document>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -31,9 +32,10 @@ pub struct GetArgs {
     file: PathBuf,
     /// Where the value lives.
     key: String,
-    /// The 0-based document of a multi-document file.
-    #[arg(long)]
-    document: Option<usize>,
+    /// The document of a multi-document file: a 0-based index, or
+    /// path=value pairs such as kind=Deployment,metadata.name=api.
+    #[arg(long, value_parser = Document::parse)]
+    document: Option<Document>,
 }
 
 /// Exits 0 when the file changed or already held the value, 64 when the
@@ -73,7 +75,7 @@ impl From<String> for Refused {
 fn try_set(args: &SetArgs) -> Result<String, Refused> {
     let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
     let format = Format::parse(&args.format)?;
-    let document = args.document.map_or(Document::Any, Document::Index);
+    let document = args.document.clone().unwrap_or_default();
     let src = std::fs::read(&args.file).map_err(|e| format!("cannot read: {e}"))?;
     let current = manifest::get(&src, &key, &document)
         .map_err(|e| e.to_string())?
@@ -153,7 +155,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn get(args: GetArgs) -> u8 {
     let result = (|| {
         let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
-        let document = args.document.map_or(Document::Any, Document::Index);
+        let document = args.document.clone().unwrap_or_default();
         let src = std::fs::read(&args.file).map_err(|e| format!("cannot read: {e}"))?;
         manifest::get(&src, &key, &document)
             .map(|s| s.value)
