@@ -85,7 +85,7 @@ impl Format {
     pub fn render(&self, current: &str, parts: &Parts<'_>) -> Result<String, String> {
         let need_digest = || {
             if parts.digest.is_empty() {
-                Err("this format writes a digest, and none is known for the tag".to_string())
+                Err(NO_DIGEST.to_string())
             } else {
                 Ok(parts.digest)
             }
@@ -128,12 +128,7 @@ impl Format {
         let Format::Template(t) = self else {
             return None;
         };
-        let field = match name {
-            "registry" => Field::Registry,
-            "repository" => Field::Repository,
-            _ => return None,
-        };
-        t.read_field(current, field)
+        t.read_field(current, Field::parse(name)?)
     }
 
     /// The digest the scalar holds, when the format writes one.
@@ -193,6 +188,51 @@ enum Field {
     Digest,
 }
 
+/// Why a digest-writing format cannot render.
+const NO_DIGEST: &str = "this format writes a digest, and none is known for the tag";
+
+impl Field {
+    const ALL: [Field; 4] = [
+        Field::Registry,
+        Field::Repository,
+        Field::Tag,
+        Field::Digest,
+    ];
+
+    /// The name in braces, and the capture group's name.
+    fn name(self) -> &'static str {
+        match self {
+            Field::Registry => "registry",
+            Field::Repository => "repository",
+            Field::Tag => "tag",
+            Field::Digest => "digest",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// What a value of this field looks like, for reading it back.
+    fn pattern(self) -> &'static str {
+        match self {
+            Field::Registry => r"[^/]+",
+            Field::Repository => r"[^:@]+",
+            Field::Tag => r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+            Field::Digest => r"[A-Za-z0-9_+.-]+:[0-9a-fA-F]+",
+        }
+    }
+
+    fn of<'a>(self, parts: &Parts<'a>) -> &'a str {
+        match self {
+            Field::Registry => parts.registry,
+            Field::Repository => parts.repository,
+            Field::Tag => parts.tag,
+            Field::Digest => parts.digest,
+        }
+    }
+}
+
 /// A format with braced fields.
 #[derive(Clone, Debug)]
 pub struct Template {
@@ -222,16 +262,11 @@ impl Template {
                     let end = rest
                         .find('}')
                         .ok_or_else(|| format!("template {text:?}: unclosed '{{'"))?;
-                    let field = match &rest[1..end] {
-                        "registry" => Field::Registry,
-                        "repository" => Field::Repository,
-                        "tag" => Field::Tag,
-                        "digest" => Field::Digest,
-                        other => {
-                            return Err(format!(
-                                "template {text:?}: unknown field {{{other}}}; use {{registry}}, {{repository}}, {{tag}} or {{digest}}"
-                            ));
-                        }
+                    let Some(field) = Field::parse(&rest[1..end]) else {
+                        return Err(format!(
+                            "template {text:?}: unknown field {{{}}}; use {{registry}}, {{repository}}, {{tag}} or {{digest}}",
+                            &rest[1..end]
+                        ));
                     };
                     if fields.contains(&field) {
                         return Err(format!(
@@ -239,13 +274,7 @@ impl Template {
                             &rest[1..end]
                         ));
                     }
-                    let (name, re) = match field {
-                        Field::Registry => ("registry", r"[^/]+"),
-                        Field::Repository => ("repository", r"[^:@]+"),
-                        Field::Tag => ("tag", r"[A-Za-z0-9_][A-Za-z0-9_.-]*"),
-                        Field::Digest => ("digest", r"[A-Za-z0-9_+.-]+:[0-9a-fA-F]+"),
-                    };
-                    pattern.push_str(&format!("(?P<{name}>{re})"));
+                    pattern.push_str(&format!("(?P<{}>{})", field.name(), field.pattern()));
                     fields.push(field);
                     pieces.push(Piece::Field(field));
                     rest = &rest[end + 1..];
@@ -282,43 +311,27 @@ impl Template {
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(l) => out.push_str(l),
-                // An empty part would write `/:1.4.3`; refuse instead.
-                Piece::Field(Field::Registry) if parts.registry.is_empty() => {
-                    return Err(
-                        "the template needs {registry}, and the current value does not give it"
-                            .into(),
-                    );
+                // An empty part would write `/:1.4.3` or a dangling `@`.
+                Piece::Field(Field::Digest) if parts.digest.is_empty() => {
+                    return Err(NO_DIGEST.into());
                 }
-                Piece::Field(Field::Repository) if parts.repository.is_empty() => {
-                    return Err(
-                        "the template needs {repository}, and the current value does not give it"
-                            .into(),
-                    );
+                Piece::Field(field) if field.of(parts).is_empty() => {
+                    return Err(format!(
+                        "the template needs {{{}}}, and the current value does not give it",
+                        field.name()
+                    ));
                 }
-                Piece::Field(Field::Registry) => out.push_str(parts.registry),
-                Piece::Field(Field::Repository) => out.push_str(parts.repository),
-                Piece::Field(Field::Tag) => out.push_str(parts.tag),
-                Piece::Field(Field::Digest) => {
-                    if parts.digest.is_empty() {
-                        return Err(
-                            "this format writes a digest, and none is known for the tag".into()
-                        );
-                    }
-                    out.push_str(parts.digest);
-                }
+                Piece::Field(field) => out.push_str(field.of(parts)),
             }
         }
         Ok(out)
     }
 
     fn read_field<'a>(&self, value: &'a str, field: Field) -> Option<&'a str> {
-        let name = match field {
-            Field::Registry => "registry",
-            Field::Repository => "repository",
-            Field::Tag => "tag",
-            Field::Digest => "digest",
-        };
-        self.reader.captures(value)?.name(name).map(|m| m.as_str())
+        self.reader
+            .captures(value)?
+            .name(field.name())
+            .map(|m| m.as_str())
     }
 
     fn read_tag<'a>(&self, value: &'a str) -> Option<&'a str> {

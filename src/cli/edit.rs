@@ -73,13 +73,9 @@ impl From<String> for Refused {
 }
 
 fn try_set(args: &SetArgs) -> Result<String, Refused> {
-    let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
     let format = Format::parse(&args.format)?;
     let document = args.document.clone().unwrap_or_default();
-    let src = std::fs::read(&args.file).map_err(|e| format!("cannot read: {e}"))?;
-    let current = manifest::get(&src, &key, &document)
-        .map_err(|e| e.to_string())?
-        .value;
+    let (src, key, current) = read(&args.file, &args.key, &document)?;
     let value = render(&format, &current, &args.value)?;
     match manifest::set(&src, &key, &document, &value).map_err(|e| e.to_string())? {
         None => Ok(format!(
@@ -151,18 +147,22 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads the file and the scalar at `key`: the bytes, the parsed path and
+/// the current value.
+fn read(file: &Path, key: &str, document: &Document) -> Result<(Vec<u8>, KeyPath, String), String> {
+    let key = KeyPath::parse(key).map_err(|e| e.to_string())?;
+    let src = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+    let value = manifest::get(&src, &key, document)
+        .map_err(|e| e.to_string())?
+        .value;
+    Ok((src, key, value))
+}
+
 /// Prints the value at KEY; exits 64 when there is none.
 pub fn get(args: GetArgs) -> u8 {
-    let result = (|| {
-        let key = KeyPath::parse(&args.key).map_err(|e| e.to_string())?;
-        let document = args.document.clone().unwrap_or_default();
-        let src = std::fs::read(&args.file).map_err(|e| format!("cannot read: {e}"))?;
-        manifest::get(&src, &key, &document)
-            .map(|s| s.value)
-            .map_err(|e| e.to_string())
-    })();
-    match result {
-        Ok(value) => {
+    let document = args.document.clone().unwrap_or_default();
+    match read(&args.file, &args.key, &document) {
+        Ok((_, _, value)) => {
             println!("{value}");
             0
         }
