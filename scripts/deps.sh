@@ -5,6 +5,7 @@
 #   git: the tests' git servers (git daemon) and checks (interpret-trailers, fsck)
 #   python3-venv: the tests' moto server runs in a virtualenv
 #   nginx, fcgiwrap: the tests' smart-HTTP git server (git http-backend behind basic auth)
+#   openssh-server, openssh-client: the tests' SSH git server and its keys
 ensure_debian_packages() {
   local missing=() pkg
   for pkg in "$@"; do

@@ -86,6 +86,17 @@ pub struct GitSettings {
     /// HTTPS authentication: a token read from a file (a mounted Secret),
     /// sent as the password of HTTP basic auth.
     pub token: Option<TokenAuth>,
+    /// SSH authentication: a private key and the known hosts to check the
+    /// server against.
+    pub ssh: Option<SshAuth>,
+}
+
+/// An SSH key and the host keys the server must present. The host key is
+/// always checked: an unknown or changed key is an error, never a prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshAuth {
+    pub key_file: PathBuf,
+    pub known_hosts_file: PathBuf,
 }
 
 /// A token for HTTPS remotes. Only the file's path is held: the token is
@@ -267,6 +278,8 @@ struct RawGit {
     push_attempts: Option<Spanned<i64>>,
     token_file: Option<Spanned<String>>,
     username: Option<Spanned<String>>,
+    ssh_key_file: Option<Spanned<String>>,
+    known_hosts_file: Option<Spanned<String>>,
 }
 
 /// `document = 1` or `document = "kind=Deployment,metadata.name=api"`.
@@ -554,6 +567,27 @@ fn validate_git(
         }),
         None => None,
     };
+    let ssh = match (&raw.ssh_key_file, &raw.known_hosts_file) {
+        (Some(key), Some(hosts)) => Some(SshAuth {
+            key_file: base.join(key.get_ref()),
+            known_hosts_file: base.join(hosts.get_ref()),
+        }),
+        (Some(key), None) => {
+            return Err(src.error(
+                Some(key.span()),
+                "git.known_hosts_file",
+                "is required with ssh_key_file: the server's host key is always checked",
+            ));
+        }
+        (None, Some(hosts)) => {
+            return Err(src.error(
+                Some(hosts.span()),
+                "git.ssh_key_file",
+                "is required with known_hosts_file",
+            ));
+        }
+        (None, None) => None,
+    };
     let push_attempts = match &raw.push_attempts {
         Some(n) => positive(src, n, "git.push_attempts", 100)? as u32,
         None => DEFAULT_PUSH_ATTEMPTS,
@@ -572,6 +606,7 @@ fn validate_git(
         author,
         push_attempts,
         token,
+        ssh,
     })
 }
 

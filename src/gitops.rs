@@ -18,7 +18,7 @@ use git2::{
     Repository, Signature, build::TreeUpdateBuilder,
 };
 
-use crate::config::{GitSettings, RepoPath, TokenAuth};
+use crate::config::{GitSettings, RepoPath};
 use crate::trailers::Promotion;
 
 const REMOTE: &str = "origin";
@@ -166,9 +166,10 @@ impl Checkout {
     /// pushed yet.
     pub fn fetch(&mut self) -> Result<Oid, GitError> {
         let refspec = format!("+{}:{}", self.local_ref(), self.tracking_ref());
+        let why = std::cell::RefCell::new(None);
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(callbacks(self.settings.token.as_ref()))
+            .remote_callbacks(callbacks(&self.settings, &why))
             .download_tags(AutotagOption::None);
         let mut remote = self
             .repo
@@ -180,7 +181,9 @@ impl Checkout {
                 // A fetch fails either because of the remote or because the
                 // clone's own storage is damaged. Only the second makes the
                 // caller discard the clone, so look before deciding.
-                if self.storage_is_sound() {
+                if let Some(reason) = why.take() {
+                    self.remote_error("fetch", git2::Error::from_str(&reason))
+                } else if self.storage_is_sound() {
                     self.remote_error("fetch", e)
                 } else {
                     self.local_error(e)
@@ -317,8 +320,9 @@ impl Checkout {
     pub fn push(&mut self) -> Result<(), GitError> {
         let refspec = format!("{0}:{0}", self.local_ref());
         let mut rejection: Option<String> = None;
+        let why = std::cell::RefCell::new(None);
         let result = {
-            let mut cbs = callbacks(self.settings.token.as_ref());
+            let mut cbs = callbacks(&self.settings, &why);
             cbs.push_update_reference(|_, status| {
                 if let Some(message) = status {
                     rejection = Some(message.to_string());
@@ -344,7 +348,10 @@ impl Checkout {
             Err(e) if e.code() == ErrorCode::NotFastForward => {
                 Err(rejected(e.message().to_string()))
             }
-            Err(e) => Err(self.remote_error("push", e)),
+            Err(e) => match why.take() {
+                Some(reason) => Err(self.remote_error("push", git2::Error::from_str(&reason))),
+                None => Err(self.remote_error("push", e)),
+            },
             // The server refused the update. Only a lost race for the ref is
             // worth a fetch and another try; a hook or branch protection
             // saying no would say no again, so it fails the push at once.
@@ -423,21 +430,46 @@ impl Checkout {
 /// Callbacks shared by fetch and push.
 ///
 /// Credentials are offered once per operation. libgit2 asks again after a
-/// 401, and answering again with the same token would only loop; the
-/// second request becomes one clear error naming the remote instead. A
+/// rejection, and answering again with the same secret would only loop;
+/// the second request becomes one clear error naming the remote instead. A
 /// remote that asks when nothing is configured gets that error at once.
-fn callbacks<'a>(token: Option<&'a TokenAuth>) -> RemoteCallbacks<'a> {
+///
+/// libgit2 replaces a callback's error with a generic message ("invalid or
+/// unknown remote ssh hostkey"), so each refusal is also written to `why`,
+/// and the caller reports that instead.
+fn callbacks<'a>(
+    settings: &'a GitSettings,
+    why: &'a std::cell::RefCell<Option<String>>,
+) -> RemoteCallbacks<'a> {
+    let refuse = move |reason: String| {
+        *why.borrow_mut() = Some(reason.clone());
+        git2::Error::from_str(&reason)
+    };
     let mut cbs = RemoteCallbacks::new();
     let mut asked = false;
-    cbs.credentials(move |url, _username, allowed| {
+    cbs.credentials(move |url, username, allowed| {
         let remote = redact(url);
-        let Some(token) = token.filter(|_| allowed.is_user_pass_plaintext()) else {
-            return Err(git2::Error::from_str(&format!(
+        let again = std::mem::replace(&mut asked, true);
+        if let Some(ssh) = settings.ssh.as_ref().filter(|_| allowed.is_ssh_key()) {
+            if again {
+                return Err(refuse(format!(
+                    "{remote} rejected the SSH key {}",
+                    ssh.key_file.display()
+                )));
+            }
+            return git2::Cred::ssh_key(username.unwrap_or("git"), None, &ssh.key_file, None);
+        }
+        let Some(token) = settings
+            .token
+            .as_ref()
+            .filter(|_| allowed.is_user_pass_plaintext())
+        else {
+            return Err(refuse(format!(
                 "{remote} asks for credentials, and none are configured"
             )));
         };
-        if std::mem::replace(&mut asked, true) {
-            return Err(git2::Error::from_str(&format!(
+        if again {
+            return Err(refuse(format!(
                 "{remote} rejected the token from {} (user {:?})",
                 token.file.display(),
                 token.username
@@ -445,14 +477,78 @@ fn callbacks<'a>(token: Option<&'a TokenAuth>) -> RemoteCallbacks<'a> {
         }
         // Read on every operation: a Kubernetes Secret rotates in place.
         let secret = std::fs::read_to_string(&token.file).map_err(|e| {
-            git2::Error::from_str(&format!(
+            refuse(format!(
                 "cannot read token_file {}: {e}",
                 token.file.display()
             ))
         })?;
         git2::Cred::userpass_plaintext(&token.username, secret.trim())
     });
+    cbs.certificate_check(move |cert, host| {
+        let Some(hostkey) = cert.as_hostkey() else {
+            // TLS: libgit2 verifies the certificate chain itself.
+            return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+        };
+        let Some(ssh) = &settings.ssh else {
+            return Err(refuse(format!(
+                "{host}: an SSH remote needs git.known_hosts_file (and git.ssh_key_file)"
+            )));
+        };
+        let key = hostkey.hostkey().unwrap_or_default();
+        known_host(&ssh.known_hosts_file, host, key)
+            .map(|()| git2::CertificateCheckStatus::CertificateOk)
+            .map_err(refuse)
+    });
     cbs
+}
+
+/// Checks the key an SSH server presented against `known_hosts`. Entries
+/// name the host plainly (`host` or `[host]:port`); hashed entries are not
+/// read. The first entry for the host decides: a different key there is a
+/// changed host key, which could be an attacker, so it is refused.
+fn known_host(path: &Path, host: &str, presented: &[u8]) -> Result<(), String> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read known_hosts_file {}: {e}", path.display()))?;
+    let mut known_for_host = false;
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let mut fields = line.split_whitespace();
+        let (Some(hosts), Some(_kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let names_host = hosts.split(',').any(|h| {
+            h == host
+                || h.strip_prefix('[')
+                    .and_then(|r| r.split_once("]:"))
+                    .is_some_and(|(name, _)| name == host)
+        });
+        if !names_host {
+            continue;
+        }
+        known_for_host = true;
+        if base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .is_ok_and(|k| k == presented)
+        {
+            return Ok(());
+        }
+    }
+    Err(if known_for_host {
+        format!(
+            "{host}: the host key does not match {} (changed host key); refusing to connect",
+            path.display()
+        )
+    } else {
+        format!(
+            "{host}: unknown host; add its key to {} (never accepted blindly)",
+            path.display()
+        )
+    })
 }
 
 /// The directory name of the clone of `url` at `branch`: readable (the

@@ -503,3 +503,86 @@ fn unsafe_is_root() -> bool {
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
 }
+
+/// openssh-server on loopback with a throwaway host key, letting in one
+/// client key. Serves repositories by absolute path. Killed on drop.
+pub struct SshServer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl SshServer {
+    pub fn start() -> SshServer {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["host_key", "client_key", "other_key"] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(name))
+                .output()
+                .expect("ssh-keygen (Debian package openssh-client)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        // sshd refuses to start without its privilege-separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd (Debian package openssh-server; scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SshServer { child, port, dir }
+    }
+
+    pub fn url(&self, repo: &Path) -> String {
+        let user = Command::new("id").arg("-un").output().unwrap().stdout;
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            String::from_utf8_lossy(&user).trim(),
+            self.port,
+            repo.display()
+        )
+    }
+
+    /// A known_hosts line for this server, with `key` (`host_key` is the
+    /// real one; `other_key` stands in for a changed host key).
+    pub fn known_hosts_line(&self, key: &str) -> String {
+        let public = std::fs::read_to_string(self.dir.path().join(format!("{key}.pub"))).unwrap();
+        let mut fields = public.split_whitespace();
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            self.port,
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        )
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
