@@ -89,6 +89,9 @@ pub struct GitSettings {
     /// SSH authentication: a private key and the known hosts to check the
     /// server against.
     pub ssh: Option<SshAuth>,
+    /// Sign every commit with this SSH private key (git's
+    /// `gpg.format=ssh`), for branches that require signed commits.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// An SSH key and the host keys the server must present. The host key is
@@ -280,6 +283,7 @@ struct RawGit {
     username: Option<Spanned<String>>,
     ssh_key_file: Option<Spanned<String>>,
     known_hosts_file: Option<Spanned<String>>,
+    signing_key_file: Option<Spanned<String>>,
 }
 
 /// `document = 1` or `document = "kind=Deployment,metadata.name=api"`.
@@ -607,6 +611,10 @@ fn validate_git(
         push_attempts,
         token,
         ssh,
+        signing_key_file: raw
+            .signing_key_file
+            .as_ref()
+            .map(|f| base.join(f.get_ref())),
     })
 }
 

@@ -303,16 +303,49 @@ impl Checkout {
         let author = &self.settings.author;
         let signature =
             Signature::now(&author.name, &author.email).map_err(|e| self.local_error(e))?;
+        let Some(key_file) = &self.settings.signing_key_file else {
+            return self
+                .repo
+                .commit(
+                    Some(&self.local_ref()),
+                    &signature,
+                    &signature,
+                    message,
+                    &new_tree,
+                    &[&parent],
+                )
+                .map_err(|e| self.local_error(e));
+        };
+        // A signed commit: build the commit object, sign its bytes with the
+        // SSH key as `git -c gpg.format=ssh` would (namespace "git",
+        // SHA-512), store it with the signature in its gpgsig header, and
+        // move the branch only if it still points at the parent.
+        let buffer = self
+            .repo
+            .commit_create_buffer(&signature, &signature, message, &new_tree, &[&parent])
+            .map_err(|e| self.local_error(e))?;
+        let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Local {
+            path: self.settings.checkout_dir.clone(),
+            message: format!("commit is not UTF-8: {e}"),
+        })?;
+        let armored = ssh_signature(key_file, &buffer).map_err(|message| GitError::Local {
+            path: self.settings.checkout_dir.clone(),
+            message,
+        })?;
+        let oid = self
+            .repo
+            .commit_signed(content, &armored, Some("gpgsig"))
+            .map_err(|e| self.local_error(e))?;
         self.repo
-            .commit(
-                Some(&self.local_ref()),
-                &signature,
-                &signature,
-                message,
-                &new_tree,
-                &[&parent],
+            .reference_matching(
+                &self.local_ref(),
+                oid,
+                true,
+                parent.id(),
+                "tagwatch: signed commit",
             )
-            .map_err(|e| self.local_error(e))
+            .map_err(|e| self.local_error(e))?;
+        Ok(oid)
     }
 
     /// Pushes the local branch. Never forced: if the remote moved, this
@@ -500,6 +533,20 @@ fn callbacks<'a>(
             .map_err(refuse)
     });
     cbs
+}
+
+/// An SSH signature over `data` in git's armored form (`-----BEGIN SSH
+/// SIGNATURE-----`). The key is read on every call, so a rotated Secret is
+/// picked up; errors name the file, never its content.
+fn ssh_signature(key_file: &Path, data: &[u8]) -> Result<String, String> {
+    let key = ssh_key::PrivateKey::read_openssh_file(key_file)
+        .map_err(|e| format!("cannot read signing_key_file {}: {e}", key_file.display()))?;
+    let signature = key
+        .sign("git", ssh_key::HashAlg::Sha512, data)
+        .map_err(|e| format!("cannot sign with {}: {e}", key_file.display()))?;
+    signature
+        .to_pem(ssh_key::LineEnding::LF)
+        .map_err(|e| format!("cannot encode the signature: {e}"))
 }
 
 /// Checks the key an SSH server presented against `known_hosts`. Entries
