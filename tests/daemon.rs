@@ -42,17 +42,11 @@ fn run_promotes_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while remote.subjects().len() < 2 {
-        assert!(Instant::now() < deadline, "no promotion within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    remote.wait_for_commits(2, deadline, "no promotion within 30 s");
     assert_eq!(remote.subjects()[0], "app: dev 1.0.0 -> 1.1.0");
     // A later push is picked up by a later tick.
     moto.seed("app", &[("1.2.0", 3)]);
-    while remote.subjects().len() < 3 {
-        assert!(Instant::now() < deadline, "second promotion missing");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    remote.wait_for_commits(3, deadline, "second promotion missing");
 
     let stopped = Instant::now();
     Command::new("kill")
@@ -215,10 +209,7 @@ fn a_clone_damaged_while_running_is_cloned_again() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while remote.subjects().len() < 2 {
-        assert!(Instant::now() < deadline, "no first promotion");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    remote.wait_for_commits(2, deadline, "no first promotion");
     let clone = std::fs::read_dir(work.dir.path().join("checkout"))
         .unwrap()
         .next()

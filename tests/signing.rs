@@ -28,11 +28,10 @@ fn every_commit_is_signed_and_git_verifies_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = std::fs::read_to_string(&work.config).unwrap().replace(
+    work.edit_config(
         "branch = \"main\"\n",
         "branch = \"main\"\nsigning_key_file = \"signing_key\"\n",
     );
-    std::fs::write(&work.config, text).unwrap();
 
     expect(&work.once(&[]), 0, &["app/dev: promoted 1.0.0 -> 1.1.0"]);
 
@@ -82,11 +81,10 @@ fn an_unreadable_signing_key_fails_the_target_and_writes_nothing() {
         &remote.file_url(),
         &[("app", "app", "^1", "values.yaml")],
     );
-    let text = std::fs::read_to_string(&work.config).unwrap().replace(
+    work.edit_config(
         "branch = \"main\"\n",
         "branch = \"main\"\nsigning_key_file = \"missing_key\"\n",
     );
-    std::fs::write(&work.config, text).unwrap();
     let out = work.once(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(

@@ -191,6 +191,14 @@ impl GitRemote {
             .collect()
     }
 
+    /// Waits until main holds `n` commits; panics with `what` at `deadline`.
+    pub fn wait_for_commits(&self, n: usize, deadline: Instant, what: &str) {
+        while self.subjects().len() < n {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A file's content at the remote's main branch.
     pub fn show(&self, path: &str) -> String {
         git(&self.bare(), &["show", &format!("main:{path}")])
@@ -323,6 +331,13 @@ impl Workdir {
             dir,
             config: config_path,
         }
+    }
+
+    /// Replaces `from` with `to` in the config file.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "{from:?} is not in the config");
+        std::fs::write(&self.config, text.replace(from, to)).unwrap();
     }
 
     /// `tagwatch once` with this config and any extra flags.
