@@ -1785,6 +1785,28 @@ impl Tree {
     }
 }
 
+/// Re-parses `out`, expecting the events of `tree` with the target scalar
+/// replaced one-for-one by `value`, and patches `tree` to match `out`.
+fn reparse_scalar_swap(
+    tree: &mut Tree,
+    out: &str,
+    target: &Target,
+    value: &str,
+) -> Result<(), String> {
+    let style = rendered_style(value, target.scalar.style, target.in_flow);
+    let inserted = [Expect::Scalar {
+        value,
+        style,
+        like: Some(target.event_index),
+    }];
+    let splice = Splice {
+        at: target.event_index,
+        removed: 1,
+        inserted: &inserted,
+    };
+    reparse(tree, out, &splice, After::Patch)
+}
+
 /// The round-trip check of [`set`]: re-parses the edited text in full and checks that (1) it
 /// parses, (2) its event stream equals the original's except for the target scalar, which (3)
 /// holds `value` in the style we rendered, with its anchor and tag, and (4) the path, resolved
@@ -1800,18 +1822,7 @@ fn roundtrip_check(
     value: &str,
 ) -> Result<(), EditError> {
     let fail = |reason: String| EditError::Roundtrip { reason };
-    let style = rendered_style(value, target.scalar.style, target.in_flow);
-    let inserted = [Expect::Scalar {
-        value,
-        style,
-        like: Some(target.event_index),
-    }];
-    let splice = Splice {
-        at: target.event_index,
-        removed: 1,
-        inserted: &inserted,
-    };
-    reparse(&mut tree, out, &splice, After::Patch).map_err(fail)?;
+    reparse_scalar_swap(&mut tree, out, target, value).map_err(fail)?;
     let reread = locate(out, &tree, path, doc).map_err(|e| fail(format!("re-reading: {e}")))?;
     if reread.event_index != target.event_index
         || reread.scalar.value != value
@@ -3106,18 +3117,7 @@ mod tests {
             )
             .unwrap();
             let mut patched = tree;
-            let style = rendered_style(value, target.scalar.style, target.in_flow);
-            let inserted = [Expect::Scalar {
-                value,
-                style,
-                like: Some(target.event_index),
-            }];
-            let splice = Splice {
-                at: target.event_index,
-                removed: 1,
-                inserted: &inserted,
-            };
-            reparse(&mut patched, &out, &splice, After::Patch).unwrap();
+            reparse_scalar_swap(&mut patched, &out, &target, value).unwrap();
             let fresh = Tree::parse(&out).unwrap();
             assert_eq!(patched.nodes.len(), fresh.nodes.len());
             for (p, f) in patched.nodes.iter().zip(&fresh.nodes) {

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use support::*;
 
-#[test]
-fn every_commit_is_signed_and_git_verifies_it() {
+/// One app whose registry holds a newer tag than its values file.
+fn scene() -> (Moto, GitRemote, Workdir) {
     let moto = Moto::start();
     moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
     let remote = GitRemote::new(&[("values.yaml", "image:\n  tag: 1.0.0\n")]);
@@ -17,6 +17,12 @@ fn every_commit_is_signed_and_git_verifies_it() {
         &remote.file_url(),
         &[("app", "app", "^1", "values.yaml")],
     );
+    (moto, remote, work)
+}
+
+#[test]
+fn every_commit_is_signed_and_git_verifies_it() {
+    let (_moto, remote, work) = scene();
     let key = work.dir.path().join("signing_key");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "tagwatch", "-f"])
@@ -73,14 +79,7 @@ fn every_commit_is_signed_and_git_verifies_it() {
 
 #[test]
 fn an_unreadable_signing_key_fails_the_target_and_writes_nothing() {
-    let moto = Moto::start();
-    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
-    let remote = GitRemote::new(&[("values.yaml", "image:\n  tag: 1.0.0\n")]);
-    let work = Workdir::new(
-        &moto.endpoint,
-        &remote.file_url(),
-        &[("app", "app", "^1", "values.yaml")],
-    );
+    let (_moto, remote, work) = scene();
     work.edit_config(
         "branch = \"main\"\n",
         "branch = \"main\"\nsigning_key_file = \"missing_key\"\n",
