@@ -6,6 +6,7 @@
 #   python3-venv: the tests' moto server runs in a virtualenv
 #   nginx, fcgiwrap: the tests' smart-HTTP git server (git http-backend behind basic auth)
 #   openssh-server, openssh-client: the tests' SSH git server and its keys
+#   openssl: the tests' private CA for the HTTPS git server
 ensure_debian_packages() {
   local missing=() pkg
   for pkg in "$@"; do

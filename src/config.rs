@@ -92,6 +92,9 @@ pub struct GitSettings {
     /// Sign every commit with this SSH private key (git's
     /// `gpg.format=ssh`), for branches that require signed commits.
     pub signing_key_file: Option<PathBuf>,
+    /// PEM certificates trusted for HTTPS remotes in addition to the
+    /// system's roots: a private CA, and any intermediates it needs.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// An SSH key and the host keys the server must present. The host key is
@@ -284,6 +287,7 @@ struct RawGit {
     ssh_key_file: Option<Spanned<String>>,
     known_hosts_file: Option<Spanned<String>>,
     signing_key_file: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
 }
 
 /// `document = 1` or `document = "kind=Deployment,metadata.name=api"`.
@@ -592,6 +596,13 @@ fn validate_git(
         }
         (None, None) => None,
     };
+    if let Some(f) = raw
+        .ca_file
+        .as_ref()
+        .filter(|f| f.get_ref().trim().is_empty())
+    {
+        return Err(src.error(Some(f.span()), "git.ca_file", "must not be empty"));
+    }
     let push_attempts = match &raw.push_attempts {
         Some(n) => positive(src, n, "git.push_attempts", 100)? as u32,
         None => DEFAULT_PUSH_ATTEMPTS,
@@ -615,6 +626,7 @@ fn validate_git(
             .signing_key_file
             .as_ref()
             .map(|f| base.join(f.get_ref())),
+        ca_file: raw.ca_file.as_ref().map(|f| base.join(f.get_ref())),
     })
 }
 

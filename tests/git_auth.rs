@@ -70,3 +70,102 @@ fn a_token_from_a_file_authenticates_over_http_and_rotates() {
         show(&out)
     );
 }
+
+#[test]
+fn https_certificates_are_verified_and_ca_file_adds_a_private_ca() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let remote = GitRemote::new(&[("values.yaml", VALUES)]);
+    git(&remote.bare(), &["config", "http.receivepack", "true"]);
+    let ca = TestCa::new();
+    let server = GitHttp::start_tls(remote.dir.path(), TOKEN, &ca);
+    let work = setup(&moto, &server, &remote, TOKEN);
+    assert!(server.url("x").starts_with("https://"));
+
+    // The system's roots do not know the private CA: refused.
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        show(&out).to_lowercase().contains("certificate"),
+        "{}",
+        show(&out)
+    );
+
+    // Another CA in ca_file vouches for nothing here: still refused, and
+    // the error says what was tried.
+    let stranger = TestCa::new();
+    work.edit_config(
+        "branch = \"main\"\n",
+        &format!(
+            "branch = \"main\"\nca_file = \"{}\"\n",
+            stranger.ca_cert.display()
+        ),
+    );
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        show(&out).contains("not trusted by the system's roots or by ca_file"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(remote.subjects(), ["seed"]);
+
+    // The server's own CA: fetch and push over HTTPS.
+    work.edit_config(
+        &stranger.ca_cert.display().to_string(),
+        &ca.ca_cert.display().to_string(),
+    );
+    expect(&work.once(&[]), 0, &["app/dev: promoted 1.0.0 -> 1.1.0"]);
+    assert_eq!(remote.subjects(), ["app: dev 1.0.0 -> 1.1.0", "seed"]);
+}
+
+/// A remote that is down, over each network transport: one error naming
+/// the remote (without its secret), exit 1, quickly, and nothing written.
+#[test]
+fn a_server_that_is_down_is_one_clear_error_on_every_transport() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("key"),
+        "not read: the connection fails first",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("known_hosts"), "").unwrap();
+    for url in [
+        format!("http://git:{TOKEN}@127.0.0.1:{port}/remote.git"),
+        format!("https://127.0.0.1:{port}/remote.git"),
+        format!("git://127.0.0.1:{port}/remote.git"),
+        format!("ssh://git@127.0.0.1:{port}/srv/remote.git"),
+    ] {
+        let work = Workdir::new(&moto.endpoint, &url, &[("app", "app", "^1", "values.yaml")]);
+        if url.starts_with("ssh") {
+            work.edit_config(
+                "branch = \"main\"\n",
+                &format!(
+                    "branch = \"main\"\nssh_key_file = \"{0}/key\"\nknown_hosts_file = \"{0}/known_hosts\"\n",
+                    dir.path().display()
+                ),
+            );
+        }
+        let started = std::time::Instant::now();
+        let out = work.once(&[]);
+        let all = show(&out);
+        assert_eq!(out.status.code(), Some(1), "{url}: {all}");
+        assert!(
+            all.contains(&format!("127.0.0.1:{port}")),
+            "{url}: the error should name the remote: {all}"
+        );
+        assert!(!all.contains(TOKEN), "{url}: the token leaked: {all}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+        // One attempt, one error: no retry storm against a dead remote.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.matches("fetch failed").count(), 1, "{url}: {all}");
+        assert!(all.contains("Connection refused"), "{url}: {all}");
+    }
+}

@@ -409,11 +409,21 @@ pub struct GitHttp {
     nginx: Child,
     fcgiwrap: Child,
     pub port: u16,
+    scheme: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl GitHttp {
     pub fn start(base: &Path, password: &str) -> GitHttp {
+        GitHttp::serve(base, password, None)
+    }
+
+    /// The same over HTTPS, with a certificate from `tls`'s private CA.
+    pub fn start_tls(base: &Path, password: &str, tls: &TestCa) -> GitHttp {
+        GitHttp::serve(base, password, Some(tls))
+    }
+
+    fn serve(base: &Path, password: &str, tls: Option<&TestCa>) -> GitHttp {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let socket = d.join("fcgi.sock");
@@ -452,7 +462,8 @@ http {{
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port}{ssl};
+    {certs}
     client_max_body_size 0;
     location / {{
       auth_basic "git";
@@ -472,6 +483,12 @@ http {{
             sock = socket.display(),
             exec = exec_path.trim(),
             base = base.display(),
+            ssl = if tls.is_some() { " ssl" } else { "" },
+            certs = tls.map_or_else(String::new, |ca| format!(
+                "ssl_certificate {};\n    ssl_certificate_key {};",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            )),
         );
         std::fs::write(d.join("nginx.conf"), conf).unwrap();
         let nginx = Command::new("nginx")
@@ -492,12 +509,92 @@ http {{
             nginx,
             fcgiwrap,
             port,
+            scheme: if tls.is_some() { "https" } else { "http" },
             _dir: dir,
         }
     }
 
     pub fn url(&self, repo: &str) -> String {
-        format!("http://127.0.0.1:{}/{repo}", self.port)
+        format!("{}://127.0.0.1:{}/{repo}", self.scheme, self.port)
+    }
+}
+
+/// A throwaway private CA (made with the openssl command) and a server
+/// certificate it signed for 127.0.0.1.
+pub struct TestCa {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tagwatch test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.pem",
+        ]);
+        TestCa {
+            ca_cert: d.join("ca.pem"),
+            server_cert: d.join("server.pem"),
+            server_key: d.join("server.key"),
+            _dir: dir,
+        }
     }
 }
 
@@ -547,13 +644,18 @@ impl SshServer {
         // sshd refuses to start without its privilege-separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
         let port = free_port();
+        // Every session goes through git-shell, as on a real git host: the
+        // key can run git's pack commands and nothing else.
+        let git_shell = Path::new(git(d, &["--exec-path"]).trim()).join("git-shell");
         std::fs::write(
             d.join("sshd_config"),
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n",
-                d = d.display()
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n\
+                 ForceCommand {shell} -c \"$SSH_ORIGINAL_COMMAND\"\n",
+                d = d.display(),
+                shell = git_shell.display(),
             ),
         )
         .unwrap();
@@ -600,4 +702,184 @@ impl Drop for SshServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `tagwatch run` in the background with JSON logs (stdout and stderr)
+/// going to a file, so a long test can read them while it runs and show
+/// them when it fails. Stopped with SIGTERM on drop (SIGKILL if it does
+/// not exit within 30 s).
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+    /// When the process was spawned.
+    pub started: Instant,
+}
+
+impl Daemon {
+    /// Starts `tagwatch run --config CONFIG`, appending its output to `log`.
+    pub fn start(config: &Path, log: &Path) -> Daemon {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the daemon's log");
+        let child = tagwatch_command()
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "tagwatch=debug")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start tagwatch run");
+        Daemon {
+            child: Some(child),
+            log: log.to_path_buf(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Log lines whose `message` field is exactly `message`.
+    pub fn count(&self, message: &str) -> usize {
+        count_messages(&self.log_text(), message)
+    }
+
+    /// Panics (with the log) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!(
+                "tagwatch run exited early with {status}:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (a cycle under way finishes first).
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        terminate(&mut child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("tagwatch run ignored SIGTERM for 30 s"))
+    }
+
+    /// SIGKILL, as the OOM killer or a node failure would, and reap it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take()
+            && terminate(&mut child, Duration::from_secs(30)).is_none()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM and waits up to `grace` for the exit; `None` if it did not.
+fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// JSON log lines whose `message` field is exactly `message`.
+pub fn count_messages(log: &str, message: &str) -> usize {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == message)
+        .count()
+}
+
+/// A promotion commit on a branch, read back through git's own trailer
+/// parser (`%(trailers:key=…)`), which is the contract src/trailers.rs
+/// writes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Landed {
+    pub commit: String,
+    /// Committer time, seconds since the epoch.
+    pub time: i64,
+    pub subject: String,
+    pub app: String,
+    pub env: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// The promotions on `branch` of the repository at `repo`, oldest first.
+/// Commits without a `Tagwatch-App` trailer are skipped.
+pub fn promotions(repo: &Path, branch: &str) -> Vec<Landed> {
+    let field = |key: &str| format!("%(trailers:key={key},valueonly,separator=%x2C)");
+    let format = format!(
+        "--format=%H%x1f%ct%x1f%s%x1f{}%x1f{}%x1f{}%x1f{}%x1e",
+        field("Tagwatch-App"),
+        field("Tagwatch-Env"),
+        field("Tagwatch-From"),
+        field("Tagwatch-To"),
+    );
+    git(repo, &["log", "--reverse", &format, branch])
+        .split('\x1e')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .filter_map(|record| {
+            let f: Vec<&str> = record.split('\x1f').map(str::trim).collect();
+            assert_eq!(f.len(), 7, "unexpected git log record {record:?}");
+            (!f[3].is_empty()).then(|| Landed {
+                commit: f[0].to_string(),
+                time: f[1].parse().unwrap(),
+                subject: f[2].to_string(),
+                app: f[3].to_string(),
+                env: f[4].to_string(),
+                from: f[5].to_string(),
+                to: f[6].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `git fsck --full --strict` on `repo`; panics unless it exits 0 and
+/// reports nothing (dangling objects, which a rejected push may leave on a
+/// server, are not corruption and are not reported).
+pub fn assert_fsck_clean(repo: &Path) {
+    let out = Command::new("git")
+        .args([
+            "fsck",
+            "--full",
+            "--strict",
+            "--no-dangling",
+            "--no-progress",
+        ])
+        .current_dir(repo)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", repo)
+        .output()
+        .expect("run git fsck");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "git fsck in {}: {}",
+        repo.display(),
+        show(&out)
+    );
 }
