@@ -50,6 +50,70 @@ pub struct Config {
     pub git: GitSettings,
     /// The watched apps, from the main file and then each included file.
     pub apps: Vec<App>,
+    /// Where pull requests are opened, for targets with
+    /// `update = "pull-request"`.
+    pub forge: Option<ForgeSettings>,
+}
+
+/// The `[forge]` section: the GitHub or GitLab project behind the GitOps
+/// repository.
+#[derive(Clone, Debug)]
+pub struct ForgeSettings {
+    pub kind: ForgeKind,
+    /// `owner/repo` on GitHub, `group/sub/project` on GitLab.
+    pub repository: String,
+    /// A file holding the API token; read on every request, so a rotated
+    /// Secret is picked up without a restart.
+    pub token_file: PathBuf,
+    /// The API's base URL, without a trailing slash.
+    pub api_url: String,
+    /// Defaults for every pull request; a target's own settings replace them.
+    pub defaults: ProposalOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForgeKind {
+    GitHub,
+    GitLab,
+}
+
+impl ForgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "github",
+            ForgeKind::GitLab => "gitlab",
+        }
+    }
+}
+
+/// What a pull request asks of people besides its content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProposalOptions {
+    pub labels: Vec<String>,
+    /// Users asked to review. On GitHub, `org/team` names a team.
+    pub reviewers: Vec<String>,
+    pub assignees: Vec<String>,
+    pub draft: bool,
+    /// Merge on its own once approved and green, where the forge offers it.
+    pub auto_merge: bool,
+}
+
+/// How a target's change reaches the branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// A commit straight onto the branch (dev).
+    Commit,
+    /// A pull request from `tagwatch/<app>/<env>` for someone to review (prod).
+    PullRequest,
+}
+
+impl Update {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Update::Commit => "commit",
+            Update::PullRequest => "pull-request",
+        }
+    }
 }
 
 /// The `[aws]` section.
@@ -158,6 +222,17 @@ pub struct Target {
     /// For `kind = "kustomize"`: the `images:` entry's name. The entry (or
     /// its field) is added when missing; `key` then names its field.
     pub kustomize: Option<Kustomize>,
+    /// A commit or a pull request.
+    pub update: Update,
+    /// Take the value this env of the same app holds, not the registry's
+    /// newest match. Targets are ordered so that a source comes first.
+    pub promote_from: Option<String>,
+    /// With `promote_from`: how long the source must have held the value.
+    pub soak: Duration,
+    /// Pull requests of targets with the same group and env are one.
+    pub group: Option<String>,
+    /// For pull requests: the forge's defaults with this target's settings.
+    pub proposal: ProposalOptions,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -260,6 +335,7 @@ struct RawConfig {
     #[serde(default)]
     aws: RawAws,
     git: Option<Spanned<RawGit>>,
+    forge: Option<Spanned<RawForge>>,
     #[serde(default)]
     apps: Vec<RawApp>,
 }
@@ -288,6 +364,69 @@ struct RawGit {
     known_hosts_file: Option<Spanned<String>>,
     signing_key_file: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForge {
+    kind: Option<Spanned<String>>,
+    repository: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    api_url: Option<Spanned<String>>,
+    labels: Option<Vec<Spanned<String>>>,
+    reviewers: Option<Vec<Spanned<String>>>,
+    assignees: Option<Vec<Spanned<String>>>,
+    draft: Option<Spanned<bool>>,
+    auto_merge: Option<Spanned<bool>>,
+}
+
+/// Pull-request settings, in `[forge]` and in a target. (Written out in
+/// both rather than `#[serde(flatten)]`ed: flatten loses the spans and
+/// `deny_unknown_fields`.)
+#[derive(Default)]
+struct RawProposal {
+    labels: Option<Vec<Spanned<String>>>,
+    reviewers: Option<Vec<Spanned<String>>>,
+    assignees: Option<Vec<Spanned<String>>>,
+    draft: Option<Spanned<bool>>,
+    auto_merge: Option<Spanned<bool>>,
+}
+
+impl RawProposal {
+    /// The first setting present, and its span, to point an error at.
+    fn first(&self) -> Option<(&'static str, Option<std::ops::Range<usize>>)> {
+        let list =
+            |l: &Option<Vec<Spanned<String>>>| l.as_ref().map(|v| v.first().map(|s| s.span()));
+        None.or_else(|| list(&self.labels).map(|s| ("labels", s)))
+            .or_else(|| list(&self.reviewers).map(|s| ("reviewers", s)))
+            .or_else(|| list(&self.assignees).map(|s| ("assignees", s)))
+            .or_else(|| self.draft.as_ref().map(|d| ("draft", Some(d.span()))))
+            .or_else(|| {
+                self.auto_merge
+                    .as_ref()
+                    .map(|d| ("auto_merge", Some(d.span())))
+            })
+    }
+
+    /// These settings over `defaults`, each one replacing the default.
+    fn over(&self, defaults: &ProposalOptions) -> ProposalOptions {
+        let list = |l: &Option<Vec<Spanned<String>>>, d: &Vec<String>| {
+            l.as_ref().map_or_else(
+                || d.clone(),
+                |v| v.iter().map(|s| s.get_ref().clone()).collect(),
+            )
+        };
+        ProposalOptions {
+            labels: list(&self.labels, &defaults.labels),
+            reviewers: list(&self.reviewers, &defaults.reviewers),
+            assignees: list(&self.assignees, &defaults.assignees),
+            draft: self.draft.as_ref().map_or(defaults.draft, |d| *d.get_ref()),
+            auto_merge: self
+                .auto_merge
+                .as_ref()
+                .map_or(defaults.auto_merge, |d| *d.get_ref()),
+        }
+    }
 }
 
 /// `document = 1` or `document = "kind=Deployment,metadata.name=api"`.
@@ -332,6 +471,39 @@ struct RawTarget {
     format: Option<Spanned<String>>,
     kind: Option<Spanned<String>>,
     image: Option<Spanned<String>>,
+    update: Option<Spanned<String>>,
+    promote_from: Option<Spanned<String>>,
+    soak: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    labels: Option<Vec<Spanned<String>>>,
+    reviewers: Option<Vec<Spanned<String>>>,
+    assignees: Option<Vec<Spanned<String>>>,
+    draft: Option<Spanned<bool>>,
+    auto_merge: Option<Spanned<bool>>,
+}
+
+impl RawTarget {
+    fn proposal(&self) -> RawProposal {
+        RawProposal {
+            labels: self.labels.clone(),
+            reviewers: self.reviewers.clone(),
+            assignees: self.assignees.clone(),
+            draft: self.draft.clone(),
+            auto_merge: self.auto_merge.clone(),
+        }
+    }
+}
+
+impl RawForge {
+    fn proposal(&self) -> RawProposal {
+        RawProposal {
+            labels: self.labels.clone(),
+            reviewers: self.reviewers.clone(),
+            assignees: self.assignees.clone(),
+            draft: self.draft.clone(),
+            auto_merge: self.auto_merge.clone(),
+        }
+    }
 }
 
 // ---- loading ----------------------------------------------------------------
@@ -347,8 +519,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         text: &text,
     };
 
+    let forge = match &raw.forge {
+        Some(forge) => Some(validate_forge(&main, base, forge.get_ref(), forge.span())?),
+        None => None,
+    };
     let mut apps = Vec::new();
-    let mut seen = SeenApps::default();
+    let mut seen = SeenApps {
+        forge: forge.clone(),
+        ..SeenApps::default()
+    };
     for (i, app) in raw.apps.iter().enumerate() {
         apps.push(validate_app(&main, i, app, &mut seen)?);
     }
@@ -388,6 +567,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         })?,
         None => SocketAddr::from(([0, 0, 0, 0], 9090)),
     };
+    if forge.is_none()
+        && let Some(e) = seen.needs_forge.take()
+    {
+        return Err(e);
+    }
     let aws = validate_aws(&main, &raw.aws)?;
     let git = match &raw.git {
         Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
@@ -401,7 +585,119 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         aws,
         git,
         apps,
+        forge,
     })
+}
+
+fn validate_forge(
+    src: &Source<'_>,
+    base: &Path,
+    raw: &RawForge,
+    span: std::ops::Range<usize>,
+) -> Result<ForgeSettings, ConfigError> {
+    let kind = src.required(&raw.kind, Some(span.clone()), "forge.kind")?;
+    let kind = match kind.get_ref().as_str() {
+        "github" => ForgeKind::GitHub,
+        "gitlab" => ForgeKind::GitLab,
+        other => {
+            return Err(src.error(
+                Some(kind.span()),
+                "forge.kind",
+                format!("unknown forge {other:?}; expected \"github\" or \"gitlab\""),
+            ));
+        }
+    };
+    let repository = src.required(&raw.repository, Some(span.clone()), "forge.repository")?;
+    let parts: Vec<&str> = repository.get_ref().split('/').collect();
+    let shaped = match kind {
+        ForgeKind::GitHub => parts.len() == 2,
+        ForgeKind::GitLab => parts.len() >= 2,
+    };
+    if !shaped
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || p.contains(char::is_whitespace))
+    {
+        let want = match kind {
+            ForgeKind::GitHub => "owner/repo",
+            ForgeKind::GitLab => "group/project or group/sub/project",
+        };
+        return Err(src.error(
+            Some(repository.span()),
+            "forge.repository",
+            format!("{:?} is not {want}", repository.get_ref()),
+        ));
+    }
+    let token_file = src.required(&raw.token_file, Some(span.clone()), "forge.token_file")?;
+    let api_url = match &raw.api_url {
+        Some(url) => {
+            let text = url.get_ref().trim().trim_end_matches('/');
+            if !(text.starts_with("https://") || text.starts_with("http://")) {
+                return Err(src.error(
+                    Some(url.span()),
+                    "forge.api_url",
+                    format!("{:?} is not an http(s) URL", url.get_ref()),
+                ));
+            }
+            text.to_string()
+        }
+        None => match kind {
+            ForgeKind::GitHub => "https://api.github.com".to_string(),
+            ForgeKind::GitLab => "https://gitlab.com/api/v4".to_string(),
+        },
+    };
+    Ok(ForgeSettings {
+        kind,
+        repository: repository.get_ref().clone(),
+        token_file: base.join(token_file.get_ref()),
+        api_url,
+        defaults: raw.proposal().over(&ProposalOptions::default()),
+    })
+}
+
+/// Checks each target's `promote_from` names another env of the same app,
+/// that the chain has no cycle, and orders the targets so every source
+/// comes before the envs promoted from it (the order a cycle visits them).
+fn order_chain(
+    src: &Source<'_>,
+    index: usize,
+    raw: &RawApp,
+    targets: Vec<Target>,
+) -> Result<Vec<Target>, ConfigError> {
+    let position = |env: &str| targets.iter().position(|t| t.env == env);
+    let mut depth = vec![0usize; targets.len()];
+    for (t, target) in targets.iter().enumerate() {
+        let Some(from) = &target.promote_from else {
+            continue;
+        };
+        let span = raw.targets[t].promote_from.as_ref().map(|f| f.span());
+        let key = format!("apps[{index}].targets[{t}].promote_from");
+        let mut path = vec![target.env.as_str()];
+        let mut next = Some(from.as_str());
+        while let Some(env) = next {
+            let Some(source) = position(env) else {
+                return Err(src.error(
+                    span,
+                    key,
+                    format!("no env {env:?} in this app to promote from"),
+                ));
+            };
+            if path.contains(&env) {
+                path.push(env);
+                return Err(src.error(
+                    span,
+                    key,
+                    format!("promote_from makes a cycle: {}", path.join(" <- ")),
+                ));
+            }
+            path.push(env);
+            next = targets[source].promote_from.as_deref();
+        }
+        depth[t] = path.len() - 1;
+    }
+    let mut ordered: Vec<(usize, Target)> = depth.into_iter().zip(targets).collect();
+    ordered.sort_by_key(|(d, _)| *d);
+    Ok(ordered.into_iter().map(|(_, t)| t).collect())
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -681,6 +977,10 @@ struct SeenApps {
     /// writes it. Two targets on one scalar would fight each cycle, each
     /// undoing the other's commit.
     scalars: Vec<(RepoPath, KeyPath, Document, String)>,
+    /// The validated `[forge]`, whose settings are every PR's defaults.
+    forge: Option<ForgeSettings>,
+    /// The first pull-request target, reported if there is no `[forge]`.
+    needs_forge: Option<ConfigError>,
 }
 
 fn validate_app(
@@ -734,7 +1034,15 @@ fn validate_app(
     let mut targets = Vec::with_capacity(raw.targets.len());
     for (t, target) in raw.targets.iter().enumerate() {
         let raw_target = target;
-        let target = validate_target(src, index, t, raw_target, name.span(), &policy)?;
+        let target = validate_target(
+            src,
+            index,
+            t,
+            raw_target,
+            name.span(),
+            &policy,
+            seen.forge.as_ref(),
+        )?;
         // The same steps however they were written (`image.tag` and
         // `"image".tag`), and `document` unset overlaps every index.
         let overlaps = |d: &Document| d.overlaps(&target.document);
@@ -771,6 +1079,25 @@ fn validate_app(
             ));
         }
         targets.push(target);
+    }
+    let targets = order_chain(src, index, raw, targets)?;
+    if seen.forge.is_none() && seen.needs_forge.is_none() {
+        seen.needs_forge = raw
+            .targets
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                r.update
+                    .as_ref()
+                    .is_some_and(|u| u.get_ref() == "pull-request")
+            })
+            .map(|(t, r)| {
+                src.error(
+                    r.update.as_ref().map(|u| u.span()),
+                    format!("apps[{index}].targets[{t}].update"),
+                    "pull requests need a [forge] section (kind, repository, token_file)",
+                )
+            });
     }
 
     Ok(App {
@@ -850,6 +1177,7 @@ fn validate_target(
     raw: &RawTarget,
     app_span: std::ops::Range<usize>,
     policy: &Policy,
+    forge: Option<&ForgeSettings>,
 ) -> Result<Target, ConfigError> {
     let at = |field: &str| format!("apps[{app}].targets[{index}].{field}");
     let first_span = [&raw.env, &raw.file, &raw.key]
@@ -957,6 +1285,67 @@ fn validate_target(
             (key_path, None)
         }
     };
+    let update = match raw.update.as_ref().map(|u| (u, u.get_ref().as_str())) {
+        None | Some((_, "commit")) => Update::Commit,
+        Some((_, "pull-request")) => Update::PullRequest,
+        Some((u, other)) => {
+            return Err(src.error(
+                Some(u.span()),
+                at("update"),
+                format!(
+                    "unknown update {other:?}; expected \"commit\" (default) or \"pull-request\""
+                ),
+            ));
+        }
+    };
+    let promote_from = match &raw.promote_from {
+        Some(from) => {
+            check_name(from.get_ref())
+                .map_err(|m| src.error(Some(from.span()), at("promote_from"), m))?;
+            if from.get_ref() == env.get_ref() {
+                return Err(src.error(
+                    Some(from.span()),
+                    at("promote_from"),
+                    "an env cannot promote from itself",
+                ));
+            }
+            Some(from.get_ref().clone())
+        }
+        None => None,
+    };
+    let soak = match (&raw.soak, &promote_from) {
+        (Some(soak), Some(_)) => src.duration(soak, &at("soak"))?,
+        (Some(soak), None) => {
+            return Err(src.error(
+                Some(soak.span()),
+                at("soak"),
+                "soak is how long the promote_from env must have run a tag; set promote_from too",
+            ));
+        }
+        (None, _) => Duration::ZERO,
+    };
+    let pr_only = |span: Option<std::ops::Range<usize>>, field: &str| {
+        src.error(
+            span,
+            at(field),
+            format!("{field} applies to pull requests; set update = \"pull-request\""),
+        )
+    };
+    let group = match &raw.group {
+        Some(g) if update != Update::PullRequest => return Err(pr_only(Some(g.span()), "group")),
+        Some(g) => {
+            check_name(g.get_ref()).map_err(|m| src.error(Some(g.span()), at("group"), m))?;
+            Some(g.get_ref().clone())
+        }
+        None => None,
+    };
+    let proposal = raw.proposal();
+    if update != Update::PullRequest
+        && let Some((field, span)) = proposal.first()
+    {
+        return Err(pr_only(span.or(raw.env.as_ref().map(|e| e.span())), field));
+    }
+    let defaults = forge.map(|f| f.defaults.clone()).unwrap_or_default();
     Ok(Target {
         env: env.get_ref().clone(),
         file,
@@ -964,6 +1353,11 @@ fn validate_target(
         document,
         format,
         kustomize,
+        update,
+        promote_from,
+        soak,
+        group,
+        proposal: proposal.over(&defaults),
     })
 }
 

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::reconcile::{self, CycleReport, Mode, SharedCheckout};
+use crate::forge::Forge;
+use crate::reconcile::{self, CycleReport, Mode, Peers, SharedCheckout};
 use crate::registry::Registry;
 
 /// What a running daemon works with. Built once at start-up.
@@ -19,15 +20,32 @@ use crate::registry::Registry;
 pub struct Context {
     pub config: Arc<Config>,
     pub registry: Arc<dyn Registry>,
+    pub forge: Option<Arc<dyn Forge>>,
     pub checkout: SharedCheckout,
+    /// A fixed "now" (`--now`); `None` is the system clock.
+    pub now: Option<time::OffsetDateTime>,
 }
 
 impl Context {
-    pub fn new(config: Config, registry: Arc<dyn Registry>) -> Context {
+    pub fn new(
+        config: Config,
+        registry: Arc<dyn Registry>,
+        forge: Option<Arc<dyn Forge>>,
+    ) -> Context {
         Context {
             config: Arc::new(config),
             registry,
+            forge,
             checkout: Default::default(),
+            now: None,
+        }
+    }
+
+    pub fn peers(&self) -> Peers {
+        Peers {
+            registry: Arc::clone(&self.registry),
+            forge: self.forge.clone(),
+            now: self.now,
         }
     }
 
@@ -36,7 +54,7 @@ impl Context {
         let started = Instant::now();
         let report = reconcile::run_cycle(
             Arc::clone(&self.config),
-            Arc::clone(&self.registry),
+            self.peers(),
             Arc::clone(&self.checkout),
             mode,
         )

@@ -23,6 +23,10 @@ use crate::trailers::Promotion;
 
 const REMOTE: &str = "origin";
 
+/// tagwatch's own branches, one per pull request (`tagwatch/<app>/<env>`).
+/// The only branches it ever force-pushes.
+pub const PROPOSAL_PREFIX: &str = "tagwatch/";
+
 /// How long to wait for a git server to accept a connection.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a git server may go silent mid-transfer before the fetch or
@@ -166,17 +170,27 @@ impl Checkout {
     /// pushed yet.
     pub fn fetch(&mut self) -> Result<Oid, GitError> {
         let refspec = format!("+{}:{}", self.local_ref(), self.tracking_ref());
+        // tagwatch's own pull-request branches come in the same fetch: what
+        // they hold decides whether a request needs rebuilding, and a
+        // deleted one must disappear here too (prune).
+        let proposals =
+            format!("+refs/heads/{PROPOSAL_PREFIX}*:refs/remotes/{REMOTE}/{PROPOSAL_PREFIX}*");
         let why = std::cell::RefCell::new(None);
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks(&self.settings, &why))
+            .prune(git2::FetchPrune::On)
             .download_tags(AutotagOption::None);
         let mut remote = self
             .repo
             .find_remote(REMOTE)
             .map_err(|e| self.local_error(e))?;
         remote
-            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .fetch(
+                &[refspec.as_str(), proposals.as_str()],
+                Some(&mut options),
+                None,
+            )
             .map_err(|e| {
                 // A fetch fails either because of the remote or because the
                 // clone's own storage is damaged. Only the second makes the
@@ -240,7 +254,12 @@ impl Checkout {
     /// The content of `path` at the local branch's head; `None` when there
     /// is no such file.
     pub fn read(&self, path: &RepoPath) -> Result<Option<Vec<u8>>, GitError> {
-        let tree = self.head_tree()?;
+        self.read_at(&self.local_ref(), path)
+    }
+
+    /// The content of `path` at the commit `refname` points at.
+    pub fn read_at(&self, refname: &str, path: &RepoPath) -> Result<Option<Vec<u8>>, GitError> {
+        let tree = self.tree_at(refname)?;
         let entry = match tree.get_path(Path::new(path.as_str())) {
             Ok(entry) => entry,
             Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
@@ -261,26 +280,41 @@ impl Checkout {
         }
     }
 
-    fn head_tree(&self) -> Result<git2::Tree<'_>, GitError> {
+    fn tree_at(&self, refname: &str) -> Result<git2::Tree<'_>, GitError> {
         let commit = self
             .repo
-            .find_reference(&self.local_ref())
+            .find_reference(refname)
             .and_then(|r| r.peel_to_commit())
             .map_err(|e| self.local_error(e))?;
         commit.tree().map_err(|e| self.local_error(e))
     }
 
-    /// Commits `content` as `path` on top of the local branch. The file's
-    /// mode (say, executable) is kept.
+    /// Commits `content` as `path` on top of the local branch, dated
+    /// `when` (the cycle's clock). The file's mode (say, executable) is kept.
     pub fn commit_file(
         &mut self,
         path: &RepoPath,
         content: &[u8],
         message: &str,
+        when: time::OffsetDateTime,
+    ) -> Result<Oid, GitError> {
+        let local = self.local_ref();
+        self.commit_onto(&local, path, content, message, when)
+    }
+
+    /// Commits `content` as `path` on top of the commit `refname` points
+    /// at, and moves `refname` to the new commit.
+    fn commit_onto(
+        &mut self,
+        refname: &str,
+        path: &RepoPath,
+        content: &[u8],
+        message: &str,
+        when: time::OffsetDateTime,
     ) -> Result<Oid, GitError> {
         let parent = self
             .repo
-            .find_reference(&self.local_ref())
+            .find_reference(refname)
             .and_then(|r| r.peel_to_commit())
             .map_err(|e| self.local_error(e))?;
         let tree = parent.tree().map_err(|e| self.local_error(e))?;
@@ -301,13 +335,14 @@ impl Checkout {
             .find_tree(new_tree)
             .map_err(|e| self.local_error(e))?;
         let author = &self.settings.author;
+        let time = git2::Time::new(when.unix_timestamp(), 0);
         let signature =
-            Signature::now(&author.name, &author.email).map_err(|e| self.local_error(e))?;
+            Signature::new(&author.name, &author.email, &time).map_err(|e| self.local_error(e))?;
         let Some(key_file) = &self.settings.signing_key_file else {
             return self
                 .repo
                 .commit(
-                    Some(&self.local_ref()),
+                    Some(refname),
                     &signature,
                     &signature,
                     message,
@@ -337,13 +372,7 @@ impl Checkout {
             .commit_signed(content, &armored, Some("gpgsig"))
             .map_err(|e| self.local_error(e))?;
         self.repo
-            .reference_matching(
-                &self.local_ref(),
-                oid,
-                true,
-                parent.id(),
-                "tagwatch: signed commit",
-            )
+            .reference_matching(refname, oid, true, parent.id(), "tagwatch: signed commit")
             .map_err(|e| self.local_error(e))?;
         Ok(oid)
     }
@@ -352,6 +381,40 @@ impl Checkout {
     /// returns [`GitError::Rejected`] and the caller starts over from a sync.
     pub fn push(&mut self) -> Result<(), GitError> {
         let refspec = format!("{0}:{0}", self.local_ref());
+        self.push_specs(&[refspec])
+    }
+
+    /// Force-pushes tagwatch's own branches (`tagwatch/…`) as they are
+    /// locally, and deletes those in `delete` on the remote. Only ever
+    /// branches under [`PROPOSAL_PREFIX`]: nothing else is forced.
+    pub fn push_proposals(
+        &mut self,
+        branches: &[String],
+        delete: &[String],
+    ) -> Result<(), GitError> {
+        let mut specs = Vec::new();
+        for branch in branches.iter().chain(delete) {
+            if !branch.starts_with(PROPOSAL_PREFIX) {
+                return Err(GitError::Local {
+                    path: self.settings.checkout_dir.clone(),
+                    message: format!("refusing to force-push {branch}: not a tagwatch branch"),
+                });
+            }
+        }
+        specs.extend(
+            branches
+                .iter()
+                .map(|b| format!("+refs/heads/{b}:refs/heads/{b}")),
+        );
+        specs.extend(delete.iter().map(|b| format!(":refs/heads/{b}")));
+        if specs.is_empty() {
+            return Ok(());
+        }
+        self.push_specs(&specs)
+    }
+
+    fn push_specs(&mut self, specs: &[String]) -> Result<(), GitError> {
+        let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
         let mut rejection: Option<String> = None;
         let why = std::cell::RefCell::new(None);
         let result = {
@@ -368,7 +431,7 @@ impl Checkout {
                 .repo
                 .find_remote(REMOTE)
                 .map_err(|e| self.local_error(e))?;
-            remote.push(&[refspec.as_str()], Some(&mut options))
+            remote.push(&specs, Some(&mut options))
         };
         let rejected = |message: String| GitError::Rejected {
             remote: redact(&self.settings.url),
@@ -426,6 +489,103 @@ impl Checkout {
                     commit: oid.to_string(),
                 })
             })
+    }
+
+    /// The commit tagwatch's branch `branch` has on the remote, as of the
+    /// last fetch.
+    pub fn remote_branch(&self, branch: &str) -> Option<Oid> {
+        self.repo
+            .refname_to_id(&format!("refs/remotes/{REMOTE}/{branch}"))
+            .ok()
+    }
+
+    /// Points the local `refs/heads/<branch>` at `at`, to build on. Returns
+    /// its ref name.
+    pub fn start_branch(&mut self, branch: &str, at: Oid) -> Result<String, GitError> {
+        let refname = format!("refs/heads/{branch}");
+        self.repo
+            .reference(&refname, at, true, "tagwatch: rebuild proposal")
+            .map_err(|e| self.local_error(e))?;
+        Ok(refname)
+    }
+
+    /// The local branch's commit, after building on it.
+    pub fn start_branch_tip(&self, branch: &str) -> Option<Oid> {
+        self.repo
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .ok()
+    }
+
+    /// Commits `content` as `path` on the local branch `refname` (see
+    /// [`Checkout::start_branch`]).
+    pub fn commit_on(
+        &mut self,
+        refname: &str,
+        path: &RepoPath,
+        content: &[u8],
+        message: &str,
+        when: time::OffsetDateTime,
+    ) -> Result<Oid, GitError> {
+        self.commit_onto(refname, path, content, message, when)
+    }
+
+    /// The promotions on `tip` that `base` does not have: what a proposal
+    /// branch proposes.
+    pub fn proposed(&self, tip: Oid, base: Oid) -> Vec<Promotion> {
+        let Ok(mut walk) = self.repo.revwalk() else {
+            return Vec::new();
+        };
+        if walk.push(tip).is_err() {
+            return Vec::new();
+        }
+        if let Ok(fork) = self.repo.merge_base(tip, base) {
+            let _ = walk.hide(fork);
+        }
+        walk.filter_map(Result::ok)
+            .take(1_000)
+            .filter_map(|oid| Promotion::parse(self.repo.find_commit(oid).ok()?.message().ok()?))
+            .collect()
+    }
+
+    /// When the branch came to hold `value` for `app`/`env`: the commit time
+    /// of the newest promotion commit that wrote it. Without one (the value
+    /// was written by hand), the newest commit that changed `path` stands
+    /// in: that is no earlier than the value's arrival, so a soak measured
+    /// from it never ends early.
+    pub fn held_since(
+        &self,
+        app: &str,
+        env: &str,
+        value: &str,
+        path: &RepoPath,
+        limit: usize,
+    ) -> Option<time::OffsetDateTime> {
+        let head = self.head().ok()?;
+        if let Some(r) = self
+            .promotions(head, limit)
+            .find(|r| r.promotion.app == app && r.promotion.env == env)
+            .filter(|r| r.promotion.to == value)
+        {
+            return Some(r.at);
+        }
+        let mut walk = self.repo.revwalk().ok()?;
+        walk.push(head).ok()?;
+        walk.simplify_first_parent().ok()?;
+        let blob_at = |commit: &git2::Commit<'_>| {
+            commit
+                .tree()
+                .ok()
+                .and_then(|t| t.get_path(Path::new(path.as_str())).ok())
+                .map(|e| e.id())
+        };
+        for oid in walk.take(limit).filter_map(Result::ok) {
+            let commit = self.repo.find_commit(oid).ok()?;
+            let parent_blob = commit.parent(0).ok().and_then(|p| blob_at(&p));
+            if blob_at(&commit) != parent_blob {
+                return time::OffsetDateTime::from_unix_timestamp(commit.time().seconds()).ok();
+            }
+        }
+        None
     }
 
     /// The most recent promotion of `app`/`env` that wrote `digest`. This is

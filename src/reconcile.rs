@@ -7,7 +7,13 @@
 //!   → manifest::set (byte-minimal splice)
 //!   → Checkout::commit_file (one commit per app/env, Tagwatch-* trailers)
 //!   → Checkout::push (one per cycle; on rejection: sync, rebuild, retry)
+//!   → propose::settle (pull-request targets: branch pushed, forge told)
 //! ```
+//!
+//! A target with `promote_from` takes its candidate from the env it names,
+//! as that env's file holds it on the branch, once it has held it for
+//! `soak` (from the promotion commit's time). Targets are ordered so that a
+//! source is decided first in the same cycle.
 //!
 //! The desired state is recomputed from the registry listings and the
 //! branch's current files on every attempt, never replayed as diffs, so a
@@ -25,11 +31,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use crate::config::{App, Config, Target};
+use crate::config::{App, Config, Target, Update};
+use crate::forge::Forge;
 use crate::format::Parts;
 use crate::gitops::{Checkout, GitError};
 use crate::manifest;
 use crate::policy::{Decision, Strategy};
+use crate::propose::{self, Member, Plan, Settled};
 use crate::registry::{Image, Listing, Registry, RegistryError};
 use crate::trailers::{Location, Promotion};
 
@@ -54,6 +62,7 @@ pub enum Stage {
     Policy,
     Manifest,
     Git,
+    Forge,
 }
 
 impl Stage {
@@ -63,6 +72,7 @@ impl Stage {
             Stage::Policy => "policy",
             Stage::Manifest => "manifest",
             Stage::Git => "git",
+            Stage::Forge => "forge",
         }
     }
 }
@@ -80,6 +90,16 @@ pub enum Outcome {
         to: String,
         commit: String,
     },
+    /// A pull request proposes the change (opened, updated or left as it
+    /// was); the branch is unchanged until someone merges it.
+    Proposed {
+        from: String,
+        to: String,
+        url: String,
+    },
+    /// The change waits: on the source env's soak time, or because a
+    /// person declined the same proposal.
+    Waiting { reason: String },
     /// Dry run: this change would be made.
     WouldPromote {
         from: String,
@@ -124,20 +144,32 @@ impl CycleReport {
 /// only ever locked inside a blocking task, never across an `.await`.
 pub type SharedCheckout = Arc<Mutex<Option<Checkout>>>;
 
+/// The peers and the clock one cycle works with.
+#[derive(Clone)]
+pub struct Peers {
+    pub registry: Arc<dyn Registry>,
+    /// For `update = "pull-request"` targets; `None` without `[forge]`.
+    pub forge: Option<Arc<dyn Forge>>,
+    /// "Now" for `min_age`, soak times and commit dates; `None` is the
+    /// system clock. Fixed by tests and by `--now` drills.
+    pub now: Option<OffsetDateTime>,
+}
+
 /// Runs one cycle over every app in `config`.
 pub async fn run_cycle(
     config: Arc<Config>,
-    registry: Arc<dyn Registry>,
+    peers: Peers,
     checkout: SharedCheckout,
     mode: Mode,
 ) -> CycleReport {
+    let registry = Arc::clone(&peers.registry);
     let listings = list_repositories(&config, Arc::clone(&registry)).await;
     let registry_pages = listings
         .values()
         .filter_map(|l| l.as_ref().ok())
         .map(|l| l.pages)
         .sum();
-    let now = OffsetDateTime::now_utc();
+    let now = peers.now.unwrap_or_else(OffsetDateTime::now_utc);
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
@@ -152,16 +184,22 @@ pub async fn run_cycle(
             &Inputs { mode, now, recheck },
         )
     });
-    let mut report = match task.await {
-        Ok(report) => report,
+    let (mut report, plans, settled) = match task.await {
+        Ok(written) => written,
         // A panic is a bug; report it as a failed cycle instead of taking
         // the daemon down with it.
         Err(e) => {
             error!(error = %e, "cycle task panicked");
-            CycleReport::default()
+            (CycleReport::default(), Vec::new(), Vec::new())
         }
     };
     report.registry_pages = registry_pages;
+    if !plans.is_empty() || !settled.is_empty() {
+        match &peers.forge {
+            Some(forge) => propose::settle(forge.as_ref(), &plans, &settled, &mut report).await,
+            None => error!("pull-request targets without a forge"),
+        }
+    }
     report
 }
 
@@ -217,6 +255,8 @@ struct Change {
     pins_digest: bool,
     content: Vec<u8>,
     old: Vec<u8>,
+    /// The scalar's new value, to apply again on a proposal branch.
+    value: String,
 }
 
 /// Re-reads a chosen tag from the registry just before it is written.
@@ -255,20 +295,24 @@ struct Inputs<'a> {
     recheck: Recheck<'a>,
 }
 
-/// The blocking half: sync, decide, commit, push, retrying on rejection.
+/// What the blocking half hands to the forge stage.
+type Written = (CycleReport, Vec<Plan>, Vec<Settled>);
+
+/// The blocking half: sync, decide, commit, push, retrying on rejection;
+/// then the pull-request branches.
 fn write(
     config: &Config,
     listings: &Listings,
     slot: &mut Option<Checkout>,
     inputs: &Inputs<'_>,
-) -> CycleReport {
+) -> Written {
     let mode = inputs.mode;
     let mut report = CycleReport::default();
     let checkout = match slot {
         Some(c) => c,
         None => match Checkout::open_or_create(&config.git) {
             Ok(c) => slot.insert(c),
-            Err(e) => return fail_all(config, &e, report),
+            Err(e) => return (fail_all(config, &e, report), Vec::new(), Vec::new()),
         },
     };
 
@@ -282,16 +326,22 @@ fn write(
                     damaged.discard();
                 }
             }
-            return fail_all(config, &e, report);
+            return (fail_all(config, &e, report), Vec::new(), Vec::new());
         }
+        let writing = std::time::Instant::now();
         let mut targets = Vec::new();
         let mut committed = 0;
+        let mut proposals = propose::Builder::default();
         for app in &config.apps {
             for target in &app.targets {
                 let span = info_span!("target", app = %app.name, env = %target.env, repository = %app.repository);
                 let _enter = span.enter();
-                let outcome =
-                    reconcile_target(app, target, listings, checkout, inputs, &mut committed);
+                let mut sink = Sink {
+                    committed: &mut committed,
+                    proposals: &mut proposals,
+                    index: targets.len(),
+                };
+                let outcome = reconcile_target(app, target, listings, checkout, inputs, &mut sink);
                 targets.push(TargetReport {
                     app: app.name.clone(),
                     env: target.env.clone(),
@@ -299,16 +349,20 @@ fn write(
                 });
             }
         }
-        if mode == Mode::DryRun || committed == 0 {
+        if mode == Mode::DryRun {
             report.targets = targets;
-            return report;
+            return (report, Vec::new(), Vec::new());
+        }
+        if committed == 0 {
+            report.targets = targets;
+            return proposals.build(config, checkout, inputs.now, report);
         }
         report.push_attempts = attempt;
         match checkout.push() {
             Ok(()) => {
-                info!(commits = committed, attempt, "pushed");
+                info!(commits = committed, attempt, write_elapsed = ?writing.elapsed(), "pushed");
                 report.targets = targets;
-                return report;
+                return proposals.build(config, checkout, inputs.now, report);
             }
             Err(GitError::Rejected { message, .. }) if attempt < config.git.push_attempts => {
                 warn!(attempt, reason = %message, "push rejected; the branch moved, rebuilding on the new head");
@@ -317,17 +371,18 @@ fn write(
             Err(e) => {
                 error!(error = %e, "push failed");
                 report.targets = targets.into_iter().map(|t| unpushed(t, &e)).collect();
-                return report;
+                return (report, Vec::new(), Vec::new());
             }
         }
     }
     unreachable!("the last attempt always returns")
 }
 
-/// A commit that was never pushed did not happen: its target failed.
+/// A commit that was never pushed did not happen: its target failed. So
+/// did a proposal, whose branch is built only after the push.
 fn unpushed(t: TargetReport, e: &GitError) -> TargetReport {
     match t.outcome {
-        Outcome::Promoted { .. } => TargetReport {
+        Outcome::Promoted { .. } | Outcome::Proposed { .. } => TargetReport {
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: e.to_string(),
@@ -367,14 +422,44 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base + nanos % base)
 }
 
+/// Where a target's change goes: a commit on the branch, or a proposal.
+struct Sink<'a> {
+    committed: &'a mut usize,
+    proposals: &'a mut propose::Builder,
+    /// This target's place in the report, for the forge stage to fill in.
+    index: usize,
+}
+
 fn reconcile_target(
     app: &App,
     target: &Target,
     listings: &Listings,
     checkout: &mut Checkout,
     inputs: &Inputs<'_>,
-    committed: &mut usize,
+    sink: &mut Sink<'_>,
 ) -> Outcome {
+    let source = match &target.promote_from {
+        Some(env) => match from_source(app, target, env, listings, checkout, inputs.now) {
+            Ok(Ok(source)) => Some(source),
+            Ok(Err(waiting)) => return waiting,
+            Err(outcome) => return outcome,
+        },
+        None => None,
+    };
+    let narrowed;
+    let listing = match (&source, listings.get(&app.repository)) {
+        (Some(source), Some(Ok(listing))) => {
+            narrowed = Ok(Listing {
+                repository: listing.repository.clone(),
+                registry_id: listing.registry_id.clone(),
+                region: listing.region.clone(),
+                images: vec![source.image.clone()],
+                pages: listing.pages,
+            });
+            Some(&narrowed)
+        }
+        (_, listing) => listing,
+    };
     let file = match checkout.read(&target.file) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
@@ -390,17 +475,13 @@ fn reconcile_target(
             .promotion_with_digest(&app.name, &target.env, digest, HISTORY_DEPTH)
             .map(|p| p.to)
     };
-    let change = match plan(
-        app,
-        target,
-        listings.get(&app.repository),
-        &file,
-        inputs.now,
-        &history,
-    ) {
+    let change = match plan(app, target, listing, &file, inputs.now, &history) {
         Ok(Planned::Change(change)) => change,
         Ok(Planned::Unchanged(current)) => {
             debug!(%current, "up to date");
+            if target.update == Update::PullRequest {
+                sink.proposals.settle(app, target, &current);
+            }
             return Outcome::Unchanged { current };
         }
         Ok(Planned::NoCandidate(current)) => return Outcome::NoCandidate { current },
@@ -420,13 +501,29 @@ fn reconcile_target(
             diff: unified_diff(target, &change.old, &change.content),
         };
     }
+    if target.update == Update::PullRequest {
+        sink.proposals.add(Member {
+            app: app.name.clone(),
+            repository: app.repository.clone(),
+            target: target.clone(),
+            promotion: change.promotion,
+            value: change.value,
+            source: source.map(|s| (s.env, s.since)),
+            report_index: sink.index,
+        });
+        return Outcome::Proposed {
+            from,
+            to,
+            url: String::new(),
+        };
+    }
     let message = change.promotion.message(&Location {
         file: target.file.as_str(),
         key: &target.key.to_string(),
     });
-    match checkout.commit_file(&target.file, &change.content, &message) {
+    match checkout.commit_file(&target.file, &change.content, &message, inputs.now) {
         Ok(oid) => {
-            *committed += 1;
+            *sink.committed += 1;
             info!(%from, %to, commit = %oid, "committed");
             Outcome::Promoted {
                 from,
@@ -436,6 +533,109 @@ fn reconcile_target(
         }
         Err(e) => failed(Stage::Git, e.to_string()),
     }
+}
+
+/// What a `promote_from` target may take: the image its source env runs.
+struct Source {
+    env: String,
+    image: Image,
+    /// When the source came to run it, from the branch's history.
+    since: Option<OffsetDateTime>,
+}
+
+/// The source env's image, once it has run it for the target's `soak`.
+/// `Ok(Err(outcome))` is a reason to wait, not a failure.
+fn from_source(
+    app: &App,
+    target: &Target,
+    env: &str,
+    listings: &Listings,
+    checkout: &Checkout,
+    now: OffsetDateTime,
+) -> Result<Result<Source, Outcome>, Outcome> {
+    let Some(source) = app.targets.iter().find(|t| t.env == env) else {
+        return Err(failed(
+            Stage::Policy,
+            format!("no env {env:?} to promote from"),
+        ));
+    };
+    let listing = match listings.get(&app.repository) {
+        Some(Ok(listing)) => listing,
+        Some(Err(e)) => return Err(failed(Stage::Registry, e.to_string())),
+        None => {
+            return Err(failed(
+                Stage::Registry,
+                format!("repository {:?} was not listed", app.repository),
+            ));
+        }
+    };
+    let bytes = match checkout.read(&source.file) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(failed(
+                Stage::Manifest,
+                format!("{}: no such file on the branch (env {env})", source.file),
+            ));
+        }
+        Err(e) => return Err(failed(Stage::Git, e.to_string())),
+    };
+    let value = match manifest::get(&bytes, &source.key, &source.document) {
+        Ok(scalar) => scalar.value,
+        Err(e) => {
+            return Err(failed(
+                Stage::Manifest,
+                format!("{}: {}: {e} (env {env})", source.file, source.key),
+            ));
+        }
+    };
+    // The tag the source runs, read through its format; a pinned digest
+    // must match too, so the exact image the source tested is promoted.
+    let format = &source.format;
+    let digest = format.current_digest(&value);
+    let image = match format.current_tag(&value) {
+        Some(tag) => listing
+            .images
+            .iter()
+            .find(|i| i.tag == tag && digest.is_none_or(|d| d == i.digest)),
+        None => digest.and_then(|d| listing.images.iter().find(|i| i.digest == d)),
+    };
+    let Some(image) = image else {
+        return Ok(Err(Outcome::Waiting {
+            reason: format!("{env} runs {value}, which the registry does not list"),
+        }));
+    };
+    let held = app.policy.value_of(image);
+    let since = checkout.held_since(&app.name, env, held, &source.file, HISTORY_DEPTH);
+    if !target.soak.is_zero() {
+        let soak = humantime::format_duration(target.soak);
+        let ran = since.map(|t| now - t);
+        match ran {
+            Some(ran) if ran >= target.soak => {}
+            Some(ran) => {
+                // A commit dated in the future (clock skew) has run for
+                // less than nothing: it waits, it never fires early.
+                let ran = Duration::from_secs(ran.whole_seconds().max(0) as u64);
+                return Ok(Err(Outcome::Waiting {
+                    reason: format!(
+                        "{env} has run {held} for {}; soak is {soak}",
+                        humantime::format_duration(ran)
+                    ),
+                }));
+            }
+            None => {
+                return Ok(Err(Outcome::Waiting {
+                    reason: format!(
+                        "cannot tell since when {env} runs {held} (no commit found); soak is {soak}"
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(Ok(Source {
+        env: env.to_string(),
+        image: image.clone(),
+        since,
+    }))
 }
 
 enum Planned {
@@ -530,8 +730,9 @@ fn plan(
         },
         content,
         old: file.to_vec(),
-        image: image.clone(),
         pins_digest: format.pins_digest(&value),
+        value,
+        image: image.clone(),
     })))
 }
 
@@ -610,6 +811,8 @@ pub fn summarize(report: &CycleReport) -> BTreeMap<&'static str, usize> {
             Outcome::NoCandidate { .. } => "no_candidate",
             Outcome::Promoted { .. } => "promoted",
             Outcome::WouldPromote { .. } => "would_promote",
+            Outcome::Proposed { .. } => "proposed",
+            Outcome::Waiting { .. } => "waiting",
             Outcome::Deferred { .. } => "deferred",
             Outcome::Failed { .. } => "failed",
         };

@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tagwatch::reconcile::{Mode, Outcome, run_cycle};
+use tagwatch::reconcile::{Mode, Outcome, Peers, run_cycle};
 use tagwatch::registry::memory::MemoryRegistry;
 use tagwatch::registry::{DescribeFuture, Image, ListFuture, Registry};
 
@@ -78,9 +78,14 @@ async fn a_tag_that_moves_while_deciding_is_deferred_not_written() {
     );
     let checkout = Default::default();
 
+    let peers = |registry: Arc<MovingTag>| Peers {
+        registry,
+        forge: None,
+        now: None,
+    };
     let report = run_cycle(
         Arc::clone(&config),
-        registry.clone(),
+        peers(registry.clone()),
         Arc::clone(&checkout),
         Mode::Apply,
     )
@@ -99,7 +104,7 @@ async fn a_tag_that_moves_while_deciding_is_deferred_not_written() {
     );
 
     registry.moved.store(false, Ordering::SeqCst);
-    let report = run_cycle(config, registry, checkout, Mode::Apply).await;
+    let report = run_cycle(config, peers(registry), checkout, Mode::Apply).await;
     assert!(
         matches!(&report.targets[0].outcome, Outcome::Promoted { to, .. } if to == "sha256:new"),
         "{report:?}"

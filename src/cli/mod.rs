@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::daemon::{self, Context};
+use crate::forge;
 use crate::reconcile::{CycleReport, Mode, Outcome};
 use crate::registry::ecr::EcrRegistry;
 use crate::telemetry::{self, LogFormat};
@@ -51,6 +52,10 @@ pub enum Command {
         /// Print each change as a diff and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run as if it were this time (RFC 3339): `min_age`, soak times and
+        /// commit dates use it. For drills and tests.
+        #[arg(long, value_parser = parse_now, hide = true)]
+        now: Option<time::OffsetDateTime>,
     },
     /// Run a cycle every `interval` until SIGTERM or SIGINT.
     Run(ConfigArg),
@@ -131,13 +136,18 @@ pub async fn run(command: Command) -> u8 {
             }
             Err(code) => code,
         },
-        Command::Once { config, dry_run } => {
+        Command::Once {
+            config,
+            dry_run,
+            now,
+        } => {
             let Ok(config) = load(&config) else {
                 return EXIT_USAGE;
             };
-            let Some(ctx) = context(config).await else {
+            let Some(mut ctx) = context(config).await else {
                 return EXIT_USAGE;
             };
+            ctx.now = now;
             let report = ctx
                 .cycle(if dry_run { Mode::DryRun } else { Mode::Apply })
                 .await;
@@ -178,13 +188,25 @@ pub(crate) fn load(arg: &ConfigArg) -> Result<Config, u8> {
 }
 
 pub(crate) async fn context(config: Config) -> Option<Context> {
+    let forge = match config.forge.as_ref().map(forge::connect).transpose() {
+        Ok(forge) => forge,
+        Err(e) => {
+            eprintln!("{}: {e}", config.source.display());
+            return None;
+        }
+    };
     match EcrRegistry::connect(&config.aws, None).await {
-        Ok(registry) => Some(Context::new(config, Arc::new(registry))),
+        Ok(registry) => Some(Context::new(config, Arc::new(registry), forge)),
         Err(e) => {
             eprintln!("{}: {e}", config.source.display());
             None
         }
     }
+}
+
+fn parse_now(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2026-11-22T14:00:00Z"))
 }
 
 /// `3 apps, 5 targets, 2 repositories (interval 2m, branch main)`.
@@ -226,6 +248,10 @@ pub fn print_report(report: &CycleReport) {
             Outcome::Deferred { reason } => {
                 println!("{name}: deferred to the next cycle: {reason}")
             }
+            Outcome::Proposed { from, to, url } => {
+                println!("{name}: proposed {from} -> {to} ({url})")
+            }
+            Outcome::Waiting { reason } => println!("{name}: waiting: {reason}"),
             Outcome::Failed { stage, error } => {
                 println!("{name}: failed ({}): {error}", stage.as_str())
             }

@@ -132,7 +132,7 @@ async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
         Some(SharedCredentialsProvider::new(credentials)),
     )
     .await?;
-    let ctx = Context::new(config, Arc::new(registry));
+    let ctx = Context::new(config, Arc::new(registry), None);
 
     let mut seen = head(&remote)?;
     step("cycle 1: the registry has payments-api 1.4.1, 1.4.2 and ledger 1.9");

@@ -1,0 +1,128 @@
+//! The forge boundary: pull requests on GitHub and merge requests on
+//! GitLab, for environments whose changes need a reviewer.
+//!
+//! [`Forge`] is the trait the cycle talks to: find the request for a
+//! branch, open one, update its text, close it with a comment. The branch
+//! itself is made and pushed by [`crate::gitops`]; a forge only ever sees
+//! branch names. [`github`] speaks REST v3 (and GraphQL for auto-merge, the
+//! only way GitHub offers it), [`gitlab`] REST v4. [`http`] is their shared
+//! client: the token read from its file on every request, bounded retries,
+//! and rate limits obeyed by waiting, never by looping. This module owns
+//! the shape of a request and the classification of failures.
+
+pub mod github;
+pub mod gitlab;
+mod http;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{ForgeKind, ForgeSettings, ProposalOptions};
+
+/// What tagwatch asks for: a request from `branch` into `base`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    pub branch: String,
+    pub base: String,
+    pub title: String,
+    /// Markdown.
+    pub body: String,
+    pub options: ProposalOptions,
+}
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Open,
+    /// Closed without merging: a person declined it.
+    Closed,
+    Merged,
+}
+
+/// A pull request (GitHub) or merge request (GitLab) as the forge has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequest {
+    /// GitHub's `number`, GitLab's `iid`: what the web page shows.
+    pub number: u64,
+    /// The page a person opens.
+    pub url: String,
+    pub state: State,
+    /// The commit the request's branch pointed at, as the forge last saw it.
+    pub head_sha: Option<String>,
+    /// GitHub's GraphQL id, needed for auto-merge.
+    pub node_id: Option<String>,
+}
+
+/// Why a forge call failed, in the fixed set logs and metrics use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 401 or 403: the token is wrong, expired or lacks a scope.
+    Auth,
+    /// Still rate limited after waiting as long as a cycle may.
+    RateLimited,
+    /// The forge refused the request as invalid (4xx).
+    Rejected,
+    /// 5xx after the retries.
+    Server,
+    /// No answer: connection, TLS or timeout.
+    Transport,
+    /// The answer was not what the API documents.
+    Protocol,
+    /// The token file could not be read.
+    Token,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Auth => "auth",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Server => "server",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Token => "token",
+        }
+    }
+}
+
+/// A failed forge call. The message names the forge and the request,
+/// never the token.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{forge}: {message}")]
+pub struct ForgeError {
+    pub forge: String,
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Reply<'a, T> = Pin<Box<dyn Future<Output = Result<T, ForgeError>> + Send + 'a>>;
+
+/// A code-review host. Every method is one logical operation; retries and
+/// rate limits are handled inside.
+pub trait Forge: Send + Sync {
+    /// The newest request from `branch` into `base`, open or not, or
+    /// `None` if there never was one. Found by branch name, so a restart
+    /// never opens a duplicate.
+    fn find<'a>(&'a self, branch: &'a str, base: &'a str) -> Reply<'a, Option<PullRequest>>;
+
+    /// Opens a request and applies its labels, reviewers, assignees and
+    /// auto-merge. If another writer opened one for the branch first, that
+    /// one is returned instead.
+    fn open<'a>(&'a self, proposal: &'a Proposal) -> Reply<'a, PullRequest>;
+
+    /// Replaces the title and body (after the branch was rebuilt).
+    fn update<'a>(&'a self, pr: &'a PullRequest, proposal: &'a Proposal) -> Reply<'a, ()>;
+
+    /// Leaves `comment` on the request and closes it.
+    fn close<'a>(&'a self, pr: &'a PullRequest, comment: &'a str) -> Reply<'a, ()>;
+}
+
+/// The forge `settings` describe.
+pub fn connect(settings: &ForgeSettings) -> Result<Arc<dyn Forge>, ForgeError> {
+    Ok(match settings.kind {
+        ForgeKind::GitHub => Arc::new(github::GitHub::new(settings)?),
+        ForgeKind::GitLab => Arc::new(gitlab::GitLab::new(settings)?),
+    })
+}
