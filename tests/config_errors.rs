@@ -7,6 +7,13 @@ mod support;
 
 use support::{expect, show, tagwatch};
 
+const PROD: &str = r#"
+[[apps.targets]]
+env = "prod"
+file = "envs/prod/values.yaml"
+key = "image.tag"
+"#;
+
 const BASE: &str = r#"interval = "2m"
 listen = "127.0.0.1:0"
 
@@ -205,6 +212,49 @@ fn each_invalid_config_names_file_line_and_key() {
             "kustomize target with a document",
             &BASE.replace("key = \"image.tag\"", "kind = \"kustomize\"\nimage = \"x\"\ndocument = 1"),
             "tagwatch.toml:23: apps[0].targets[0].document: a kustomize target edits",
+        ),
+        (
+            "promote_from names no env",
+            &format!("{BASE}{PROD}promote_from = \"qa\"\n"),
+            "tagwatch.toml:27: apps[0].targets[1].promote_from: no env \"qa\" in this app to promote from",
+        ),
+        (
+            "a cycle in promote_from",
+            &format!(
+                "{}{PROD}promote_from = \"dev\"\n",
+                BASE.replace("key = \"image.tag\"\n", "key = \"image.tag\"\npromote_from = \"prod\"\n")
+            ),
+            "apps[0].targets[0].promote_from: promote_from makes a cycle: dev <- prod <- dev",
+        ),
+        (
+            "soak without promote_from",
+            &format!("{BASE}{PROD}soak = \"1h\"\n"),
+            "tagwatch.toml:27: apps[0].targets[1].soak: soak is how long the promote_from env must have run a tag; set promote_from too",
+        ),
+        (
+            "pull requests without [forge]",
+            &format!("{BASE}{PROD}update = \"pull-request\"\n"),
+            "tagwatch.toml:27: apps[0].targets[1].update: pull requests need a [forge] section",
+        ),
+        (
+            "unknown update",
+            &format!("{BASE}{PROD}update = \"merge\"\n"),
+            "tagwatch.toml:27: apps[0].targets[1].update: unknown update \"merge\"",
+        ),
+        (
+            "labels on a commit target",
+            &format!("{BASE}{PROD}labels = [\"x\"]\n"),
+            "tagwatch.toml:27: apps[0].targets[1].labels: labels applies to pull requests",
+        ),
+        (
+            "unknown forge",
+            &format!("{BASE}\n[forge]\nkind = \"gitea\"\nrepository = \"a/b\"\ntoken_file = \"t\"\n"),
+            "tagwatch.toml:24: forge.kind: unknown forge \"gitea\"",
+        ),
+        (
+            "a GitHub repository that is not owner/repo",
+            &format!("{BASE}\n[forge]\nkind = \"github\"\nrepository = \"a/b/c\"\ntoken_file = \"t\"\n"),
+            "tagwatch.toml:25: forge.repository: \"a/b/c\" is not owner/repo",
         ),
     ];
     for (what, text, expected) in cases {

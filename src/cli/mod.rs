@@ -5,6 +5,7 @@
 mod edit;
 mod history;
 mod policy_test;
+mod promote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,10 @@ pub enum Command {
     Set(edit::SetArgs),
     /// Print the scalar at KEY in a YAML file.
     Get(edit::GetArgs),
+    /// Promote one tag into one env now, as the daemon would (for CI after a
+    /// push). Prints the commit id or the pull request's URL; exits 64 when
+    /// the tag does not exist or the policy refuses it.
+    Promote(promote::PromoteArgs),
     /// List past promotions from the branch's commit trailers.
     History(history::HistoryArgs),
     /// Work with tag policies.
@@ -168,6 +173,7 @@ pub async fn run(command: Command) -> u8 {
         }
         Command::Set(args) => edit::set(args),
         Command::History(args) => history::run(args).await,
+        Command::Promote(args) => promote::run(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
         Command::Demo { dir } => match crate::demo::run(dir).await {
