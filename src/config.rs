@@ -187,6 +187,13 @@ pub struct Identity {
     pub email: String,
 }
 
+impl App {
+    /// The policy that decides `target`: its own, else the app's.
+    pub fn policy_for<'a>(&'a self, target: &'a Target) -> &'a Policy {
+        target.policy.as_ref().unwrap_or(&self.policy)
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} <{}>", self.name, self.email)
@@ -233,6 +240,9 @@ pub struct Target {
     pub group: Option<String>,
     /// For pull requests: the forge's defaults with this target's settings.
     pub proposal: ProposalOptions,
+    /// The app's policy with this env's own `constraint`, when it has one
+    /// (prod on `^1` while dev takes anything).
+    pub policy: Option<Policy>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -472,6 +482,7 @@ struct RawTarget {
     kind: Option<Spanned<String>>,
     image: Option<Spanned<String>>,
     update: Option<Spanned<String>>,
+    constraint: Option<Spanned<String>>,
     promote_from: Option<Spanned<String>>,
     soak: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
@@ -1021,7 +1032,7 @@ fn validate_app(
     check_repository(repository.get_ref())
         .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
 
-    let policy = validate_policy(src, index, raw)?;
+    let policy = validate_policy(src, index, raw, None)?;
 
     if raw.targets.is_empty() {
         return Err(src.error(
@@ -1034,7 +1045,7 @@ fn validate_app(
     let mut targets = Vec::with_capacity(raw.targets.len());
     for (t, target) in raw.targets.iter().enumerate() {
         let raw_target = target;
-        let target = validate_target(
+        let mut target = validate_target(
             src,
             index,
             t,
@@ -1043,6 +1054,16 @@ fn validate_app(
             &policy,
             seen.forge.as_ref(),
         )?;
+        if let Some(constraint) = &raw_target.constraint {
+            let own = validate_policy(src, index, raw, Some(constraint)).map_err(|mut e| {
+                if e.key.ends_with(".constraint") {
+                    e.key = format!("apps[{index}].targets[{t}].constraint");
+                    e.line = Some(line_of(src.text, constraint.span().start));
+                }
+                e
+            })?;
+            target.policy = Some(own);
+        }
         // The same steps however they were written (`image.tag` and
         // `"image".tag`), and `document` unset overlaps every index.
         let overlaps = |d: &Document| d.overlaps(&target.document);
@@ -1110,11 +1131,18 @@ fn validate_app(
 
 /// Builds the app's policy with the same validation `tagwatch policy test`
 /// uses, and points an error at the field it is about.
-fn validate_policy(src: &Source<'_>, index: usize, raw: &RawApp) -> Result<Policy, ConfigError> {
+fn validate_policy(
+    src: &Source<'_>,
+    index: usize,
+    raw: &RawApp,
+    constraint: Option<&Spanned<String>>,
+) -> Result<Policy, ConfigError> {
     let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
     let spec = PolicySpec {
         strategy: text(&raw.strategy),
-        constraint: text(&raw.constraint),
+        constraint: constraint
+            .map(|c| c.get_ref().clone())
+            .or_else(|| text(&raw.constraint)),
         allow: text(&raw.allow),
         extract: text(&raw.extract),
         ignore: raw.ignore.iter().map(|g| g.get_ref().clone()).collect(),
@@ -1358,6 +1386,7 @@ fn validate_target(
         soak,
         group,
         proposal: proposal.over(&defaults),
+        policy: None,
     })
 }
 

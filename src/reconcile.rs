@@ -487,7 +487,7 @@ fn reconcile_target(
         Ok(Planned::NoCandidate(current)) => return Outcome::NoCandidate { current },
         Err(outcome) => return outcome,
     };
-    if (app.policy.needs_recheck() || change.pins_digest)
+    if (app.policy_for(target).needs_recheck() || change.pins_digest)
         && let Some(reason) = inputs.recheck.moved(&app.repository, &change.image)
     {
         info!(%reason, "deferred to the next cycle");
@@ -604,7 +604,7 @@ fn from_source(
             reason: format!("{env} runs {value}, which the registry does not list"),
         }));
     };
-    let held = app.policy.value_of(image);
+    let held = app.policy_for(target).value_of(image);
     let since = checkout.held_since(&app.name, env, held, &source.file, HISTORY_DEPTH);
     if !target.soak.is_zero() {
         let soak = humantime::format_duration(target.soak);
@@ -676,9 +676,9 @@ fn plan(
         Err(e) => return Err(failed(Stage::Manifest, at(&e))),
     };
     let format = &target.format;
-    let policy = &app.policy;
+    let policy = app.policy_for(target);
     let (image, held) = match &current {
-        Some(current) => match choose(app, format, listing, current, now, history) {
+        Some(current) => match choose(app, policy, format, listing, current, now, history) {
             Ok(Chosen::Image(image, held)) => (image, held),
             Ok(Chosen::Keep) => return Ok(Planned::Unchanged(current.clone())),
             Ok(Chosen::Nothing) => return Ok(Planned::NoCandidate(current.clone())),
@@ -746,13 +746,13 @@ enum Chosen<'a> {
 
 fn choose<'a>(
     app: &App,
+    policy: &crate::policy::Policy,
     format: &crate::format::Format,
     listing: &'a Listing,
     current: &str,
     now: OffsetDateTime,
     history: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Chosen<'a>, crate::policy::PolicyError> {
-    let policy = &app.policy;
     // What the policy compares against: the digest the file pins for the
     // digest strategy, otherwise the tag the file holds — read out of
     // whatever shape the format gives it, or found by digest in the listing.

@@ -98,7 +98,7 @@ pub async fn run(args: PromoteArgs) -> u8 {
         ));
     };
     let now = OffsetDateTime::now_utc();
-    if let Err(reason) = app.policy.judge(image, now) {
+    if let Err(reason) = app.policy_for(&app.targets[0]).judge(image, now) {
         return usage(format!(
             "tag {:?} breaks app {:?}'s policy: {reason}",
             args.tag, app.name

@@ -66,7 +66,8 @@ impl GitHub {
                 format!("a pull request without a number: {value}"),
             )
         })?;
-        let state = match (value["state"].as_str(), value["merged_at"].is_string()) {
+        let merged = value["merged"].as_bool() == Some(true) || value["merged_at"].is_string();
+        let state = match (value["state"].as_str(), merged) {
             (Some("open"), _) => State::Open,
             (_, true) => State::Merged,
             _ => State::Closed,
