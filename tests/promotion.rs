@@ -287,3 +287,282 @@ fn dev_commits_at_once_and_prod_gets_one_pull_request_after_the_soak_on_github()
 fn dev_commits_at_once_and_prod_gets_one_merge_request_after_the_soak_on_gitlab() {
     dev_then_prod_after_soak(Fake::gitlab);
 }
+
+/// dev → staging → prod with no soak: one cycle carries a new tag down the
+/// chain, and prod's own constraint stops a major version that dev takes.
+#[test]
+fn a_chain_flows_in_one_cycle_and_the_prod_range_blocks_a_major() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1)]);
+    let mut files = FILES.to_vec();
+    files.push(("staging.yaml", "image:\n  tag: 1.0.0\n"));
+    let remote = GitRemote::new(&files);
+    let fake = Fake::github(&remote.bare());
+    let work = scene(
+        &moto,
+        &remote,
+        &fake,
+        "promote_from = \"staging\"\nconstraint = \"^1\"\n",
+    );
+    // staging sits between; listed after prod, to show order is by chain.
+    let text = std::fs::read_to_string(&work.config).unwrap().replace(
+        "\n[forge]",
+        "\n[[apps.targets]]\nenv = \"staging\"\nfile = \"staging.yaml\"\nkey = \"image.tag\"\npromote_from = \"dev\"\n\n[forge]",
+    );
+    std::fs::write(&work.config, text).unwrap();
+
+    moto.seed("app", &[("1.1.0", 2)]);
+    let out = work.once(&[]);
+    expect(
+        &out,
+        0,
+        &[
+            "app/dev: promoted 1.0.0 -> 1.1.0",
+            "app/staging: promoted 1.0.0 -> 1.1.0",
+            "app/prod: proposed 1.0.0 -> 1.1.0",
+        ],
+    );
+    assert_eq!(
+        remote.subjects(),
+        [
+            "app: staging 1.0.0 -> 1.1.0",
+            "app: dev 1.0.0 -> 1.1.0",
+            "seed"
+        ]
+    );
+    assert_eq!(fake.prs().len(), 1);
+
+    // 2.0.0: dev and staging take it; prod's "^1" does not, so its request
+    // still proposes 1.1.0.
+    moto.seed("app", &[("2.0.0", 3)]);
+    let out = work.once(&[]);
+    expect(
+        &out,
+        0,
+        &[
+            "app/dev: promoted 1.1.0 -> 2.0.0",
+            "app/staging: promoted 1.1.0 -> 2.0.0",
+            "app/prod: no candidate in the registry; keeping 1.0.0",
+        ],
+    );
+    let prs = fake.prs();
+    assert_eq!((prs.len(), fake.creates()), (1, 1));
+    assert_eq!(prs[0].title, "app: promote prod to 1.1.0");
+    assert!(!prs[0].body.contains("2.0.0"), "{}", prs[0].body);
+}
+
+/// Two apps whose prod targets share `group`: one request with a commit
+/// per app, on `tagwatch/<group>/prod`.
+#[test]
+fn grouped_targets_share_one_pull_request() {
+    let moto = Moto::start();
+    moto.seed("api", &[("1.0.0", 1), ("1.1.0", 2)]);
+    moto.seed("web", &[("3.0.0", 1), ("3.0.1", 2)]);
+    let remote = GitRemote::new(&[
+        ("api.yaml", "image:\n  tag: 1.0.0\n"),
+        ("web.yaml", "image:\n  tag: 3.0.0\n"),
+        ("prod.yaml", "api:\n  tag: 1.0.0\nweb:\n  tag: 3.0.0\n"),
+    ]);
+    let fake = Fake::gitlab(&remote.bare());
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            ("api", "api", ">=1", "api.yaml"),
+            ("web", "web", ">=1", "web.yaml"),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&work.config).unwrap();
+    for app in ["api", "web"] {
+        // Each app's prod target goes right after its dev target.
+        text = text.replace(
+            &format!("file = \"{app}.yaml\"\nkey = \"image.tag\"\n"),
+            &format!(
+                "file = \"{app}.yaml\"\nkey = \"image.tag\"\n\n[[apps.targets]]\nenv = \"prod\"\nfile = \"prod.yaml\"\nkey = \"{app}.tag\"\nupdate = \"pull-request\"\npromote_from = \"dev\"\ngroup = \"backend\"\nreviewers = [\"alice\"]\n"
+            ),
+        );
+    }
+    std::fs::write(&work.config, format!("{text}{}", fake.section())).unwrap();
+    std::fs::write(work.dir.path().join("forge-token"), TOKEN).unwrap();
+
+    let out = work.once(&[]);
+    expect(
+        &out,
+        0,
+        &[
+            "api/prod: proposed 1.0.0 -> 1.1.0",
+            "web/prod: proposed 3.0.0 -> 3.0.1",
+        ],
+    );
+    let Fake::Lab(lab) = &fake else {
+        unreachable!()
+    };
+    let mrs = lab.merge_requests();
+    assert_eq!(mrs.len(), 1, "{mrs:?}");
+    assert_eq!(mrs[0].source_branch, "tagwatch/backend/prod");
+    assert_eq!(mrs[0].title, "backend: promote prod (api 1.1.0, web 3.0.1)");
+    assert_eq!(mrs[0].reviewer_ids, [7], "alice's id, looked up by name");
+    assert_eq!(mrs[0].labels, ["tagwatch"]);
+    let bare = remote.bare();
+    assert_eq!(
+        git(
+            &bare,
+            &["log", "--format=%s", "main..tagwatch/backend/prod"]
+        ),
+        "web: prod 3.0.0 -> 3.0.1\napi: prod 1.0.0 -> 1.1.0\n"
+    );
+    assert_eq!(
+        git(&bare, &["show", "tagwatch/backend/prod:prod.yaml"]),
+        "api:\n  tag: 1.1.0\nweb:\n  tag: 3.0.1\n"
+    );
+    // The project path went out encoded once, as GitLab requires.
+    assert!(lab.requests().iter().any(|r| {
+        r.path
+            .contains("/projects/acme%2Fplatform%2Fgitops/merge_requests")
+    }));
+}
+
+/// Rate limits and server errors while opening: waited out as told, then
+/// exactly one request exists.
+#[test]
+fn a_rate_limited_or_failing_forge_is_retried_without_duplicates() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let remote = GitRemote::new(FILES);
+    let fake = Fake::github(&remote.bare());
+    let work = scene(&moto, &remote, &fake, "promote_from = \"dev\"\n");
+    let Fake::Hub(hub) = &fake else {
+        unreachable!()
+    };
+    hub.fail_next(
+        Match::route("pulls.create"),
+        1,
+        Fault::SecondaryRateLimit {
+            status: 429,
+            retry_after_secs: 1,
+        },
+    );
+    hub.fail_next(Match::route("pulls.create"), 1, Fault::Status(500));
+    let out = work.once(&[]);
+    expect(&out, 0, &["app/prod: proposed 1.0.0 -> 1.1.0"]);
+    assert_eq!(hub.pulls().len(), 1);
+    let creates: Vec<_> = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == "pulls.create")
+        .collect();
+    assert_eq!(creates.len(), 3, "429, 500, then 201");
+    assert!(
+        creates[1].since(&creates[0]) >= std::time::Duration::from_secs(1),
+        "retry-after was not obeyed"
+    );
+    // Every request carried what GitHub's docs ask for; the token, never
+    // printed.
+    for r in hub.requests() {
+        assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
+        assert!(
+            r.header("user-agent")
+                .is_some_and(|u| u.starts_with("tagwatch/"))
+        );
+    }
+    assert!(!show(&out).contains(TOKEN));
+
+    // A wrong token: one clear error for the target, exit 1.
+    std::fs::write(work.dir.path().join("forge-token"), "wrong").unwrap();
+    moto.seed("app", &[("1.2.0", 3)]);
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        show(&out).contains("app/prod: failed (forge): github acme/gitops"),
+        "{}",
+        show(&out)
+    );
+    assert!(show(&out).contains("401"), "{}", show(&out));
+}
+
+/// A person closes the request without merging: tagwatch does not reopen
+/// it for the same version; a newer one opens a new request.
+#[test]
+fn a_declined_request_is_not_reopened_until_a_newer_candidate() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let remote = GitRemote::new(FILES);
+    let fake = Fake::github(&remote.bare());
+    let work = scene(&moto, &remote, &fake, "promote_from = \"dev\"\n");
+    expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.1.0"]);
+    let Fake::Hub(hub) = &fake else {
+        unreachable!()
+    };
+    hub.state().pulls[0].state = "closed".into();
+
+    expect(&work.once(&[]), 0, &["app/prod: waiting: declined:"]);
+    assert_eq!(hub.create_calls(), 1);
+
+    moto.seed("app", &[("1.2.0", 3)]);
+    expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.2.0"]);
+    assert_eq!(hub.create_calls(), 2);
+    assert_eq!(hub.open_pulls().len(), 1);
+}
+
+/// `tagwatch promote` for CI: the daemon's path for one tag, now.
+#[test]
+fn promote_goes_through_the_daemon_path_and_refuses_bad_tags() {
+    let moto = Moto::start();
+    moto.seed(
+        "app",
+        &[("1.0.0", 1), ("1.1.0", 2), ("1.2.0", 3), ("2.0.0", 4)],
+    );
+    let remote = GitRemote::new(FILES);
+    let fake = Fake::gitlab(&remote.bare());
+    let work = scene(
+        &moto,
+        &remote,
+        &fake,
+        "promote_from = \"dev\"\nsoak = \"1h\"\nconstraint = \"^1\"\n",
+    );
+    let config = work.config.to_str().unwrap();
+    let promote = |env: &str, tag: &str| {
+        tagwatch(
+            &[
+                "promote", "--config", config, "--app", "app", "--env", env, "--tag", tag,
+            ],
+            work.dir.path(),
+        )
+    };
+
+    // dev, a commit: prints its id; the tag chosen is the one asked for,
+    // not the newest.
+    let out = promote("dev", "1.1.0");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(printed, git(&remote.bare(), &["rev-parse", "main"]).trim());
+    assert_eq!(remote.show("dev.yaml"), "image:\n  tag: 1.1.0\n");
+
+    // prod, a pull request: prints its URL; the soak does not apply to an
+    // explicit tag.
+    let out = promote("prod", "1.2.0");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let prs = fake.prs();
+    assert_eq!(prs.len(), 1);
+    assert!(
+        url.ends_with(&format!("/-/merge_requests/{}", prs[0].url_number)),
+        "{url}"
+    );
+    assert_eq!(prs[0].title, "app: promote prod to 1.2.0");
+
+    // Refusals exit 64 and write nothing.
+    let before = remote.subjects();
+    for (env, tag, says) in [
+        ("dev", "9.9.9", "does not exist"),
+        ("prod", "2.0.0", "breaks app \"app\"'s policy"),
+        ("dev", "1.0.0", "never downgrades"),
+        ("qa", "1.1.0", "has no env \"qa\""),
+    ] {
+        let out = promote(env, tag);
+        assert_eq!(out.status.code(), Some(64), "{env} {tag}: {}", show(&out));
+        assert!(show(&out).contains(says), "{env} {tag}: {}", show(&out));
+    }
+    assert_eq!(remote.subjects(), before);
+    assert_eq!(fake.creates(), 1);
+}
