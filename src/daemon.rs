@@ -12,8 +12,10 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::forge::Forge;
+use crate::metrics;
 use crate::reconcile::{self, CycleReport, Mode, Peers, SharedCheckout};
 use crate::registry::Registry;
+use crate::server::Board;
 
 /// What a running daemon works with. Built once at start-up.
 #[derive(Clone)]
@@ -24,6 +26,8 @@ pub struct Context {
     pub checkout: SharedCheckout,
     /// A fixed "now" (`--now`); `None` is the system clock.
     pub now: Option<time::OffsetDateTime>,
+    /// What `/status` and `/` show.
+    pub board: Arc<Board>,
 }
 
 impl Context {
@@ -32,12 +36,14 @@ impl Context {
         registry: Arc<dyn Registry>,
         forge: Option<Arc<dyn Forge>>,
     ) -> Context {
+        let board = Arc::new(Board::new(config.interval, targets(&config)));
         Context {
             config: Arc::new(config),
             registry,
             forge,
             checkout: Default::default(),
             now: None,
+            board,
         }
     }
 
@@ -59,6 +65,8 @@ impl Context {
             mode,
         )
         .await;
+        record(&report, started.elapsed());
+        self.board.record(&report);
         let counts = reconcile::summarize(&report);
         if report.any_failed() {
             error!(elapsed = ?started.elapsed(), ?counts, "cycle finished with failures");
@@ -66,6 +74,66 @@ impl Context {
             info!(elapsed = ?started.elapsed(), ?counts, "cycle finished");
         }
         report
+    }
+}
+
+/// Every app/env of `config`, in order.
+pub fn targets(config: &Config) -> impl Iterator<Item = (String, String)> + '_ {
+    config.apps.iter().flat_map(|a| {
+        a.targets
+            .iter()
+            .map(move |t| (a.name.clone(), t.env.clone()))
+    })
+}
+
+/// Exports a cycle's report as metrics.
+fn record(report: &CycleReport, elapsed: std::time::Duration) {
+    use crate::reconcile::Outcome;
+    let m = metrics::get();
+    let failed = report
+        .targets
+        .iter()
+        .filter(|t| matches!(t.outcome, Outcome::Failed { .. }))
+        .count();
+    let outcome = match failed {
+        0 => "success",
+        n if n == report.targets.len() => "failure",
+        _ => "partial",
+    };
+    m.cycles.with_label_values(&[outcome]).inc();
+    m.cycle_duration.observe(elapsed.as_secs_f64());
+    if failed == 0 {
+        m.cycle_last_success.set(metrics::unix_now());
+    }
+    for t in &report.targets {
+        let (app, env) = (t.app.as_str(), t.env.as_str());
+        if let Some(current) = &t.current {
+            m.set_target_tag(app, env, current);
+        }
+        let pending = matches!(
+            t.outcome,
+            Outcome::Proposed { .. } | Outcome::Waiting { .. }
+        );
+        m.pending_promotions
+            .with_label_values(&[app, env])
+            .set(if pending { 1.0 } else { 0.0 });
+        match &t.outcome {
+            Outcome::Failed { stage, .. } => {
+                m.app_errors.with_label_values(&[app, stage.as_str()]).inc();
+            }
+            Outcome::Promoted { pushed_at, .. } => {
+                m.promotions.with_label_values(&[app, env, "commit"]).inc();
+                if let Some(pushed) = pushed_at {
+                    let latency = (time::OffsetDateTime::now_utc() - *pushed).as_seconds_f64();
+                    if latency >= 0.0 {
+                        m.push_to_promotion
+                            .with_label_values(&[env])
+                            .observe(latency);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 

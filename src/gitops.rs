@@ -185,24 +185,28 @@ impl Checkout {
             .repo
             .find_remote(REMOTE)
             .map_err(|e| self.local_error(e))?;
-        remote
-            .fetch(
-                &[refspec.as_str(), proposals.as_str()],
-                Some(&mut options),
-                None,
-            )
-            .map_err(|e| {
-                // A fetch fails either because of the remote or because the
-                // clone's own storage is damaged. Only the second makes the
-                // caller discard the clone, so look before deciding.
-                if let Some(reason) = why.take() {
-                    self.remote_error("fetch", git2::Error::from_str(&reason))
-                } else if self.storage_is_sound() {
-                    self.remote_error("fetch", e)
-                } else {
-                    self.local_error(e)
-                }
-            })?;
+        let started = std::time::Instant::now();
+        let fetched = remote.fetch(
+            &[refspec.as_str(), proposals.as_str()],
+            Some(&mut options),
+            None,
+        );
+        crate::metrics::get()
+            .git_duration
+            .with_label_values(&["fetch"])
+            .observe(started.elapsed().as_secs_f64());
+        fetched.map_err(|e| {
+            // A fetch fails either because of the remote or because the
+            // clone's own storage is damaged. Only the second makes the
+            // caller discard the clone, so look before deciding.
+            if let Some(reason) = why.take() {
+                self.remote_error("fetch", git2::Error::from_str(&reason))
+            } else if self.storage_is_sound() {
+                self.remote_error("fetch", e)
+            } else {
+                self.local_error(e)
+            }
+        })?;
         drop(remote);
         let head = match self.repo.refname_to_id(&self.tracking_ref()) {
             Ok(oid) => oid,
@@ -299,7 +303,9 @@ impl Checkout {
         when: time::OffsetDateTime,
     ) -> Result<Oid, GitError> {
         let local = self.local_ref();
-        self.commit_onto(&local, path, content, message, when)
+        crate::metrics::time(&crate::metrics::get().git_duration, "commit", || {
+            self.commit_onto(&local, path, content, message, when)
+        })
     }
 
     /// Commits `content` as `path` on top of the commit `refname` points
@@ -431,7 +437,13 @@ impl Checkout {
                 .repo
                 .find_remote(REMOTE)
                 .map_err(|e| self.local_error(e))?;
-            remote.push(&specs, Some(&mut options))
+            let started = std::time::Instant::now();
+            let pushed = remote.push(&specs, Some(&mut options));
+            crate::metrics::get()
+                .git_duration
+                .with_label_values(&["push"])
+                .observe(started.elapsed().as_secs_f64());
+            pushed
         };
         let rejected = |message: String| GitError::Rejected {
             remote: redact(&self.settings.url),

@@ -25,6 +25,7 @@ use crate::config::{App, Config, ProposalOptions, Target};
 use crate::forge::{Forge, Proposal, State};
 use crate::gitops::{Checkout, PROPOSAL_PREFIX};
 use crate::manifest;
+use crate::metrics;
 use crate::reconcile::{CycleReport, Outcome, Stage};
 use crate::trailers::{Location, Promotion, format_time};
 
@@ -344,6 +345,27 @@ pub fn console_url(image: &str, digest: &str) -> String {
     )
 }
 
+/// Counts a request opened or updated: each member's promotion was
+/// proposed now.
+fn proposed(plan: &Plan, action: &str) {
+    let m = metrics::get();
+    m.pull_requests.with_label_values(&[action]).inc();
+    for member in &plan.members {
+        let env = member.target.env.as_str();
+        m.promotions
+            .with_label_values(&[member.app.as_str(), env, "pull-request"])
+            .inc();
+        if let Some(pushed) = member.promotion.pushed_at {
+            let latency = (OffsetDateTime::now_utc() - pushed).as_seconds_f64();
+            if latency >= 0.0 {
+                m.push_to_promotion
+                    .with_label_values(&[env])
+                    .observe(latency);
+            }
+        }
+    }
+}
+
 /// Brings the forge in line with the plans: a request per plan (found by
 /// branch, opened if missing, retitled if rebuilt), and obsolete requests
 /// closed. Fills each member's outcome with its request's URL.
@@ -362,6 +384,7 @@ pub async fn settle(
                     if plan.rebuilt {
                         forge.update(&pr, p).await?;
                         info!(pr = %pr.url, branch = %p.branch, "updated pull request");
+                        proposed(plan, "updated");
                     }
                     Ok(pr.url)
                 }
@@ -381,6 +404,7 @@ pub async fn settle(
                 _ => {
                     let pr = forge.open(p).await?;
                     info!(pr = %pr.url, branch = %p.branch, "opened pull request");
+                    proposed(plan, "opened");
                     Ok(pr.url)
                 }
             })
@@ -395,6 +419,7 @@ pub async fn settle(
                     from: m.promotion.from.clone(),
                     to: m.promotion.to.clone(),
                     url: url.clone(),
+                    pushed_at: m.promotion.pushed_at,
                 },
                 Ok(Err(reason)) => Outcome::Waiting {
                     reason: reason.clone(),
@@ -419,6 +444,10 @@ pub async fn settle(
                     );
                     forge.close(&pr, &comment).await?;
                     info!(pr = %pr.url, why = %s.why, "closed superseded pull request");
+                    metrics::get()
+                        .pull_requests
+                        .with_label_values(&["closed"])
+                        .inc();
                     Ok(Some(pr.url))
                 }
                 _ => Ok::<_, crate::forge::ForgeError>(None),

@@ -89,6 +89,8 @@ pub enum Outcome {
         from: String,
         to: String,
         commit: String,
+        /// When the image was pushed to the registry.
+        pushed_at: Option<OffsetDateTime>,
     },
     /// A pull request proposes the change (opened, updated or left as it
     /// was); the branch is unchanged until someone merges it.
@@ -96,6 +98,7 @@ pub enum Outcome {
         from: String,
         to: String,
         url: String,
+        pushed_at: Option<OffsetDateTime>,
     },
     /// The change waits: on the source env's soak time, or because a
     /// person declined the same proposal.
@@ -119,6 +122,9 @@ pub struct TargetReport {
     pub app: String,
     pub env: String,
     pub outcome: Outcome,
+    /// The value the branch holds for this target after the cycle, when
+    /// it was read.
+    pub current: Option<String>,
 }
 
 /// Everything a cycle did.
@@ -225,7 +231,12 @@ async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> List
                 let started = std::time::Instant::now();
                 let result = registry.list(&repository).await;
                 match &result {
-                    Ok(l) => debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed"),
+                    Ok(l) => {
+                        debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed");
+                        let m = crate::metrics::get();
+                        m.repository_images.with_label_values(&[repository.as_str()]).set(l.images.len() as f64);
+                        m.repository_last_success.with_label_values(&[repository.as_str()]).set(crate::metrics::unix_now());
+                    }
                     Err(e) => warn!(kind = e.kind(), error = %e, "listing failed"),
                 }
                 (repository, result)
@@ -342,10 +353,12 @@ fn write(
                     index: targets.len(),
                 };
                 let outcome = reconcile_target(app, target, listings, checkout, inputs, &mut sink);
+                let current = held_value(&outcome).or_else(|| read_value(checkout, target));
                 targets.push(TargetReport {
                     app: app.name.clone(),
                     env: target.env.clone(),
                     outcome,
+                    current,
                 });
             }
         }
@@ -365,6 +378,7 @@ fn write(
                 return proposals.build(config, checkout, inputs.now, report);
             }
             Err(GitError::Rejected { message, .. }) if attempt < config.git.push_attempts => {
+                crate::metrics::get().git_push_conflicts.inc();
                 warn!(attempt, reason = %message, "push rejected; the branch moved, rebuilding on the new head");
                 std::thread::sleep(backoff(attempt));
             }
@@ -376,6 +390,25 @@ fn write(
         }
     }
     unreachable!("the last attempt always returns")
+}
+
+/// The value a target holds after the cycle, as far as its outcome says.
+fn held_value(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Unchanged { current } | Outcome::NoCandidate { current } => Some(current.clone()),
+        Outcome::Promoted { to, .. } => Some(to.clone()),
+        Outcome::Proposed { from, .. } | Outcome::WouldPromote { from, .. } => Some(from.clone()),
+        _ => None,
+    }
+}
+
+/// The target's scalar as the branch holds it, for outcomes that do not
+/// say (waiting, deferred, failed).
+fn read_value(checkout: &Checkout, target: &Target) -> Option<String> {
+    let bytes = checkout.read(&target.file).ok()??;
+    manifest::get(&bytes, &target.key, &target.document)
+        .ok()
+        .map(|s| s.value)
 }
 
 /// A commit that was never pushed did not happen: its target failed. So
@@ -402,6 +435,7 @@ fn fail_all(config: &Config, e: &GitError, mut report: CycleReport) -> CycleRepo
         .map(|(app, t)| TargetReport {
             app: app.name.clone(),
             env: t.env.clone(),
+            current: None,
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: e.to_string(),
@@ -515,6 +549,7 @@ fn reconcile_target(
             from,
             to,
             url: String::new(),
+            pushed_at: change.image.pushed_at,
         };
     }
     let message = change.promotion.message(&Location {
@@ -529,6 +564,7 @@ fn reconcile_target(
                 from,
                 to,
                 commit: oid.to_string(),
+                pushed_at: change.image.pushed_at,
             }
         }
         Err(e) => failed(Stage::Git, e.to_string()),

@@ -166,9 +166,22 @@ pub async fn run(command: Command) -> u8 {
             let Some(ctx) = context(config).await else {
                 return EXIT_USAGE;
             };
+            let listener = match crate::server::bind(ctx.config.listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("tagwatch: cannot listen on {}: {e}", ctx.config.listen);
+                    return EXIT_FAILED;
+                }
+            };
             let shutdown = CancellationToken::new();
             daemon::cancel_on_signal(shutdown.clone());
+            let server = tokio::spawn(crate::server::serve(
+                listener,
+                std::sync::Arc::clone(&ctx.board),
+                shutdown.clone(),
+            ));
             daemon::run(ctx, shutdown).await;
+            let _ = server.await;
             0
         }
         Command::Set(args) => edit::set(args),
@@ -241,7 +254,9 @@ pub fn print_report(report: &CycleReport) {
             Outcome::NoCandidate { current } => {
                 println!("{name}: no candidate in the registry; keeping {current}")
             }
-            Outcome::Promoted { from, to, commit } => {
+            Outcome::Promoted {
+                from, to, commit, ..
+            } => {
                 println!(
                     "{name}: promoted {from} -> {to} (commit {})",
                     &commit[..commit.len().min(12)]
@@ -254,7 +269,7 @@ pub fn print_report(report: &CycleReport) {
             Outcome::Deferred { reason } => {
                 println!("{name}: deferred to the next cycle: {reason}")
             }
-            Outcome::Proposed { from, to, url } => {
+            Outcome::Proposed { from, to, url, .. } => {
                 println!("{name}: proposed {from} -> {to} ({url})")
             }
             Outcome::Waiting { reason } => println!("{name}: waiting: {reason}"),

@@ -118,8 +118,14 @@ impl EcrRegistry {
             images: Vec::new(),
             pages: 0,
         };
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify(repository, e))?;
+        loop {
+            let started = std::time::Instant::now();
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            let page = page.map_err(|e| classify(repository, e));
+            observe("DescribeImages", started, page.as_ref().err());
+            let page = page?;
             listing.pages += 1;
             for detail in page.image_details() {
                 if listing.registry_id.is_empty()
@@ -138,6 +144,7 @@ impl EcrRegistry {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Image>, RegistryError> {
+        let started = std::time::Instant::now();
         let result = self
             .client
             .describe_images()
@@ -145,7 +152,9 @@ impl EcrRegistry {
             .set_registry_id(self.registry_id.clone())
             .image_ids(ImageIdentifier::builder().image_tag(tag).build())
             .send()
-            .await;
+            .await
+            .map_err(|e| classify(repository, e));
+        observe("DescribeImages", started, result.as_ref().err());
         match result {
             Ok(out) => Ok(out
                 .image_details()
@@ -153,7 +162,6 @@ impl EcrRegistry {
                 .flat_map(images_of)
                 .find(|image| image.tag == tag)),
             Err(e) => {
-                let e = classify(repository, e);
                 // ECR answers a missing tag with ImageNotFoundException.
                 if e.kind == ErrorKind::ImageNotFound {
                     Ok(None)
@@ -163,6 +171,18 @@ impl EcrRegistry {
             }
         }
     }
+}
+
+/// Counts one API call (after the SDK's own retries) by its outcome.
+fn observe(operation: &str, started: std::time::Instant, error: Option<&RegistryError>) {
+    let m = crate::metrics::get();
+    let outcome = error.map_or("success", |e| e.kind());
+    m.registry_requests
+        .with_label_values(&[operation, outcome])
+        .inc();
+    m.registry_request_duration
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// One image's tags as [`Image`]s; an image without a digest is skipped

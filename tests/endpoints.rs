@@ -1,0 +1,201 @@
+//! The HTTP endpoints of a running daemon: a live `/metrics` scrape that
+//! promtool accepts, `/status` and `/` showing every target, readiness,
+//! and a server that answers bad requests properly and outlasts a client
+//! that sends nothing.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A GET (or other method) on loopback; returns the status and body.
+fn request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// promtool from PATH, or where scripts/test unpacks it.
+fn promtool() -> Command {
+    let local =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/prometheus/usr/bin/promtool");
+    if local.exists() {
+        Command::new(local)
+    } else {
+        Command::new("promtool")
+    }
+}
+
+#[test]
+fn a_live_scrape_passes_promtool_and_status_shows_every_target() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let remote = GitRemote::new(&[
+        ("dev.yaml", "image:\n  tag: 1.0.0\n"),
+        ("prod.yaml", "image:\n  tag: 1.0.0\n"),
+        ("gone.yaml", "image:\n  tag: 1.0.0\n"),
+    ]);
+    let port = free_port();
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            ("app", "app", "^1", "dev.yaml"),
+            ("gone", "no-such-repo", "^1", "gone.yaml"),
+        ],
+    );
+    let text = std::fs::read_to_string(&work.config)
+        .unwrap()
+        .replace("interval = \"2m\"", "interval = \"1s\"")
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+        .replace(
+            "file = \"dev.yaml\"\nkey = \"image.tag\"\n",
+            "file = \"dev.yaml\"\nkey = \"image.tag\"\n\n[[apps.targets]]\nenv = \"prod\"\nfile = \"prod.yaml\"\nkey = \"image.tag\"\npromote_from = \"dev\"\nsoak = \"1h\"\n",
+        );
+    std::fs::write(&work.config, text).unwrap();
+    let mut child = tagwatch_command()
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--config",
+            work.config.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A client that connects and sends nothing holds one connection, not
+    // the server.
+    let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_eq!(request(port, "GET", "/healthz"), (200, "ok\n".to_string()));
+    while request(port, "GET", "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    remote.wait_for_commits(2, deadline, "dev was not promoted");
+
+    let (status, json) = request(port, "GET", "/status");
+    assert_eq!(status, 200);
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["ready"], true);
+    let targets = status["targets"].as_array().unwrap();
+    let row = |app: &str, env: &str| {
+        targets
+            .iter()
+            .find(|t| t["app"] == app && t["env"] == env)
+            .unwrap_or_else(|| panic!("{app}/{env} missing from {json}"))
+            .clone()
+    };
+    assert_eq!(targets.len(), 3, "{json}");
+    assert_eq!(row("app", "dev")["current"], "1.1.0");
+    assert_eq!(row("app", "prod")["current"], "1.0.0");
+    assert!(
+        row("app", "prod")["waiting"]
+            .as_str()
+            .unwrap()
+            .contains("soak is 1h"),
+        "{json}"
+    );
+    assert!(
+        row("gone", "dev")["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("registry: "),
+        "{json}"
+    );
+
+    let (status, html) = request(port, "GET", "/");
+    assert_eq!(status, 200);
+    for needle in [
+        "<td>app</td><td>dev</td>",
+        "<td>app</td><td>prod</td>",
+        "<td>gone</td><td>dev</td>",
+        "soak is 1h",
+    ] {
+        assert!(html.contains(needle), "{needle:?} not in the page:\n{html}");
+    }
+    assert_eq!(request(port, "GET", "/nope").0, 404);
+    assert_eq!(request(port, "POST", "/metrics").0, 405);
+
+    let (status, scrape) = request(port, "GET", "/metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "tagwatch_build_info{version=",
+        "tagwatch_cycles_total{outcome=\"partial\"}",
+        r#"tagwatch_target_info{app="app",env="dev",tag="1.1.0"} 1"#,
+        r#"tagwatch_target_info{app="app",env="prod",tag="1.0.0"} 1"#,
+        r#"tagwatch_promotions_total{app="app",env="dev",update="commit"} 1"#,
+        r#"tagwatch_pending_promotions{app="app",env="prod"} 1"#,
+        r#"tagwatch_app_errors_total{app="gone",kind="registry"}"#,
+        r#"tagwatch_registry_requests_total{operation="DescribeImages",outcome="not_found"}"#,
+        r#"tagwatch_repository_images{repository="app"} 2"#,
+        "tagwatch_git_operation_duration_seconds_bucket{operation=\"push\"",
+        "tagwatch_push_to_promotion_seconds_count{env=\"dev\"} 1",
+    ] {
+        assert!(
+            scrape.contains(needle),
+            "{needle:?} not in the scrape:\n{scrape}"
+        );
+    }
+    // Exactly one target_info series per target.
+    assert_eq!(
+        scrape.matches("tagwatch_target_info{").count(),
+        3,
+        "{scrape}"
+    );
+    let mut check = promtool()
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test unpacks Debian's prometheus package into .tools/)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(idle);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
