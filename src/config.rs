@@ -130,6 +130,16 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     /// At most this many repositories are listed at once.
     pub concurrency: usize,
+    /// ECR push events through SQS, to react in seconds.
+    pub events: Option<EventSettings>,
+}
+
+/// The `[aws.events]` section.
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    pub sqs_queue_url: String,
+    /// How long to gather a burst of pushes into one cycle.
+    pub debounce: Duration,
 }
 
 /// The `[git]` section.
@@ -358,6 +368,14 @@ struct RawAws {
     assume_role_arn: Option<Spanned<String>>,
     endpoint_url: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
+    events: Option<Spanned<RawEvents>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    sqs_queue_url: Option<Spanned<String>>,
+    debounce: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -818,12 +836,42 @@ fn validate_aws(src: &Source<'_>, raw: &RawAws) -> Result<AwsSettings, ConfigErr
         Some(n) => positive(src, n, "aws.concurrency", 256)? as usize,
         None => DEFAULT_REGISTRY_CONCURRENCY,
     };
+    let events = match &raw.events {
+        Some(events) => {
+            let raw = events.get_ref();
+            let url = src.required(
+                &raw.sqs_queue_url,
+                Some(events.span()),
+                "aws.events.sqs_queue_url",
+            )?;
+            if !(url.get_ref().starts_with("https://") || url.get_ref().starts_with("http://")) {
+                return Err(src.error(
+                    Some(url.span()),
+                    "aws.events.sqs_queue_url",
+                    format!(
+                        "{:?} is not a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+                        url.get_ref()
+                    ),
+                ));
+            }
+            let debounce = match &raw.debounce {
+                Some(d) => src.duration(d, "aws.events.debounce")?,
+                None => Duration::from_secs(2),
+            };
+            Some(EventSettings {
+                sqs_queue_url: url.get_ref().trim().to_string(),
+                debounce,
+            })
+        }
+        None => None,
+    };
     Ok(AwsSettings {
         region: text(&raw.region).filter(|s| !s.is_empty()),
         registry_id: text(&raw.registry_id),
         assume_role_arn: text(&raw.assume_role_arn),
         endpoint_url: text(&raw.endpoint_url),
         concurrency,
+        events,
     })
 }
 

@@ -55,16 +55,22 @@ impl Context {
         }
     }
 
+    /// One cycle over the apps named in `apps` only (an event's apps).
+    pub async fn cycle_for(&self, apps: &[String]) -> CycleReport {
+        let mut config = (*self.config).clone();
+        config.apps.retain(|a| apps.contains(&a.name));
+        self.cycle_with(Arc::new(config), Mode::Apply).await
+    }
+
     /// One cycle, logged.
     pub async fn cycle(&self, mode: Mode) -> CycleReport {
+        self.cycle_with(Arc::clone(&self.config), mode).await
+    }
+
+    async fn cycle_with(&self, config: Arc<Config>, mode: Mode) -> CycleReport {
         let started = Instant::now();
-        let report = reconcile::run_cycle(
-            Arc::clone(&self.config),
-            self.peers(),
-            Arc::clone(&self.checkout),
-            mode,
-        )
-        .await;
+        let report =
+            reconcile::run_cycle(config, self.peers(), Arc::clone(&self.checkout), mode).await;
         record(&report, started.elapsed());
         self.board.record(&report);
         let counts = reconcile::summarize(&report);

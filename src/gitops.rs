@@ -201,6 +201,10 @@ impl Checkout {
             // caller discard the clone, so look before deciding.
             if let Some(reason) = why.take() {
                 self.remote_error("fetch", git2::Error::from_str(&reason))
+            } else if e.code() == ErrorCode::Locked || e.message().contains("failed to lock file") {
+                // A lock file left by a process killed mid-write: the clone
+                // is this process's alone, so it is damaged, not busy.
+                self.local_error(e)
             } else if self.storage_is_sound() {
                 self.remote_error("fetch", e)
             } else {

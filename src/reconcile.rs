@@ -447,8 +447,16 @@ fn fail_all(config: &Config, e: &GitError, mut report: CycleReport) -> CycleRepo
 
 /// Jittered exponential backoff between push attempts, so two replicas
 /// that collided once do not collide again in lockstep.
+///
+/// The first retry comes almost at once: against a person or a CI job
+/// pushing now and then, the branch is most likely still between their
+/// pushes; waiting longer only widens the window for the next one.
 fn backoff(attempt: u32) -> Duration {
-    let base = 100u64 << attempt.min(6);
+    let base = if attempt <= 1 {
+        20
+    } else {
+        100u64 << attempt.min(6)
+    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)

@@ -180,6 +180,11 @@ pub async fn run(command: Command) -> u8 {
                 std::sync::Arc::clone(&ctx.board),
                 shutdown.clone(),
             ));
+            if let Some(events) = &ctx.config.aws.events {
+                let queue =
+                    crate::events::Queue::connect(events, ctx.config.aws.region.as_deref()).await;
+                tokio::spawn(crate::events::run(ctx.clone(), queue, shutdown.clone()));
+            }
             daemon::run(ctx, shutdown).await;
             let _ = server.await;
             0

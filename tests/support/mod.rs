@@ -704,10 +704,10 @@ impl Drop for SshServer {
     }
 }
 
-/// `tagwatch run` in the background with JSON logs (stdout and stderr)
-/// going to a file, so a long test can read them while it runs and show
-/// them when it fails. Stopped with SIGTERM on drop (SIGKILL if it does
-/// not exit within 30 s).
+/// `tagwatch run` in the background with JSON logs at debug level
+/// (`RUST_LOG=tagwatch=debug`; stdout and stderr) going to a file, so a
+/// long test can read them while it runs and show them when it fails.
+/// Stopped with SIGTERM on drop (SIGKILL if it does not exit within 30 s).
 pub struct Daemon {
     child: Option<Child>,
     pub log: PathBuf,

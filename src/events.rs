@@ -1,0 +1,260 @@
+//! ECR push events from SQS: react to a push in seconds, with the periodic
+//! poll as the backstop (EventBridge delivery is at least once, unordered,
+//! and best effort).
+//!
+//! The queue is long-polled. A PUSH of a watched repository wakes a cycle
+//! over just the apps that use it, after a short debounce so that a burst
+//! of pushes (a monorepo build) gives one cycle. A message is deleted only
+//! after the cycle it caused has finished, so a crash mid-cycle leaves it
+//! for redelivery.
+//!
+//! Messages are untrusted input. One that is not JSON, or not an ECR event,
+//! is logged once by message id, counted, and **left in the queue**: the
+//! queue's redrive policy moves it to the dead-letter queue after its
+//! receive count, so nothing is lost and nothing loops hot (the message is
+//! invisible for the visibility timeout between receives). Both raw
+//! EventBridge bodies and SNS-wrapped ones are accepted.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::EventSettings;
+use crate::daemon::Context;
+use crate::metrics;
+
+/// The longest long poll SQS allows.
+const WAIT_SECONDS: i32 = 20;
+/// How many invalid message ids are remembered, to log each once.
+const REMEMBERED: usize = 10_000;
+
+/// What a message says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A successful push to `repository`.
+    Push {
+        repository: String,
+        tag: Option<String>,
+    },
+    /// A valid ECR event that needs nothing (a delete, a failed push).
+    Other,
+}
+
+/// Reads an SQS message body: an EventBridge event, raw or inside an SNS
+/// notification. `Err` says why it is not one.
+pub fn parse(body: &str) -> Result<Event, String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    // SNS → SQS wraps the event as a string in `Message`.
+    let value = match (
+        value.get("Type").and_then(Value::as_str),
+        value.get("Message"),
+    ) {
+        (Some("Notification"), Some(Value::String(inner))) => serde_json::from_str(inner)
+            .map_err(|e| format!("an SNS notification whose Message is not JSON: {e}"))?,
+        _ => value,
+    };
+    if value.get("source").and_then(Value::as_str) != Some("aws.ecr") {
+        return Err("not an ECR event (source is not \"aws.ecr\")".into());
+    }
+    if value.get("detail-type").and_then(Value::as_str) != Some("ECR Image Action") {
+        return Ok(Event::Other);
+    }
+    let detail = value
+        .get("detail")
+        .and_then(Value::as_object)
+        .ok_or("an ECR event without a detail object")?;
+    let text = |key: &str| detail.get(key).and_then(Value::as_str);
+    let repository = text("repository-name").ok_or("an ECR event without repository-name")?;
+    if text("action-type") != Some("PUSH") || text("result") != Some("SUCCESS") {
+        return Ok(Event::Other);
+    }
+    Ok(Event::Push {
+        repository: repository.to_string(),
+        tag: text("image-tag").map(str::to_string),
+    })
+}
+
+/// The queue, read with the pod's own credentials (the queue lives in the
+/// account tagwatch runs in, not the registry's).
+pub struct Queue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    debounce: Duration,
+}
+
+impl Queue {
+    pub async fn connect(settings: &EventSettings, region: Option<&str>) -> Queue {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region.to_string()));
+        }
+        let sdk = loader.load().await;
+        Queue {
+            client: aws_sdk_sqs::Client::new(&sdk),
+            url: settings.sqs_queue_url.clone(),
+            debounce: settings.debounce,
+        }
+    }
+
+    async fn receive(&self, wait: i32) -> Result<Vec<aws_sdk_sqs::types::Message>, String> {
+        self.client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait)
+            .send()
+            .await
+            .map(|out| out.messages.unwrap_or_default())
+            .map_err(|e| DisplayErrorContext(&e).to_string())
+    }
+
+    async fn delete(&self, handles: &[String]) {
+        for handle in handles {
+            let deleted = self
+                .client
+                .delete_message()
+                .queue_url(&self.url)
+                .receipt_handle(handle)
+                .send()
+                .await;
+            if let Err(e) = deleted {
+                // Redelivered later; the cycle it causes finds nothing new.
+                warn!(error = %DisplayErrorContext(&e), "could not delete an event message");
+            }
+        }
+    }
+}
+
+/// Reads the queue until `shutdown`, running a cycle for the apps of each
+/// burst of pushes.
+pub async fn run(ctx: Context, queue: Queue, shutdown: CancellationToken) {
+    info!(queue = %queue.url, "listening for ECR push events");
+    let mut invalid_seen: HashSet<String> = HashSet::new();
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = queue.receive(WAIT_SECONDS) => r,
+        };
+        let mut messages = match first {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, "cannot receive from the event queue; retrying in 5 s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        // Debounce: gather what else arrives in the next moment.
+        let until = Instant::now() + queue.debounce;
+        while Instant::now() < until {
+            let more = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(until) => break,
+                r = queue.receive(1) => r,
+            };
+            match more {
+                Ok(more) => messages.extend(more),
+                Err(_) => break,
+            }
+        }
+        let mut repositories = BTreeSet::new();
+        let mut done = Vec::new();
+        for message in messages {
+            let id = message.message_id.clone().unwrap_or_default();
+            let handle = message.receipt_handle.clone().unwrap_or_default();
+            match parse(message.body.as_deref().unwrap_or_default()) {
+                Ok(Event::Push { repository, tag }) => {
+                    let watched = ctx.config.apps.iter().any(|a| a.repository == repository);
+                    let outcome = if watched { "accepted" } else { "ignored" };
+                    metrics::get()
+                        .events
+                        .with_label_values(&["sqs", outcome])
+                        .inc();
+                    debug!(%id, %repository, ?tag, watched, "push event");
+                    if watched {
+                        repositories.insert(repository);
+                    }
+                    done.push(handle);
+                }
+                Ok(Event::Other) => {
+                    metrics::get()
+                        .events
+                        .with_label_values(&["sqs", "ignored"])
+                        .inc();
+                    done.push(handle);
+                }
+                Err(why) => {
+                    metrics::get()
+                        .events
+                        .with_label_values(&["sqs", "invalid"])
+                        .inc();
+                    // Left undeleted for the dead-letter queue; logged once.
+                    if invalid_seen.len() >= REMEMBERED {
+                        invalid_seen.clear();
+                    }
+                    if invalid_seen.insert(id.clone()) {
+                        warn!(message_id = %id, %why, "invalid event message; leaving it for the dead-letter queue");
+                    }
+                }
+            }
+        }
+        if !repositories.is_empty() {
+            let apps: Vec<String> = ctx
+                .config
+                .apps
+                .iter()
+                .filter(|a| repositories.contains(&a.repository))
+                .map(|a| a.name.clone())
+                .collect();
+            info!(
+                ?repositories,
+                apps = apps.len(),
+                "push events; reconciling their apps"
+            );
+            ctx.cycle_for(&apps).await;
+        }
+        queue.delete(&done).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAW: &str = r#"{"version":"0","id":"1","detail-type":"ECR Image Action","source":"aws.ecr","account":"123456789012","time":"2026-11-21T10:00:00Z","region":"eu-west-1","resources":[],"detail":{"result":"SUCCESS","repository-name":"payments-api","image-digest":"sha256:ab","action-type":"PUSH","image-tag":"1.4.3"}}"#;
+
+    #[test]
+    fn raw_and_sns_wrapped_pushes_are_read() {
+        let push = Event::Push {
+            repository: "payments-api".into(),
+            tag: Some("1.4.3".into()),
+        };
+        assert_eq!(parse(RAW), Ok(push));
+        let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": RAW})
+            .to_string();
+        assert!(matches!(parse(&sns), Ok(Event::Push { .. })));
+    }
+
+    #[test]
+    fn other_events_and_garbage_are_told_apart() {
+        assert_eq!(parse(&RAW.replace("PUSH", "DELETE")), Ok(Event::Other));
+        assert_eq!(parse(&RAW.replace("SUCCESS", "FAILURE")), Ok(Event::Other));
+        assert!(parse("{not json").unwrap_err().starts_with("not JSON"));
+        assert!(parse(&RAW.replace("aws.ecr", "aws.s3")).is_err());
+        assert!(
+            parse(r#"{"source":"aws.ecr","detail-type":"ECR Image Action","detail":{}}"#).is_err()
+        );
+        assert!(parse(r#"[1,2]"#).is_err());
+        assert!(parse(r#"{"Type":"Notification","Message":"{oops"}"#).is_err());
+    }
+}
