@@ -41,6 +41,27 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// Runs Python with boto3 against this server: `script` sees a client
+    /// factory `client(service)` and prints its answer.
+    pub fn boto3(&self, script: &str) -> String {
+        let prelude = format!(
+            "import boto3, json, sys\n\
+             def client(service):\n    return boto3.client(service, endpoint_url={:?}, region_name={REGION:?}, aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+            self.endpoint
+        );
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(format!("{prelude}{script}"))
+            .output()
+            .expect("run boto3");
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn start() -> Moto {
         let mut child = Command::new(python())
             .arg(root().join("tests/moto_server.py"))
@@ -718,6 +739,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `tagwatch run --config CONFIG`, appending its output to `log`.
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        Daemon::start_with_env(config, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Daemon {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -727,6 +753,7 @@ impl Daemon {
             .args(["run", "--log-format", "json", "--config"])
             .arg(config)
             .env("RUST_LOG", "tagwatch=debug")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()

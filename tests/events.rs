@@ -1,0 +1,104 @@
+//! ECR push events through SQS (moto's SQS, driven by the real SDK): a push
+//! event wakes a cycle for its apps within seconds, and a message that is
+//! not an ECR event stays in the queue for the dead-letter queue.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const EVENT: &str = r#"{"version":"0","id":"e1","detail-type":"ECR Image Action","source":"aws.ecr","account":"123456789012","time":"2026-11-21T10:00:00Z","region":"eu-west-1","resources":[],"detail":{"result":"SUCCESS","repository-name":"app","image-digest":"sha256:ab","action-type":"PUSH","image-tag":"1.1.0"}}"#;
+
+#[test]
+fn a_push_event_promotes_within_seconds_and_garbage_stays_queued() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1)]);
+    moto.seed("other", &[("1.0.0", 1)]);
+    let queue = moto.boto3(
+        "print(client('sqs').create_queue(QueueName='tagwatch-events', Attributes={'VisibilityTimeout': '1'})['QueueUrl'])",
+    );
+    let remote = GitRemote::new(&[
+        ("values.yaml", "image:\n  tag: 1.0.0\n"),
+        ("other.yaml", "image:\n  tag: 1.0.0\n"),
+    ]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            ("app", "app", "^1", "values.yaml"),
+            ("other", "other", "^1", "other.yaml"),
+        ],
+    );
+    // Polling only hourly: anything sooner came from the event.
+    work.edit_config("interval = \"2m\"", "interval = \"1h\"");
+    work.edit_config(
+        "[git]",
+        &format!("[aws.events]\nsqs_queue_url = \"{queue}\"\n\n[git]"),
+    );
+    let log = work.dir.path().join("daemon.log");
+    // The SDK's standard per-service endpoint setting points SQS at moto.
+    let daemon = Daemon::start_with_env(
+        &work.config,
+        &log,
+        &[("AWS_ENDPOINT_URL_SQS", &moto.endpoint)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("listening for ECR push events")
+        || !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("cycle finished")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(remote.subjects(), ["seed"]);
+
+    // A push of 1.1.0 (and of `other`, which is not pushed): only app moves.
+    moto.seed("app", &[("1.1.0", 2)]);
+    moto.seed("other", &[("1.1.0", 2)]);
+    let sent = Instant::now();
+    moto.boto3(&format!(
+        "q = client('sqs')\n\
+         q.send_message(QueueUrl={queue:?}, MessageBody='{{not json')\n\
+         q.send_message(QueueUrl={queue:?}, MessageBody={EVENT:?})\n"
+    ));
+    remote.wait_for_commits(
+        2,
+        sent + Duration::from_secs(10),
+        "no promotion after the event",
+    );
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the event took {took:?} to land"
+    );
+    assert_eq!(remote.subjects(), ["app: dev 1.0.0 -> 1.1.0", "seed"]);
+
+    // The event was deleted once its cycle finished; the garbage is still
+    // there (invisible while received, then back), never deleted.
+    std::thread::sleep(Duration::from_secs(3));
+    let counts = moto.boto3(&format!(
+        "a = client('sqs').get_queue_attributes(QueueUrl={queue:?}, AttributeNames=['All'])['Attributes']\n\
+         print(int(a['ApproximateNumberOfMessages']) + int(a['ApproximateNumberOfMessagesNotVisible']))"
+    ));
+    assert_eq!(counts, "1", "exactly the malformed message must remain");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("invalid event message").count(),
+        1,
+        "logged once by message id, however often it is received:\n{text}"
+    );
+    assert_eq!(
+        remote.subjects().len(),
+        2,
+        "other was not reconciled by the event"
+    );
+    drop(daemon);
+}
