@@ -117,7 +117,7 @@ impl Update {
 }
 
 /// The `[aws]` section.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct AwsSettings {
     /// Region of the registry. `None` defers to the SDK's chain
     /// (`AWS_REGION`, profile), which is what IRSA pods usually have.
@@ -135,7 +135,7 @@ pub struct AwsSettings {
 }
 
 /// The `[aws.events]` section.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EventSettings {
     pub sqs_queue_url: String,
     /// How long to gather a burst of pushes into one cycle.
@@ -143,7 +143,7 @@ pub struct EventSettings {
 }
 
 /// The `[git]` section.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GitSettings {
     /// The remote, in any form git accepts.
     pub url: String,

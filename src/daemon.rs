@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -146,17 +147,126 @@ fn record(report: &CycleReport, elapsed: std::time::Duration) {
 /// Runs cycles every `interval` until `shutdown` is cancelled. A cycle that
 /// overruns the interval delays the next tick rather than causing a burst
 /// of catch-up cycles.
-pub async fn run(ctx: Context, shutdown: CancellationToken) {
+///
+/// This loop runs every cycle, so two never overlap: push events arrive as
+/// [`Wake`]s and run a cycle over their apps between ticks, and SIGHUP
+/// (a reload) is applied between cycles too.
+pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(ctx.config.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut hangups = hangups();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = ticks.tick() => {}
+            _ = ticks.tick() => {
+                ctx.cycle(Mode::Apply).await;
+            }
+            Some(wake) = wakes.recv() => {
+                let apps: Vec<String> = ctx
+                    .config
+                    .apps
+                    .iter()
+                    .filter(|a| wake.repositories.contains(&a.repository))
+                    .map(|a| a.name.clone())
+                    .collect();
+                if !apps.is_empty() {
+                    info!(repositories = ?wake.repositories, apps = apps.len(), "push events; reconciling their apps");
+                    ctx.cycle_for(&apps).await;
+                }
+                let _ = wake.done.send(());
+            }
+            Some(()) = recv_hangup(&mut hangups) => {
+                if reload(&mut ctx).await && ticks.period() != ctx.config.interval {
+                    ticks = tokio::time::interval_at(Instant::now() + ctx.config.interval, ctx.config.interval);
+                    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                }
+            }
         }
-        ctx.cycle(Mode::Apply).await;
     }
     info!("shut down");
+}
+
+/// A burst of push events for `repositories`; `done` is answered once the
+/// cycle they caused has finished (then the messages may be deleted).
+pub struct Wake {
+    pub repositories: std::collections::BTreeSet<String>,
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn recv_hangup(hangups: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(signal) = hangups {
+        return signal.recv().await;
+    }
+    let _ = hangups;
+    std::future::pending().await
+}
+
+/// Re-reads the configuration file. A file that does not validate changes
+/// nothing: the daemon goes on with what it has, and says why. Returns
+/// whether the new configuration is in force.
+pub async fn reload(ctx: &mut Context) -> bool {
+    let path = ctx.config.source.clone();
+    let config = match crate::config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            metrics::get().config_reloads.with_label_values(&["failure"]).inc();
+            error!(error = %e, "reload refused; still running the previous configuration");
+            return false;
+        }
+    };
+    let forge = match config.forge.as_ref().map(crate::forge::connect).transpose() {
+        Ok(forge) => forge,
+        Err(e) => {
+            metrics::get().config_reloads.with_label_values(&["failure"]).inc();
+            error!(error = %e, "reload refused; still running the previous configuration");
+            return false;
+        }
+    };
+    // A different registry or remote needs a new client or clone; the
+    // listen address and the event queue are fixed at start-up.
+    if config.aws != ctx.config.aws {
+        match crate::registry::ecr::EcrRegistry::connect(&config.aws, None).await {
+            Ok(registry) => ctx.registry = Arc::new(registry),
+            Err(e) => {
+                metrics::get().config_reloads.with_label_values(&["failure"]).inc();
+                error!(error = %e, "reload refused; still running the previous configuration");
+                return false;
+            }
+        }
+    }
+    if config.git != ctx.config.git {
+        *ctx.checkout.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+    if config.listen != ctx.config.listen {
+        tracing::warn!("listen changed; it takes effect at the next restart");
+    }
+    ctx.board.configure(config.interval, targets(&config));
+    metrics::get().retain_targets(&|app, env| {
+        config
+            .apps
+            .iter()
+            .any(|a| a.name == app && a.targets.iter().any(|t| t.env == env))
+    });
+    ctx.forge = forge;
+    ctx.config = Arc::new(config);
+    metrics::get().config_reloads.with_label_values(&["success"]).inc();
+    info!(apps = ctx.config.apps.len(), "configuration reloaded");
+    true
 }
 
 /// Cancels `token` on SIGINT or SIGTERM (what Kubernetes sends). A second

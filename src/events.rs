@@ -24,8 +24,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use tokio::sync::{mpsc, oneshot};
+
 use crate::config::EventSettings;
-use crate::daemon::Context;
+use crate::daemon::Wake;
 use crate::metrics;
 
 /// The longest long poll SQS allows.
@@ -130,9 +132,10 @@ impl Queue {
     }
 }
 
-/// Reads the queue until `shutdown`, running a cycle for the apps of each
-/// burst of pushes.
-pub async fn run(ctx: Context, queue: Queue, shutdown: CancellationToken) {
+/// Reads the queue until `shutdown`, asking the daemon for a cycle over the
+/// apps of each burst of pushes and deleting the messages once it is done.
+/// Pushes of repositories no app watches wake nothing (the daemon filters).
+pub async fn run(queue: Queue, wake: mpsc::Sender<Wake>, shutdown: CancellationToken) {
     info!(queue = %queue.url, "listening for ECR push events");
     let mut invalid_seen: HashSet<String> = HashSet::new();
     loop {
@@ -174,16 +177,12 @@ pub async fn run(ctx: Context, queue: Queue, shutdown: CancellationToken) {
             let handle = message.receipt_handle.clone().unwrap_or_default();
             match parse(message.body.as_deref().unwrap_or_default()) {
                 Ok(Event::Push { repository, tag }) => {
-                    let watched = ctx.config.apps.iter().any(|a| a.repository == repository);
-                    let outcome = if watched { "accepted" } else { "ignored" };
                     metrics::get()
                         .events
-                        .with_label_values(&["sqs", outcome])
+                        .with_label_values(&["sqs", "accepted"])
                         .inc();
-                    debug!(%id, %repository, ?tag, watched, "push event");
-                    if watched {
-                        repositories.insert(repository);
-                    }
+                    debug!(%id, %repository, ?tag, "push event");
+                    repositories.insert(repository);
                     done.push(handle);
                 }
                 Ok(Event::Other) => {
@@ -209,19 +208,17 @@ pub async fn run(ctx: Context, queue: Queue, shutdown: CancellationToken) {
             }
         }
         if !repositories.is_empty() {
-            let apps: Vec<String> = ctx
-                .config
-                .apps
-                .iter()
-                .filter(|a| repositories.contains(&a.repository))
-                .map(|a| a.name.clone())
-                .collect();
-            info!(
-                ?repositories,
-                apps = apps.len(),
-                "push events; reconciling their apps"
-            );
-            ctx.cycle_for(&apps).await;
+            let (finished, cycle_done) = oneshot::channel();
+            let asked = wake
+                .send(Wake {
+                    repositories,
+                    done: finished,
+                })
+                .await;
+            // The daemon stopped: keep the messages for the next start.
+            if asked.is_err() || cycle_done.await.is_err() {
+                return;
+            }
         }
         queue.delete(&done).await;
     }

@@ -102,3 +102,75 @@ fn a_push_event_promotes_within_seconds_and_garbage_stays_queued() {
     );
     drop(daemon);
 }
+
+/// SIGHUP re-reads the configuration: a broken file is refused and the
+/// daemon goes on with the old one; a good file adds an app at once.
+#[test]
+fn sighup_reloads_and_a_broken_file_keeps_the_old_configuration() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    moto.seed("new", &[("2.0.0", 1), ("2.1.0", 2)]);
+    let remote = GitRemote::new(&[
+        ("values.yaml", "image:\n  tag: 1.0.0\n"),
+        ("new.yaml", "image:\n  tag: 2.0.0\n"),
+    ]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("app", "app", "^1", "values.yaml")],
+    );
+    work.edit_config("interval = \"2m\"", "interval = \"1s\"");
+    let good = std::fs::read_to_string(&work.config).unwrap();
+    let log = work.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&work.config, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    remote.wait_for_commits(2, deadline, "app was not promoted");
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &daemon.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    let log_has = |needle: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(needle)
+    };
+
+    // Broken: refused, named, and the old config keeps promoting.
+    std::fs::write(
+        &work.config,
+        good.replace("constraint = \"^1\"", "constraint = \"^1.x.y\""),
+    )
+    .unwrap();
+    hup();
+    while !log_has("reload refused") {
+        assert!(Instant::now() < deadline, "no reload attempt logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        log_has("apps[0].constraint: invalid range"),
+        "the error names the key"
+    );
+    moto.seed("app", &[("1.2.0", 3)]);
+    remote.wait_for_commits(
+        3,
+        deadline,
+        "the daemon stopped promoting after a bad reload",
+    );
+
+    // Good, with a second app: promoted after the reload.
+    let with_new = format!(
+        "{good}\n[[apps]]\nname = \"new\"\nrepository = \"new\"\n\n[[apps.targets]]\nenv = \"dev\"\nfile = \"new.yaml\"\nkey = \"image.tag\"\n"
+    );
+    std::fs::write(&work.config, with_new).unwrap();
+    hup();
+    remote.wait_for_commits(4, deadline, "the reloaded app was not promoted");
+    assert!(
+        remote
+            .subjects()
+            .contains(&"new: dev 2.0.0 -> 2.1.0".to_string())
+    );
+    assert!(log_has("configuration reloaded"));
+    assert!(daemon.stop().success());
+}

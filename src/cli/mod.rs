@@ -180,12 +180,13 @@ pub async fn run(command: Command) -> u8 {
                 std::sync::Arc::clone(&ctx.board),
                 shutdown.clone(),
             ));
+            let (wake, wakes) = tokio::sync::mpsc::channel(16);
             if let Some(events) = &ctx.config.aws.events {
                 let queue =
                     crate::events::Queue::connect(events, ctx.config.aws.region.as_deref()).await;
-                tokio::spawn(crate::events::run(ctx.clone(), queue, shutdown.clone()));
+                tokio::spawn(crate::events::run(queue, wake, shutdown.clone()));
             }
-            daemon::run(ctx, shutdown).await;
+            daemon::run(ctx, wakes, shutdown).await;
             let _ = server.await;
             0
         }
