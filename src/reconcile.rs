@@ -579,6 +579,21 @@ fn reconcile_target(
     }
 }
 
+/// The app's listing, or the failure that stands in for it.
+fn listing_of<'a>(
+    app: &App,
+    listing: Option<&'a Result<Listing, RegistryError>>,
+) -> Result<&'a Listing, Outcome> {
+    match listing {
+        Some(Ok(listing)) => Ok(listing),
+        Some(Err(e)) => Err(failed(Stage::Registry, e.to_string())),
+        None => Err(failed(
+            Stage::Registry,
+            format!("repository {:?} was not listed", app.repository),
+        )),
+    }
+}
+
 /// What a `promote_from` target may take: the image its source env runs.
 struct Source {
     env: String,
@@ -603,16 +618,7 @@ fn from_source(
             format!("no env {env:?} to promote from"),
         ));
     };
-    let listing = match listings.get(&app.repository) {
-        Some(Ok(listing)) => listing,
-        Some(Err(e)) => return Err(failed(Stage::Registry, e.to_string())),
-        None => {
-            return Err(failed(
-                Stage::Registry,
-                format!("repository {:?} was not listed", app.repository),
-            ));
-        }
-    };
+    let listing = listing_of(app, listings.get(&app.repository))?;
     let bytes = match checkout.read(&source.file) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => {
@@ -702,16 +708,7 @@ fn plan(
     now: OffsetDateTime,
     history: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Planned, Outcome> {
-    let listing = match listing {
-        Some(Ok(listing)) => listing,
-        Some(Err(e)) => return Err(failed(Stage::Registry, e.to_string())),
-        None => {
-            return Err(failed(
-                Stage::Registry,
-                format!("repository {:?} was not listed", app.repository),
-            ));
-        }
-    };
+    let listing = listing_of(app, listing)?;
     let at = |e: &dyn std::fmt::Display| format!("{}: {}: {e}", target.file, target.key);
     let current = match manifest::get(file, &target.key, &target.document) {
         Ok(scalar) => Some(scalar.value),

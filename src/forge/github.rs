@@ -162,16 +162,11 @@ impl Forge for GitHub {
                 self.api
                     .error(ErrorKind::Protocol, format!("pulls is not a list: {list}"))
             })?;
-            // An open one wins over any closed one before it.
-            let parsed: Vec<PullRequest> = list
+            let parsed = list
                 .iter()
                 .map(|v| self.parse(v))
                 .collect::<Result<_, _>>()?;
-            Ok(parsed
-                .iter()
-                .find(|p| p.state == State::Open)
-                .or(parsed.first())
-                .cloned())
+            Ok(super::pick(parsed))
         })
     }
 
@@ -210,9 +205,8 @@ impl Forge for GitHub {
             let body = json!({ "title": proposal.title, "body": proposal.body });
             let path = self.path(&format!("/pulls/{}", pr.number));
             self.api
-                .call(Method::PATCH, &path, &[], Some(&body))
-                .await?
-                .ok(&self.api, "update pull request")?;
+                .send(Method::PATCH, &path, &body, "update pull request")
+                .await?;
             Ok(())
         })
     }
@@ -220,20 +214,13 @@ impl Forge for GitHub {
     fn close<'a>(&'a self, pr: &'a PullRequest, comment: &'a str) -> Reply<'a, ()> {
         Box::pin(async move {
             let path = self.path(&format!("/issues/{}/comments", pr.number));
-            self.api
-                .call(Method::POST, &path, &[], Some(&json!({ "body": comment })))
-                .await?
-                .ok(&self.api, "comment")?;
+            let body = json!({ "body": comment });
+            self.api.send(Method::POST, &path, &body, "comment").await?;
             let path = self.path(&format!("/pulls/{}", pr.number));
+            let body = json!({ "state": "closed" });
             self.api
-                .call(
-                    Method::PATCH,
-                    &path,
-                    &[],
-                    Some(&json!({ "state": "closed" })),
-                )
-                .await?
-                .ok(&self.api, "close pull request")?;
+                .send(Method::PATCH, &path, &body, "close pull request")
+                .await?;
             Ok(())
         })
     }

@@ -120,15 +120,11 @@ impl Forge for GitLab {
                     format!("merge_requests is not a list: {list}"),
                 )
             })?;
-            let parsed: Vec<PullRequest> = list
+            let parsed = list
                 .iter()
                 .map(|v| self.parse(v))
                 .collect::<Result<_, _>>()?;
-            Ok(parsed
-                .iter()
-                .find(|p| p.state == State::Open)
-                .or(parsed.first())
-                .cloned())
+            Ok(super::pick(parsed))
         })
     }
 
@@ -185,9 +181,8 @@ impl Forge for GitLab {
             let body = json!({ "title": title(proposal), "description": proposal.body });
             let path = self.path(&format!("/merge_requests/{}", pr.number));
             self.api
-                .call(Method::PUT, &path, &[], Some(&body))
-                .await?
-                .ok(&self.api, "update merge request")?;
+                .send(Method::PUT, &path, &body, "update merge request")
+                .await?;
             Ok(())
         })
     }
@@ -195,20 +190,13 @@ impl Forge for GitLab {
     fn close<'a>(&'a self, pr: &'a PullRequest, comment: &'a str) -> Reply<'a, ()> {
         Box::pin(async move {
             let path = self.path(&format!("/merge_requests/{}/notes", pr.number));
-            self.api
-                .call(Method::POST, &path, &[], Some(&json!({ "body": comment })))
-                .await?
-                .ok(&self.api, "comment")?;
+            let body = json!({ "body": comment });
+            self.api.send(Method::POST, &path, &body, "comment").await?;
             let path = self.path(&format!("/merge_requests/{}", pr.number));
+            let body = json!({ "state_event": "close" });
             self.api
-                .call(
-                    Method::PUT,
-                    &path,
-                    &[],
-                    Some(&json!({ "state_event": "close" })),
-                )
-                .await?
-                .ok(&self.api, "close merge request")?;
+                .send(Method::PUT, &path, &body, "close merge request")
+                .await?;
             Ok(())
         })
     }

@@ -199,6 +199,21 @@ impl Api {
     }
 }
 
+impl Api {
+    /// [`Api::call`] that wants a 2xx: its body, else an error naming `what`.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<Value, ForgeError> {
+        self.call(method, path, &[], Some(body))
+            .await?
+            .ok(self, what)
+    }
+}
+
 /// How long a rate-limited response asks to wait, or `None` if it is not
 /// a rate limit. GitHub: 403 or 429 with `retry-after` (secondary limits),
 /// or `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (epoch seconds).

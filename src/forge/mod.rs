@@ -119,6 +119,13 @@ pub trait Forge: Send + Sync {
     fn close<'a>(&'a self, pr: &'a PullRequest, comment: &'a str) -> Reply<'a, ()>;
 }
 
+/// From a forge's list of requests for a branch (newest first): the open
+/// one, else the newest.
+fn pick(list: Vec<PullRequest>) -> Option<PullRequest> {
+    let open = list.iter().position(|p| p.state == State::Open);
+    list.into_iter().nth(open.unwrap_or(0))
+}
+
 /// The forge `settings` describe.
 pub fn connect(settings: &ForgeSettings) -> Result<Arc<dyn Forge>, ForgeError> {
     Ok(match settings.kind {
