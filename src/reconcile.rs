@@ -233,6 +233,7 @@ async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> List
                 match &result {
                     Ok(l) => {
                         debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed");
+                        warn_future_pushes(l);
                         let m = crate::metrics::get();
                         m.repository_images.with_label_values(&[repository.as_str()]).set(l.images.len() as f64);
                         m.repository_last_success.with_label_values(&[repository.as_str()]).set(crate::metrics::unix_now());
@@ -254,6 +255,30 @@ async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> List
         }
     }
     listings
+}
+
+/// Says so when the registry dates images in the future (a skewed clock
+/// here or there): such images are never old enough for `min_age`, so the
+/// policy skips them rather than promoting them early, and an operator
+/// should know why they wait. A minute of skew is tolerated silently.
+fn warn_future_pushes(listing: &Listing) {
+    let now = OffsetDateTime::now_utc();
+    let ahead: Vec<&Image> = listing
+        .images
+        .iter()
+        .filter(|i| {
+            i.pushed_at
+                .is_some_and(|p| p - now > time::Duration::minutes(1))
+        })
+        .collect();
+    if let Some(first) = ahead.first() {
+        warn!(
+            images = ahead.len(),
+            tag = %first.tag,
+            pushed_at = %first.pushed_at.map(crate::trailers::format_time).unwrap_or_default(),
+            "imagePushedAt is in the future (clock skew?); min_age treats these images as too young"
+        );
+    }
 }
 
 /// A change one target needs.
