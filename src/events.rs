@@ -32,6 +32,8 @@ use crate::metrics;
 
 /// The longest long poll SQS allows.
 const WAIT_SECONDS: i32 = 20;
+/// A burst of pushes ends when the queue has been quiet this long.
+const QUIET: Duration = Duration::from_millis(500);
 /// How many invalid message ids are remembered, to log each once.
 const REMEMBERED: usize = 10_000;
 
@@ -157,16 +159,24 @@ pub async fn run(queue: Queue, wake: mpsc::Sender<Wake>, shutdown: CancellationT
         if messages.is_empty() {
             continue;
         }
-        // Debounce: gather what else arrives in the next moment.
-        let until = Instant::now() + queue.debounce;
-        while Instant::now() < until {
+        // Debounce: gather the rest of a burst. The burst is over once the
+        // queue has been quiet for QUIET, or after `debounce` at most, so a
+        // lone push waits half a second and a monorepo build's dozens of
+        // pushes still make one cycle.
+        let started = Instant::now();
+        let until = started + queue.debounce;
+        let mut last = started;
+        while Instant::now() < until && last.elapsed() < QUIET.min(queue.debounce) {
             let more = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(until) => break,
-                r = queue.receive(1) => r,
+                _ = tokio::time::sleep(QUIET / 4) => queue.receive(0).await,
             };
             match more {
-                Ok(more) => messages.extend(more),
+                Ok(more) if !more.is_empty() => {
+                    messages.extend(more);
+                    last = Instant::now();
+                }
+                Ok(_) => {}
                 Err(_) => break,
             }
         }

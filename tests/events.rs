@@ -75,6 +75,7 @@ fn a_push_event_promotes_within_seconds_and_garbage_stays_queued() {
         "no promotion after the event",
     );
     let took = sent.elapsed();
+    eprintln!("event to promotion: {took:?}");
     assert!(
         took < Duration::from_secs(3),
         "the event took {took:?} to land"
@@ -99,6 +100,26 @@ fn a_push_event_promotes_within_seconds_and_garbage_stays_queued() {
         remote.subjects().len(),
         2,
         "other was not reconciled by the event"
+    );
+
+    // A burst (a monorepo build pushing several images at once): one cycle.
+    moto.seed("app", &[("1.2.0", 3)]);
+    moto.seed("other", &[("1.1.0", 2)]);
+    let other = EVENT.replace("\"app\"", "\"other\"");
+    moto.boto3(&format!(
+        "q = client('sqs')\n\
+         for body in [{EVENT:?}, {other:?}, {EVENT:?}]:\n    q.send_message(QueueUrl={queue:?}, MessageBody=body)\n"
+    ));
+    remote.wait_for_commits(
+        4,
+        Instant::now() + Duration::from_secs(10),
+        "the burst was not promoted",
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("push events; reconciling their apps").count(),
+        2,
+        "one cycle for the first event, one for the whole burst:\n{text}"
     );
     drop(daemon);
 }
