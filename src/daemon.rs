@@ -224,7 +224,10 @@ pub async fn reload(ctx: &mut Context) -> bool {
     let config = match crate::config::load(&path) {
         Ok(config) => config,
         Err(e) => {
-            metrics::get().config_reloads.with_label_values(&["failure"]).inc();
+            metrics::get()
+                .config_reloads
+                .with_label_values(&["failure"])
+                .inc();
             error!(error = %e, "reload refused; still running the previous configuration");
             return false;
         }
@@ -232,7 +235,10 @@ pub async fn reload(ctx: &mut Context) -> bool {
     let forge = match config.forge.as_ref().map(crate::forge::connect).transpose() {
         Ok(forge) => forge,
         Err(e) => {
-            metrics::get().config_reloads.with_label_values(&["failure"]).inc();
+            metrics::get()
+                .config_reloads
+                .with_label_values(&["failure"])
+                .inc();
             error!(error = %e, "reload refused; still running the previous configuration");
             return false;
         }
@@ -243,7 +249,10 @@ pub async fn reload(ctx: &mut Context) -> bool {
         match crate::registry::ecr::EcrRegistry::connect(&config.aws, None).await {
             Ok(registry) => ctx.registry = Arc::new(registry),
             Err(e) => {
-                metrics::get().config_reloads.with_label_values(&["failure"]).inc();
+                metrics::get()
+                    .config_reloads
+                    .with_label_values(&["failure"])
+                    .inc();
                 error!(error = %e, "reload refused; still running the previous configuration");
                 return false;
             }
@@ -264,7 +273,10 @@ pub async fn reload(ctx: &mut Context) -> bool {
     });
     ctx.forge = forge;
     ctx.config = Arc::new(config);
-    metrics::get().config_reloads.with_label_values(&["success"]).inc();
+    metrics::get()
+        .config_reloads
+        .with_label_values(&["success"])
+        .inc();
     info!(apps = ctx.config.apps.len(), "configuration reloaded");
     true
 }
