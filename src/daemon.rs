@@ -216,6 +216,16 @@ async fn recv_hangup(hangups: &mut Hangups) -> Option<()> {
     std::future::pending().await
 }
 
+/// Counts and logs a refused reload; the daemon keeps what it has.
+fn refused(e: &dyn std::fmt::Display) -> bool {
+    metrics::get()
+        .config_reloads
+        .with_label_values(&["failure"])
+        .inc();
+    error!(error = %e, "reload refused; still running the previous configuration");
+    false
+}
+
 /// Re-reads the configuration file. A file that does not validate changes
 /// nothing: the daemon goes on with what it has, and says why. Returns
 /// whether the new configuration is in force.
@@ -223,39 +233,18 @@ pub async fn reload(ctx: &mut Context) -> bool {
     let path = ctx.config.source.clone();
     let config = match crate::config::load(&path) {
         Ok(config) => config,
-        Err(e) => {
-            metrics::get()
-                .config_reloads
-                .with_label_values(&["failure"])
-                .inc();
-            error!(error = %e, "reload refused; still running the previous configuration");
-            return false;
-        }
+        Err(e) => return refused(&e),
     };
     let forge = match config.forge.as_ref().map(crate::forge::connect).transpose() {
         Ok(forge) => forge,
-        Err(e) => {
-            metrics::get()
-                .config_reloads
-                .with_label_values(&["failure"])
-                .inc();
-            error!(error = %e, "reload refused; still running the previous configuration");
-            return false;
-        }
+        Err(e) => return refused(&e),
     };
     // A different registry or remote needs a new client or clone; the
     // listen address and the event queue are fixed at start-up.
     if config.aws != ctx.config.aws {
         match crate::registry::ecr::EcrRegistry::connect(&config.aws, None).await {
             Ok(registry) => ctx.registry = Arc::new(registry),
-            Err(e) => {
-                metrics::get()
-                    .config_reloads
-                    .with_label_values(&["failure"])
-                    .inc();
-                error!(error = %e, "reload refused; still running the previous configuration");
-                return false;
-            }
+            Err(e) => return refused(&e),
         }
     }
     if config.git != ctx.config.git {
