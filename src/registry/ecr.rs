@@ -85,7 +85,7 @@ impl EcrRegistry {
         };
         // The endpoint applies to ECR only: an assumed role still comes from
         // the real STS (or from AWS_ENDPOINT_URL_STS, which the SDK reads).
-        let mut ecr = aws_sdk_ecr::config::Builder::from(&sdk);
+        let mut ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(CountAttempts);
         if let Some(url) = &settings.endpoint_url {
             ecr = ecr.endpoint_url(url);
         }
@@ -124,7 +124,7 @@ impl EcrRegistry {
                 break;
             };
             let page = page.map_err(|e| classify(repository, e));
-            observe("DescribeImages", started, page.as_ref().err());
+            observe("DescribeImages", started);
             let page = page?;
             listing.pages += 1;
             for detail in page.image_details() {
@@ -154,7 +154,7 @@ impl EcrRegistry {
             .send()
             .await
             .map_err(|e| classify(repository, e));
-        observe("DescribeImages", started, result.as_ref().err());
+        observe("DescribeImages", started);
         match result {
             Ok(out) => Ok(out
                 .image_details()
@@ -173,16 +173,48 @@ impl EcrRegistry {
     }
 }
 
-/// Counts one API call (after the SDK's own retries) by its outcome.
-fn observe(operation: &str, started: std::time::Instant, error: Option<&RegistryError>) {
-    let m = crate::metrics::get();
-    let outcome = error.map_or("success", |e| e.kind());
-    m.registry_requests
-        .with_label_values(&[operation, outcome])
-        .inc();
-    m.registry_request_duration
+/// Times one API call, the SDK's own retries included.
+fn observe(operation: &str, started: std::time::Instant) {
+    crate::metrics::get()
+        .registry_request_duration
         .with_label_values(&[operation])
         .observe(started.elapsed().as_secs_f64());
+}
+
+/// Counts every attempt the SDK makes, retries included, by outcome: a
+/// throttle the SDK absorbed with a retry still shows up as `throttled`,
+/// which is the signal an operator needs before it becomes a failure.
+#[derive(Debug)]
+struct CountAttempts;
+
+impl aws_sdk_ecr::config::Intercept for CountAttempts {
+    fn name(&self) -> &'static str {
+        "tagwatch::CountAttempts"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_ecr::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_sdk_ecr::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_ecr::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ecr::error::BoxError> {
+        let outcome = match context.output_or_error() {
+            Some(Ok(_)) => "success",
+            Some(Err(e)) => match e.as_operation_error().and_then(|e| {
+                e.downcast_ref::<aws_sdk_ecr::operation::describe_images::DescribeImagesError>()
+            }) {
+                Some(e) => kind_of(e.code()).as_str(),
+                None if e.is_timeout_error() => "timeout",
+                None => "other",
+            },
+            None => "other",
+        };
+        crate::metrics::get()
+            .registry_requests
+            .with_label_values(&["DescribeImages", outcome])
+            .inc();
+        Ok(())
+    }
 }
 
 /// One image's tags as [`Image`]s; an image without a digest is skipped
@@ -213,6 +245,24 @@ impl Registry for EcrRegistry {
     }
 }
 
+/// The fixed kind of an ECR error code.
+fn kind_of(code: Option<&str>) -> ErrorKind {
+    match code {
+        Some("RepositoryNotFoundException") => ErrorKind::NotFound,
+        Some("ImageNotFoundException") => ErrorKind::ImageNotFound,
+        Some(
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException",
+        ) => ErrorKind::AccessDenied,
+        Some("ThrottlingException" | "ThrottledException" | "TooManyRequestsException") => {
+            ErrorKind::Throttled
+        }
+        _ => ErrorKind::Other,
+    }
+}
+
 fn classify<E, R>(repository: &str, err: SdkError<E, R>) -> RegistryError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -220,20 +270,7 @@ where
 {
     let kind = match &err {
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
-        SdkError::ServiceError(service) => match service.err().code() {
-            Some("RepositoryNotFoundException") => ErrorKind::NotFound,
-            Some("ImageNotFoundException") => ErrorKind::ImageNotFound,
-            Some(
-                "AccessDeniedException"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "ExpiredTokenException",
-            ) => ErrorKind::AccessDenied,
-            Some("ThrottlingException" | "ThrottledException" | "TooManyRequestsException") => {
-                ErrorKind::Throttled
-            }
-            _ => ErrorKind::Other,
-        },
+        SdkError::ServiceError(service) => kind_of(service.err().code()),
         _ => ErrorKind::Other,
     };
     let message = match (&err, kind) {
