@@ -277,6 +277,11 @@ impl RepoPath {
         if raw.is_empty() {
             return Err("must not be empty".into());
         }
+        if let Some(c) = raw.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "{raw:?} contains the control character {c:?}, which no file name in git can hold"
+            ));
+        }
         if raw.contains('\\') {
             return Err(format!(
                 "{raw:?} contains a backslash; use / as the separator"
@@ -560,9 +565,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     for (i, app) in raw.apps.iter().enumerate() {
         apps.push(validate_app(&main, i, app, &mut seen)?);
     }
+    let mut matched_nothing = Vec::new();
     for (i, pattern) in raw.include.iter().enumerate() {
         let key = format!("include[{i}]");
-        for included in expand_include(&main, &key, base, pattern)? {
+        let files = expand_include(&main, &key, path, base, pattern)?;
+        if files.is_empty() {
+            matched_nothing.push(format!("{:?}", pattern.get_ref()));
+        }
+        for included in files {
             let text = read(&included)?;
             let raw: RawInclude = parse(&included, &text)?;
             let source = Source {
@@ -575,10 +585,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         }
     }
     if apps.is_empty() {
+        let hint = if matched_nothing.is_empty() {
+            String::new()
+        } else {
+            format!(" (include {} matched no file)", matched_nothing.join(", "))
+        };
         return Err(main.error(
             None,
             "apps",
-            "no apps configured; add at least one [[apps]]",
+            format!("no apps configured; add at least one [[apps]]{hint}"),
         ));
     }
 
@@ -730,12 +745,36 @@ fn order_chain(
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         line: None,
         key: String::new(),
         message: format!("cannot read: {e}"),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        ConfigError {
+            file: path.to_path_buf(),
+            line: Some(good.iter().filter(|&&b| b == b'\n').count() + 1),
+            key: String::new(),
+            message: "not UTF-8 (TOML files are UTF-8; was it saved as Latin-1?)".into(),
+        }
     })
+}
+
+/// serde's messages name Rust types (`struct RawAws`, `untagged enum
+/// RawDocument`) that mean nothing to a user; say what the file needs.
+fn plain(message: &str) -> String {
+    if message.contains("untagged enum RawDocument") {
+        return "expected an index (0, 1, …) or a \"path=value,…\" selector".into();
+    }
+    match message.split_once(", expected struct Raw") {
+        Some((found, _)) if found.starts_with("invalid length") => {
+            "expected a table, found an array".into()
+        }
+        Some((found, _)) => format!("{found}, expected a table"),
+        None => message.to_string(),
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
@@ -745,7 +784,7 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
             file: path.to_path_buf(),
             line: offset.map(|o| line_of(text, o)),
             key: offset.map(|o| key_at(text, o)).unwrap_or_default(),
-            message: e.message().trim().to_string(),
+            message: plain(e.message().trim()),
         }
     })
 }
@@ -1441,6 +1480,7 @@ fn validate_target(
 fn expand_include(
     src: &Source<'_>,
     key: &str,
+    main: &Path,
     base: &Path,
     pattern: &Spanned<String>,
 ) -> Result<Vec<PathBuf>, ConfigError> {
@@ -1452,6 +1492,15 @@ fn expand_include(
             "must be relative to the config file",
         ));
     }
+    // Checked alone first, so a syntax error's position counts in what the
+    // user wrote, not in the config directory joined to it.
+    if let Err(e) = glob::Pattern::new(raw) {
+        return Err(src.error(
+            Some(pattern.span()),
+            key,
+            format!("invalid glob {raw:?}: {e}"),
+        ));
+    }
     let full = base.join(raw);
     let paths = glob::glob(&full.to_string_lossy()).map_err(|e| {
         src.error(
@@ -1460,9 +1509,32 @@ fn expand_include(
             format!("invalid glob {raw:?}: {e}"),
         )
     })?;
+    let main = std::fs::canonicalize(main).ok();
     let mut files = Vec::new();
     for entry in paths {
         let path = entry.map_err(|e| src.error(Some(pattern.span()), key, e.to_string()))?;
+        if path.is_dir() {
+            let shown = path
+                .strip_prefix(base)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            return Err(src.error(
+                Some(pattern.span()),
+                key,
+                format!("{shown:?} is a directory; include its files, e.g. \"{shown}/*.toml\""),
+            ));
+        }
+        if main.is_some() && std::fs::canonicalize(&path).ok() == main {
+            return Err(src.error(
+                Some(pattern.span()),
+                key,
+                format!(
+                    "{raw:?} matches the config file itself ({}); narrow it, e.g. \"apps.d/*.toml\"",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            ));
+        }
         if path.is_file() {
             files.push(path);
         }
@@ -1494,19 +1566,32 @@ fn key_at(text: &str, offset: usize) -> String {
     for line in text.split_inclusive('\n') {
         pos += line.len();
         let trimmed = line.trim();
-        if let Some(header) = trimmed
-            .strip_prefix("[[")
-            .and_then(|h| h.split("]]").next())
-        {
-            let name = header.trim().to_string();
-            table = indexed_path(&name, &mut counts);
+        if let Some(rest) = trimmed.strip_prefix("[[") {
+            // `[[a.b]]` starts a new element; `[[a.b]` (unclosed) names the
+            // array without one.
+            let (name, closed) = match rest.split_once("]]") {
+                Some((name, _)) => (name, true),
+                None => (rest.split(']').next().unwrap_or(rest), false),
+            };
+            table = indexed_path(name.trim(), &mut counts, closed);
             key.clear();
         } else if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            table = vec![header.trim().to_string()];
+            table = indexed_path(header.trim(), &mut counts, false);
             key.clear();
-        } else if let Some((k, _)) = trimmed.split_once('=')
-            && !trimmed.starts_with('#')
-        {
+        } else if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            // `key = value`, or a line missing its `=` (`key "value"`), if
+            // what starts it could be a key at all (not YAML's `key:`).
+            let k = match trimmed.split_once('=') {
+                Some((k, _)) => k,
+                None => trimmed
+                    .split_whitespace()
+                    .next()
+                    .filter(|t| {
+                        t.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c))
+                    })
+                    .unwrap_or(""),
+            };
             key = k.trim().trim_matches('"').to_string();
         }
         if offset < pos {
@@ -1521,8 +1606,14 @@ fn key_at(text: &str, offset: usize) -> String {
 }
 
 /// Turns `apps.targets` into `apps[N].targets[M]`, counting array-of-tables
-/// headers seen so far.
-fn indexed_path(name: &str, counts: &mut std::collections::HashMap<String, usize>) -> Vec<String> {
+/// headers seen so far. A parent that is an array gets the index of its
+/// current element; the last segment gets a new element's index when
+/// `new_element` (a `[[…]]` header), none otherwise (a `[…]` table).
+fn indexed_path(
+    name: &str,
+    counts: &mut std::collections::HashMap<String, usize>,
+    new_element: bool,
+) -> Vec<String> {
     let segments: Vec<&str> = name.split('.').map(str::trim).collect();
     let mut out = Vec::new();
     let mut prefix = String::new();
@@ -1532,7 +1623,7 @@ fn indexed_path(name: &str, counts: &mut std::collections::HashMap<String, usize
         }
         prefix.push_str(seg);
         let last = i + 1 == segments.len();
-        if last {
+        if last && new_element {
             // A new element of this array: count it, and forget the counts
             // of arrays nested in the previous element.
             let n = counts.entry(prefix.clone()).or_insert(0);
@@ -1542,8 +1633,10 @@ fn indexed_path(name: &str, counts: &mut std::collections::HashMap<String, usize
             counts.retain(|k, _| !k.starts_with(&nested));
             out.push(format!("{seg}[{index}]"));
         } else {
-            let index = counts.get(&prefix).copied().unwrap_or(1).saturating_sub(1);
-            out.push(format!("{seg}[{index}]"));
+            match counts.get(&prefix) {
+                Some(n) if !last => out.push(format!("{seg}[{}]", n.saturating_sub(1))),
+                _ => out.push(seg.to_string()),
+            }
         }
     }
     out

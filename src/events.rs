@@ -65,21 +65,33 @@ pub fn parse(body: &str) -> Result<Event, String> {
     if value.get("source").and_then(Value::as_str) != Some("aws.ecr") {
         return Err("not an ECR event (source is not \"aws.ecr\")".into());
     }
-    if value.get("detail-type").and_then(Value::as_str) != Some("ECR Image Action") {
-        return Ok(Event::Other);
+    // Other ECR events (scans, replication) are valid and need nothing; an
+    // event without a detail-type is not in EventBridge's schema at all.
+    match value.get("detail-type").and_then(Value::as_str) {
+        Some("ECR Image Action") => {}
+        Some(_) => return Ok(Event::Other),
+        None => return Err("an ECR event without a detail-type string".into()),
     }
     let detail = value
         .get("detail")
         .and_then(Value::as_object)
         .ok_or("an ECR event without a detail object")?;
-    let text = |key: &str| detail.get(key).and_then(Value::as_str);
-    let repository = text("repository-name").ok_or("an ECR event without repository-name")?;
-    if text("action-type") != Some("PUSH") || text("result") != Some("SUCCESS") {
+    let text = |key: &str| {
+        detail
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("an ECR event without {key}"))
+    };
+    let repository = text("repository-name")?;
+    // A push in another shape would otherwise be deleted as "needs
+    // nothing", and every push silently dropped; refusing it sends it to
+    // the dead-letter queue, where someone notices.
+    if text("action-type")? != "PUSH" || text("result")? != "SUCCESS" {
         return Ok(Event::Other);
     }
     Ok(Event::Push {
         repository: repository.to_string(),
-        tag: text("image-tag").map(str::to_string),
+        tag: text("image-tag").ok().map(str::to_string),
     })
 }
 

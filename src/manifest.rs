@@ -418,7 +418,7 @@ pub enum EditError {
         line: usize,
     },
     #[error(
-        "has no value (an empty/null node at line {line}); write a placeholder such as \"\" so there are bytes to replace"
+        "has no value (an empty/null node at line {line}); write the value it should start from (the tag deployed now) so there are bytes to replace"
     )]
     EmptyValue { line: usize },
     #[error(
@@ -1329,6 +1329,25 @@ fn target_at(text: &str, tree: &Tree, hit: &Hit) -> Result<Target, EditError> {
         }
         Style::Plain if value.is_empty() => return Err(EditError::EmptyValue { line }),
         _ => {}
+    }
+    // An explicit tag other than a string's beats the quotes a reader sees:
+    // `!!float "1.10"` is the number 1.1. Writing under it would change what
+    // the value means, so only untagged, `!` and `!!str` scalars are edited.
+    if let Some(tag) = tree.tag(node) {
+        let is_str = (tag.is_yaml_core_schema() || tag.handle == "!!") && tag.suffix == "str";
+        let non_specific = tag.handle == "!" && tag.suffix.is_empty();
+        if !(is_str || non_specific) {
+            let shown = if tag.is_yaml_core_schema() {
+                format!("!!{}", tag.suffix)
+            } else {
+                format!("{}{}", tag.handle, tag.suffix)
+            };
+            return Err(EditError::Unsupported {
+                reason: format!(
+                    "the value carries the explicit tag {shown} (line {line}); tagwatch writes strings, and under {shown} a reader would not read one; remove the tag"
+                ),
+            });
+        }
     }
     // The parent comes before the node in the file: converting it first keeps the position
     // lookups moving forward.
