@@ -381,6 +381,10 @@ pub async fn settle(
             let found = forge.find(&p.branch, &p.base).await?;
             Ok::<_, crate::forge::ForgeError>(match found {
                 Some(pr) if pr.state == State::Open => {
+                    // Opened, but its create answer was lost: decorate now.
+                    if !p.options.labels.iter().all(|l| pr.labels.contains(l)) {
+                        forge.decorate(&pr, p).await?;
+                    }
                     if plan.rebuilt {
                         forge.update(&pr, p).await?;
                         info!(pr = %pr.url, branch = %p.branch, "updated pull request");

@@ -78,13 +78,21 @@ impl GitHub {
             state,
             head_sha: value["head"]["sha"].as_str().map(str::to_string),
             node_id: value["node_id"].as_str().map(str::to_string),
+            labels: value["labels"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|l| l["name"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
     /// Labels, assignees, reviewers and auto-merge. Each is best effort: the
     /// request exists and is the point; a missing label permission must not
     /// make the next cycle open another one.
-    async fn decorate(&self, pr: &PullRequest, proposal: &Proposal) {
+    async fn apply_options(&self, pr: &PullRequest, proposal: &Proposal) {
         let o = &proposal.options;
         let n = pr.number;
         let mut steps: Vec<(String, String, Value)> = Vec::new();
@@ -187,16 +195,25 @@ impl Forge for GitHub {
             if response.status == StatusCode::UNPROCESSABLE_ENTITY
                 && response.body.to_string().contains("already exists")
             {
-                // Another replica opened it between our look and now.
+                // Another replica opened it between our look and now, or
+                // our own earlier attempt did and its answer was lost.
                 if let Some(pr) = self.find(&proposal.branch, &proposal.base).await?
                     && pr.state == State::Open
                 {
+                    self.apply_options(&pr, proposal).await;
                     return Ok(pr);
                 }
             }
             let pr = self.parse(&response.ok(&self.api, "open pull request")?)?;
-            self.decorate(&pr, proposal).await;
+            self.apply_options(&pr, proposal).await;
             Ok(pr)
+        })
+    }
+
+    fn decorate<'a>(&'a self, pr: &'a PullRequest, proposal: &'a Proposal) -> Reply<'a, ()> {
+        Box::pin(async move {
+            self.apply_options(pr, proposal).await;
+            Ok(())
         })
     }
 

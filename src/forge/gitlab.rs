@@ -53,6 +53,14 @@ impl GitLab {
             state,
             head_sha: value["sha"].as_str().map(str::to_string),
             node_id: None,
+            labels: value["labels"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|l| l.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -73,6 +81,19 @@ impl GitLab {
             }
         }
         ids
+    }
+}
+
+impl GitLab {
+    async fn auto_merge(&self, pr: &PullRequest, proposal: &Proposal) {
+        if !proposal.options.auto_merge {
+            return;
+        }
+        let path = self.path(&format!("/merge_requests/{}/merge", pr.number));
+        let body = json!({ "merge_when_pipeline_succeeds": true });
+        if let Err(e) = self.api.send(Method::PUT, &path, &body, "auto-merge").await {
+            warn!(mr = %pr.url, error = %e, "could not set merge when pipeline succeeds");
+        }
     }
 }
 
@@ -160,19 +181,39 @@ impl Forge for GitLab {
                 && let Some(pr) = self.find(&proposal.branch, &proposal.base).await?
                 && pr.state == State::Open
             {
-                // Another replica opened it between our look and now.
+                // Another replica opened it between our look and now, or
+                // our own earlier attempt did and its answer was lost.
+                self.decorate(&pr, proposal).await?;
                 return Ok(pr);
             }
             let pr = self.parse(&response.ok(&self.api, "open merge request")?)?;
-            if o.auto_merge {
-                let path = self.path(&format!("/merge_requests/{}/merge", pr.number));
-                let body = json!({ "merge_when_pipeline_succeeds": true });
-                let result = self.api.call(Method::PUT, &path, &[], Some(&body)).await;
-                if let Err(e) = result.and_then(|r| r.ok(&self.api, "auto-merge")) {
-                    warn!(mr = %pr.url, error = %e, "could not set merge when pipeline succeeds");
+            self.auto_merge(&pr, proposal).await;
+            Ok(pr)
+        })
+    }
+
+    fn decorate<'a>(&'a self, pr: &'a PullRequest, proposal: &'a Proposal) -> Reply<'a, ()> {
+        Box::pin(async move {
+            let o = &proposal.options;
+            let mut body = json!({});
+            if !o.labels.is_empty() {
+                body["add_labels"] = json!(o.labels.join(","));
+            }
+            if !o.assignees.is_empty() {
+                body["assignee_ids"] = json!(self.user_ids(&o.assignees).await);
+            }
+            if !o.reviewers.is_empty() {
+                body["reviewer_ids"] = json!(self.user_ids(&o.reviewers).await);
+            }
+            // GitLab refuses an update without any attribute.
+            if body.as_object().is_some_and(|b| !b.is_empty()) {
+                let path = self.path(&format!("/merge_requests/{}", pr.number));
+                if let Err(e) = self.api.send(Method::PUT, &path, &body, "decorate").await {
+                    warn!(mr = %pr.url, error = %e, "could not set labels, assignees or reviewers");
                 }
             }
-            Ok(pr)
+            self.auto_merge(pr, proposal).await;
+            Ok(())
         })
     }
 

@@ -169,7 +169,22 @@ impl Api {
             };
             let status = response.status();
             let wait = rate_limit_wait(status, response.headers());
-            let text = response.text().await.unwrap_or_default();
+            // A body cut off mid-way is a transport failure, not an empty
+            // answer: retried like one, and reported as one.
+            let text = match response.text().await {
+                Ok(text) => text,
+                Err(e) if !last => {
+                    warn!(forge = %self.name, request = %what, attempt, error = %without_url(&e), "answer cut off; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(self.error(
+                        ErrorKind::Transport,
+                        format!("{what}: the answer was cut off: {}", without_url(&e)),
+                    ));
+                }
+            };
             let body: Value = if text.trim().is_empty() {
                 Value::Null
             } else {

@@ -52,6 +52,9 @@ pub struct PullRequest {
     pub head_sha: Option<String>,
     /// GitHub's GraphQL id, needed for auto-merge.
     pub node_id: Option<String>,
+    /// The labels it carries; a request without the configured ones was
+    /// never decorated (its create answer was lost) and is decorated again.
+    pub labels: Vec<String>,
 }
 
 /// Why a forge call failed, in the fixed set logs and metrics use.
@@ -111,6 +114,11 @@ pub trait Forge: Send + Sync {
     /// auto-merge. If another writer opened one for the branch first, that
     /// one is returned instead.
     fn open<'a>(&'a self, proposal: &'a Proposal) -> Reply<'a, PullRequest>;
+
+    /// Applies labels, assignees, reviewers and auto-merge, best effort: a
+    /// refusal is logged, not returned, because the request itself is what
+    /// matters.
+    fn decorate<'a>(&'a self, pr: &'a PullRequest, proposal: &'a Proposal) -> Reply<'a, ()>;
 
     /// Replaces the title and body (after the branch was rebuilt).
     fn update<'a>(&'a self, pr: &'a PullRequest, proposal: &'a Proposal) -> Reply<'a, ()>;
