@@ -11,6 +11,8 @@
 //! An `include` pattern with a `..` component would glob outside the directory (the whole
 //! file system, with `**`), so such inputs are skipped rather than allowed to time out on
 //! reading the machine's disk.
+//!
+//! Set `TAGWATCH_FUZZ_REPORT=1` to print each outcome (for `-runs=0` over a corpus).
 #![no_main]
 
 use std::path::{Component, Path, PathBuf};
@@ -73,16 +75,31 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    let report = std::env::var_os("TAGWATCH_FUZZ_REPORT").is_some();
     let Err(e) = tagwatch::config::load(&main) else {
+        if report {
+            eprintln!("fuzz-report config ok");
+        }
         return;
     };
+    if report {
+        let which = if e.file == main { "main" } else { "extra" };
+        let line = if e.line.is_some() { "line" } else { "no-line" };
+        eprintln!(
+            "fuzz-report config {which} {line} {}",
+            e.key.split(['.', '[']).next().unwrap_or("")
+        );
+    }
     let _ = e.to_string();
     let file_bytes = if e.file == main {
         config
     } else if e.file == extra {
         included.expect("an error names apps.d/extra.toml, which was not written")
     } else {
-        panic!("the error names {:?}, neither the config nor its include: {e}", e.file);
+        panic!(
+            "the error names {:?}, neither the config nor its include: {e}",
+            e.file
+        );
     };
     if let Some(line) = e.line {
         let count = lines(file_bytes);

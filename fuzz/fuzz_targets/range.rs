@@ -34,7 +34,10 @@ const FIXED: &[&str] = &[
 fn check(range: &Range, v: &Version) {
     let matched = range.matches(v);
     if range.excludes_only_as_prerelease(v) {
-        assert!(!matched, "{range:?} both matches {v} and excludes it as a pre-release");
+        assert!(
+            !matched,
+            "{range:?} both matches {v} and excludes it as a pre-release"
+        );
     }
 }
 
@@ -52,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(v) = parse_version(t) {
             let r = Range::parse(t)
                 .unwrap_or_else(|e| panic!("version {t:?} ({v}) is not a range: {e}"));
-            assert!(r.matches(&v), "range {t:?} does not match its own version {v}");
+            assert!(
+                r.matches(&v),
+                "range {t:?} does not match its own version {v}"
+            );
         }
     }
 

@@ -35,6 +35,12 @@ fn report(what: &str, e: &EditError) {
     }
 }
 
+fn report_ok(what: &str) {
+    if std::env::var_os("TAGWATCH_FUZZ_REPORT").is_some() {
+        eprintln!("fuzz-report {what} ok");
+    }
+}
+
 fn unescape(v: &str) -> String {
     v.replace("\\n", "\n")
         .replace("\\r", "\r")
@@ -53,12 +59,30 @@ fn check_scalar(src: &[u8], s: &Scalar) {
 }
 
 /// Checks a replacement of `before` (read from `src`) by `value`, which produced `out`.
-fn check_replaced(src: &[u8], before: &Scalar, out: &[u8], path: &KeyPath, doc: &Document, value: &str) {
+fn check_replaced(
+    src: &[u8],
+    before: &Scalar,
+    out: &[u8],
+    path: &KeyPath,
+    doc: &Document,
+    value: &str,
+) {
     let r = &before.byte_range;
     let tail = src.len() - r.end;
-    assert!(out.len() >= r.start + tail, "output shorter than the bytes kept");
-    assert_eq!(&out[..r.start], &src[..r.start], "bytes before the scalar changed");
-    assert_eq!(&out[out.len() - tail..], &src[r.end..], "bytes after the scalar changed");
+    assert!(
+        out.len() >= r.start + tail,
+        "output shorter than the bytes kept"
+    );
+    assert_eq!(
+        &out[..r.start],
+        &src[..r.start],
+        "bytes before the scalar changed"
+    );
+    assert_eq!(
+        &out[out.len() - tail..],
+        &src[r.end..],
+        "bytes after the scalar changed"
+    );
     let after = get(out, path, doc).unwrap_or_else(|e| panic!("get on the output fails: {e}"));
     check_scalar(out, &after);
     assert_eq!(after.value, value, "the output does not hold the new value");
@@ -90,18 +114,22 @@ fn plain(src: &[u8], path: &KeyPath, doc: &Document, value: &str) {
     let result = set(src, path, doc, value);
     match (&before, &result) {
         (Err(_), Ok(_)) => panic!("set succeeded where get fails: {before:?}"),
-        (Err(_), Err(_)) => {}
+        (Err(e), Err(_)) => report("get", e),
         (Ok(s), Ok(None)) => assert_eq!(s.value, value, "Ok(None) but the value differs"),
         (Ok(s), Ok(Some(out))) => {
             assert_ne!(s.value, value, "Ok(Some) but the value was already held");
             check_replaced(src, s, out, path, doc, value);
+            report_ok("set replaced");
             match set(out, path, doc, value) {
                 Ok(None) => {}
                 other => panic!("setting the same value again gives {other:?}"),
             }
         }
         (Ok(s), Err(e)) => {
-            assert_ne!(s.value, value, "refused ({e}) although the value was already held");
+            assert_ne!(
+                s.value, value,
+                "refused ({e}) although the value was already held"
+            );
             report("set", e);
         }
     }
@@ -130,10 +158,15 @@ fn kustomize(src: &[u8], image: &str, field: &str, value: &str) {
         Some(Ok(s)) => {
             check_scalar(src, s);
             check_replaced(src, s, out, &path, &Document::Any, value);
+            report_ok("kustomize replaced");
         }
         _ => {
             // One inserted run of bytes, the input kept whole around it.
-            let prefix = src.iter().zip(out.iter()).take_while(|(a, b)| a == b).count();
+            let prefix = src
+                .iter()
+                .zip(out.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
             let suffix = src
                 .iter()
                 .rev()
@@ -149,6 +182,7 @@ fn kustomize(src: &[u8], image: &str, field: &str, value: &str) {
                 .unwrap_or_else(|e| panic!("get on the output fails: {e}"));
             check_scalar(out, &after);
             assert_eq!(after.value, value, "the output does not hold the new value");
+            report_ok("kustomize inserted");
         }
     }
     match set_kustomize_image(out, image, field, value) {
