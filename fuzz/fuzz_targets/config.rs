@@ -2,7 +2,7 @@
 //!
 //! Input: the config file's bytes; if a line `#@include` occurs, what follows it is written to
 //! `apps.d/extra.toml` beside the config (so `include = ["apps.d/*.toml"]` reads it) and what
-//! precedes it is the config. Both live in one private temporary directory per process.
+//! precedes it is the config. Both live in a fresh temporary directory per input.
 //!
 //! Properties, beyond "never panics":
 //! - an error names the config or the included file;
@@ -15,25 +15,11 @@
 //! Set `TAGWATCH_FUZZ_REPORT=1` to print each outcome (for `-runs=0` over a corpus).
 #![no_main]
 
-use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
 
 const MARKER: &[u8] = b"\n#@include\n";
-
-fn dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("tagwatch-fuzz-config-")
-            .tempdir()
-            .expect("temporary directory")
-            .keep();
-        std::fs::create_dir_all(dir.join("apps.d")).expect("apps.d");
-        dir
-    })
-}
 
 /// Whether some `include` pattern leaves the directory.
 fn escapes(config: &[u8]) -> bool {
@@ -64,15 +50,17 @@ fuzz_target!(|data: &[u8]| {
     if escapes(config) {
         return;
     }
-    let dir = dir();
-    let main = dir.join("tagwatch.toml");
-    let extra = dir.join("apps.d").join("extra.toml");
+    // A fresh directory per input, removed when it returns: nothing carries over.
+    let dir = tempfile::Builder::new()
+        .prefix("tagwatch-fuzz-config-")
+        .tempdir()
+        .expect("temporary directory");
+    let main = dir.path().join("tagwatch.toml");
+    let extra = dir.path().join("apps.d").join("extra.toml");
     std::fs::write(&main, config).expect("write config");
-    match included {
-        Some(bytes) => std::fs::write(&extra, bytes).expect("write include"),
-        None => {
-            let _ = std::fs::remove_file(&extra);
-        }
+    if let Some(bytes) = included {
+        std::fs::create_dir(dir.path().join("apps.d")).expect("apps.d");
+        std::fs::write(&extra, bytes).expect("write include");
     }
 
     let report = std::env::var_os("TAGWATCH_FUZZ_REPORT").is_some();
