@@ -548,10 +548,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = read(path)?;
     let raw: RawConfig = parse(path, &text)?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let main = Source {
-        file: path,
-        text: &text,
-    };
+    let main = Source::new(path, &text);
 
     let forge = match &raw.forge {
         Some(forge) => Some(validate_forge(&main, base, forge.get_ref(), forge.span())?),
@@ -575,10 +572,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         for included in files {
             let text = read(&included)?;
             let raw: RawInclude = parse(&included, &text)?;
-            let source = Source {
-                file: &included,
-                text: &text,
-            };
+            let source = Source::new(&included, &text);
             for (j, app) in raw.apps.iter().enumerate() {
                 apps.push(validate_app(&source, j, app, &mut seen)?);
             }
@@ -793,9 +787,37 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
 struct Source<'a> {
     file: &'a Path,
     text: &'a str,
+    /// The last (offset, line) asked for: apps are validated in file order,
+    /// so counting on from there keeps a thousand-app file linear.
+    cursor: std::cell::Cell<(usize, usize)>,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Source<'a> {
+        Source {
+            file,
+            text,
+            cursor: std::cell::Cell::new((0, 1)),
+        }
+    }
+
+    /// 1-based line of `offset`, like [`line_of`], counting on from the
+    /// previous call when it lies further on.
+    fn line(&self, offset: usize) -> usize {
+        let (from, line) = self.cursor.get();
+        let offset = offset.min(self.text.len());
+        let line = if offset >= from {
+            line + self.text.as_bytes()[from..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+        } else {
+            line_of(self.text, offset)
+        };
+        self.cursor.set((offset, line));
+        line
+    }
+
     fn error(
         &self,
         span: Option<std::ops::Range<usize>>,
@@ -1098,11 +1120,7 @@ fn validate_app(
 
     let name = src.required(&raw.name, app_span.clone(), &at("name"))?;
     check_name(name.get_ref()).map_err(|m| src.error(Some(name.span()), at("name"), m))?;
-    let here = format!(
-        "{}:{}",
-        src.file.display(),
-        line_of(src.text, name.span().start)
-    );
+    let here = format!("{}:{}", src.file.display(), src.line(name.span().start));
     if let Some(first) = seen.names.get(name.get_ref()) {
         return Err(src.error(
             Some(name.span()),
