@@ -24,7 +24,7 @@ use toml::Spanned;
 
 use crate::format::Format;
 use crate::manifest::{Document, KeyPath};
-use crate::policy::{Policy, PolicySpec, Strategy};
+use crate::policy::{Patterns, Policy, PolicySpec, Strategy};
 
 /// Default time between polls when `interval` is absent.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(120);
@@ -774,11 +774,26 @@ fn plain(message: &str) -> String {
 fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| {
         let offset = e.span().map(|s| s.start);
+        let message = plain(e.message().trim());
+        let mut key = offset.map(|o| key_at(text, o)).unwrap_or_default();
+        // `[[apps.targets]]` with no `[[apps]]` above it makes `apps` a
+        // table, and toml points at that header: the header's own array is
+        // fine, the value of the wrong type is the table it hangs from.
+        let at_array_header = offset.is_some_and(|o| {
+            let start = text[..o.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+            text[start..].trim_start().starts_with("[[")
+        });
+        if at_array_header && message.starts_with("invalid type: map, expected a sequence") {
+            key = key
+                .rsplit_once('.')
+                .map(|(parent, _)| parent.to_string())
+                .unwrap_or(key);
+        }
         ConfigError {
             file: path.to_path_buf(),
             line: offset.map(|o| line_of(text, o)),
-            key: offset.map(|o| key_at(text, o)).unwrap_or_default(),
-            message: plain(e.message().trim()),
+            key,
+            message,
         }
     })
 }
@@ -1093,14 +1108,17 @@ fn check_name(s: &str) -> Result<(), String> {
 struct SeenApps {
     /// App name → where it was first defined.
     names: std::collections::HashMap<String, String>,
-    /// Every target so far: file, key, document, and the `app/env` that
+    /// Every target so far by file: key, document, and the `app/env` that
     /// writes it. Two targets on one scalar would fight each cycle, each
-    /// undoing the other's commit.
-    scalars: Vec<(RepoPath, KeyPath, Document, String)>,
+    /// undoing the other's commit. By file, because a fleet has thousands
+    /// of targets but only a few in any one file.
+    scalars: std::collections::HashMap<RepoPath, Vec<(KeyPath, Document, String)>>,
     /// The validated `[forge]`, whose settings are every PR's defaults.
     forge: Option<ForgeSettings>,
     /// The first pull-request target, reported if there is no `[forge]`.
     needs_forge: Option<ConfigError>,
+    /// Every `allow` compiled so far, shared by the apps that repeat it.
+    patterns: Patterns,
 }
 
 fn validate_app(
@@ -1137,7 +1155,7 @@ fn validate_app(
     check_repository(repository.get_ref())
         .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
 
-    let policy = validate_policy(src, index, raw, None)?;
+    let policy = validate_policy(src, index, raw, None, &mut seen.patterns)?;
 
     if raw.targets.is_empty() {
         return Err(src.error(
@@ -1160,21 +1178,24 @@ fn validate_app(
             seen.forge.as_ref(),
         )?;
         if let Some(constraint) = &raw_target.constraint {
-            let own = validate_policy(src, index, raw, Some(constraint)).map_err(|mut e| {
-                if e.key.ends_with(".constraint") {
-                    e.key = format!("apps[{index}].targets[{t}].constraint");
-                    e.line = Some(line_of(src.text, constraint.span().start));
-                }
-                e
-            })?;
+            let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
+                .map_err(|mut e| {
+                    if e.key.ends_with(".constraint") {
+                        e.key = format!("apps[{index}].targets[{t}].constraint");
+                        e.line = Some(line_of(src.text, constraint.span().start));
+                    }
+                    e
+                })?;
             target.policy = Some(own);
         }
         // The same steps however they were written (`image.tag` and
         // `"image".tag`), and `document` unset overlaps every index.
         let overlaps = |d: &Document| d.overlaps(&target.document);
-        if let Some((.., first)) = seen.scalars.iter().find(|(file, key, doc, _)| {
-            *file == target.file && key.steps_eq(&target.key) && overlaps(doc)
-        }) {
+        let in_file = seen.scalars.entry(target.file.clone()).or_default();
+        if let Some((.., first)) = in_file
+            .iter()
+            .find(|(key, doc, _)| key.steps_eq(&target.key) && overlaps(doc))
+        {
             let span = raw_target
                 .key
                 .as_ref()
@@ -1191,8 +1212,7 @@ fn validate_app(
                 format!("{first} already writes {} in {}", target.key, target.file),
             ));
         }
-        seen.scalars.push((
-            target.file.clone(),
+        in_file.push((
             target.key.clone(),
             target.document.clone(),
             format!("{}/{}", name.get_ref(), target.env),
@@ -1241,6 +1261,7 @@ fn validate_policy(
     index: usize,
     raw: &RawApp,
     constraint: Option<&Spanned<String>>,
+    patterns: &mut Patterns,
 ) -> Result<Policy, ConfigError> {
     let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
     let spec = PolicySpec {
@@ -1253,7 +1274,7 @@ fn validate_policy(
         ignore: raw.ignore.iter().map(|g| g.get_ref().clone()).collect(),
         min_age: text(&raw.min_age),
     };
-    Policy::from_spec(&spec).map_err(|e| {
+    Policy::from_spec_in(&spec, patterns).map_err(|e| {
         let span = match (e.field, e.index) {
             ("ignore", Some(i)) => raw.ignore.get(i).map(|g| g.span()),
             ("strategy", _) => raw.strategy.as_ref().map(|s| s.span()),

@@ -19,7 +19,9 @@
 pub mod range;
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
@@ -68,7 +70,11 @@ pub enum Group {
 pub struct Policy {
     pub strategy: Strategy,
     /// A tag must match this (searched as written; anchor it with `^…$`).
-    pub allow: Option<Regex>,
+    /// Shared between every policy written with the same pattern: a fleet
+    /// repeats a handful of patterns across hundreds of apps, and each
+    /// compiled `Regex` with its search cache costs tens of kilobytes
+    /// (`\d` is Unicode-aware).
+    pub allow: Option<Arc<Regex>>,
     /// Order by this capture of `allow` instead of the whole tag.
     pub extract: Option<Group>,
     /// A tag matching any of these is never chosen.
@@ -78,6 +84,25 @@ pub struct Policy {
     /// `extract` resolved to a group index once, so the hot loop over
     /// 100,000 tags never looks a group up by name.
     extract_index: Option<usize>,
+}
+
+/// Compiled `allow` patterns by their text, so one config compiles each
+/// distinct pattern once. A `Regex` clone would share the program but not
+/// the search cache pool; an `Arc` shares both.
+#[derive(Default)]
+pub struct Patterns(HashMap<String, Arc<Regex>>);
+
+impl Patterns {
+    fn compile(&mut self, pattern: &str) -> Result<Arc<Regex>, SpecError> {
+        if let Some(re) = self.0.get(pattern) {
+            return Ok(Arc::clone(re));
+        }
+        let re = Regex::new(pattern)
+            .map_err(|e| spec_error("allow", format!("invalid regex {pattern:?}: {e}")))?;
+        let re = Arc::new(re);
+        self.0.insert(pattern.to_string(), Arc::clone(&re));
+        Ok(re)
+    }
 }
 
 /// A policy as written, in config or on the command line.
@@ -115,6 +140,12 @@ impl Policy {
     /// nothing (an `extract` without `allow`, a `constraint` the strategy
     /// ignores) are errors, so a typo cannot quietly turn a policy off.
     pub fn from_spec(spec: &PolicySpec) -> Result<Policy, SpecError> {
+        Policy::from_spec_in(spec, &mut Patterns::default())
+    }
+
+    /// [`Policy::from_spec`], compiling `allow` through `patterns` so that
+    /// policies with the same pattern share one compiled regex.
+    pub fn from_spec_in(spec: &PolicySpec, patterns: &mut Patterns) -> Result<Policy, SpecError> {
         let constraint = spec.constraint.as_deref();
         let strategy = match spec.strategy.as_deref().unwrap_or("semver") {
             "semver" => Strategy::Semver(
@@ -157,14 +188,11 @@ impl Policy {
             }
         };
         let allow = match &spec.allow {
-            Some(re) => Some(
-                Regex::new(re)
-                    .map_err(|e| spec_error("allow", format!("invalid regex {re:?}: {e}")))?,
-            ),
+            Some(re) => Some(patterns.compile(re)?),
             None => None,
         };
         let extract = match &spec.extract {
-            Some(x) => Some(parse_extract(x, allow.as_ref())?),
+            Some(x) => Some(parse_extract(x, allow.as_deref())?),
             None => None,
         };
         if extract.is_some() && matches!(strategy, Strategy::Newest | Strategy::Digest { .. }) {
@@ -232,7 +260,7 @@ impl Policy {
     /// Capture slots for `allow`, allocated once per pass over the tags
     /// rather than once per tag.
     fn scratch(&self) -> Option<regex::CaptureLocations> {
-        self.allow.as_ref().map(Regex::capture_locations)
+        self.allow.as_deref().map(Regex::capture_locations)
     }
 
     fn judge_with<'a>(
@@ -361,7 +389,19 @@ impl Policy {
         current: &str,
         now: OffsetDateTime,
     ) -> Result<Decision<'a>, PolicyError> {
-        let Some(best) = self.best(images, now) else {
+        self.decide_given(self.best(images, now), images, current, now)
+    }
+
+    /// [`Policy::decide`] with `best` already chosen from `images` at `now`
+    /// (the cycle chooses while other repositories are still being listed).
+    pub fn decide_given<'a>(
+        &self,
+        best: Option<&'a Image>,
+        images: &'a [Image],
+        current: &str,
+        now: OffsetDateTime,
+    ) -> Result<Decision<'a>, PolicyError> {
+        let Some(best) = best else {
             return Ok(Decision::NoCandidate {
                 why: self.why_none(images, now),
             });
