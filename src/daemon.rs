@@ -155,11 +155,39 @@ pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: Ca
     let mut ticks = tokio::time::interval(ctx.config.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut hangups = hangups();
+    let mut backoff = Backoff::new(ctx.registry.throttled());
+    // Whether the last turn of the loop ran a cycle (a reload or an event
+    // for no app does not, and says nothing about throttling).
+    let mut cycled = false;
     loop {
+        // Between cycles, never during one: a registry that throttled the
+        // last cycle gets a longer breather before the next (and the
+        // events that arrive meanwhile wait in their channel).
+        let pause = if cycled {
+            let pause = backoff.pause(ctx.registry.throttled(), ctx.config.interval);
+            let seconds = pause.map_or(0.0, |p| p.as_secs_f64());
+            metrics::get().cycle_backoff.set(seconds);
+            pause
+        } else {
+            None
+        };
+        cycled = false;
+        if let Some(pause) = pause {
+            tracing::warn!(
+                pause = ?pause,
+                throttled_cycles = backoff.streak,
+                "the registry throttled the last cycle; waiting longer before the next"
+            );
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {
                 ctx.cycle(Mode::Apply).await;
+                cycled = true;
             }
             Some(wake) = wakes.recv() => {
                 let apps: Vec<String> = ctx
@@ -172,11 +200,15 @@ pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: Ca
                 if !apps.is_empty() {
                     info!(repositories = ?wake.repositories, apps = apps.len(), "push events; reconciling their apps");
                     ctx.cycle_for(&apps).await;
+                    cycled = true;
                 }
                 let _ = wake.done.send(());
             }
             Some(()) = recv_hangup(&mut hangups) => {
-                if reload(&mut ctx).await && ticks.period() != ctx.config.interval {
+                let reloaded = reload(&mut ctx).await;
+                // A new registry client counts throttles from zero.
+                backoff.seen = ctx.registry.throttled();
+                if reloaded && ticks.period() != ctx.config.interval {
                     ticks = tokio::time::interval_at(Instant::now() + ctx.config.interval, ctx.config.interval);
                     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 }
@@ -184,6 +216,55 @@ pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: Ca
         }
     }
     info!("shut down");
+}
+
+/// The slowdown under throttling. The SDK already spaces one call's
+/// retries (at most 3 attempts, exponential backoff with jitter), but a
+/// daemon that lists the whole fleet again every interval keeps an
+/// account's ECR quota exhausted however its single calls back off — the
+/// rate-limit storm. So each cycle in which the registry throttled doubles
+/// the wait before the next one (2, 4, 8 × the interval, at most 8 × and
+/// at most 5 minutes more than the interval); the first cycle without a
+/// throttle ends it.
+struct Backoff {
+    /// The registry's throttle count after the previous cycle.
+    seen: u64,
+    /// Cycles in a row that were throttled.
+    streak: u32,
+}
+
+/// The most the backoff adds beyond the interval, whatever the interval.
+const MAX_EXTRA_PAUSE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Backoff {
+    fn new(throttled: u64) -> Backoff {
+        Backoff {
+            seen: throttled,
+            streak: 0,
+        }
+    }
+
+    /// How long to wait before the next cycle, beyond the usual schedule,
+    /// given the registry's throttle count now; `None` when it did not
+    /// throttle since the last call.
+    fn pause(
+        &mut self,
+        throttled: u64,
+        interval: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let fresh = throttled > self.seen;
+        self.seen = throttled;
+        if !fresh {
+            self.streak = 0;
+            return None;
+        }
+        self.streak = self.streak.saturating_add(1);
+        let factor = 1u32 << self.streak.min(3);
+        let pause = interval
+            .saturating_mul(factor)
+            .min(interval.saturating_add(MAX_EXTRA_PAUSE));
+        Some(pause)
+    }
 }
 
 /// A burst of push events for `repositories`; `done` is answered once the
@@ -306,4 +387,42 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let _ = tokio::signal::ctrl_c().await;
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn throttled_cycles_double_the_pause_and_a_clean_one_ends_it() {
+        let interval = Duration::from_secs(10);
+        let mut b = Backoff::new(5);
+        // Nothing new since start-up: no pause.
+        assert_eq!(b.pause(5, interval), None);
+        let pauses: Vec<_> = [6, 9, 9 + 40, 50, 51]
+            .into_iter()
+            .map(|t| b.pause(t, interval))
+            .collect();
+        let s = Duration::from_secs;
+        assert_eq!(
+            pauses,
+            [
+                Some(s(20)),
+                Some(s(40)),
+                Some(s(80)),
+                Some(s(80)),
+                Some(s(80))
+            ]
+        );
+        assert_eq!(b.pause(51, interval), None, "a clean cycle ends it");
+        assert_eq!(b.pause(52, interval), Some(s(20)), "and it starts over");
+    }
+
+    #[test]
+    fn the_pause_adds_at_most_five_minutes_to_a_long_interval() {
+        let hour = Duration::from_secs(3600);
+        let mut b = Backoff::new(0);
+        assert_eq!(b.pause(1, hour), Some(hour + MAX_EXTRA_PAUSE));
+    }
 }

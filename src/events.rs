@@ -18,7 +18,6 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -126,7 +125,7 @@ impl Queue {
             .send()
             .await
             .map(|out| out.messages.unwrap_or_default())
-            .map_err(|e| DisplayErrorContext(&e).to_string())
+            .map_err(|e| crate::telemetry::error_chain(&e))
     }
 
     async fn delete(&self, handles: &[String]) {
@@ -140,7 +139,7 @@ impl Queue {
                 .await;
             if let Err(e) = deleted {
                 // Redelivered later; the cycle it causes finds nothing new.
-                warn!(error = %DisplayErrorContext(&e), "could not delete an event message");
+                warn!(error = %crate::telemetry::error_chain(&e), "could not delete an event message");
             }
         }
     }

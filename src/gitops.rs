@@ -55,6 +55,9 @@ pub enum GitError {
     NoBranch { remote: String, branch: String },
     #[error("checkout {}: {message}", path.display())]
     Local { path: PathBuf, message: String },
+    /// Another process holds a lock in the clone; the next cycle retries.
+    #[error("checkout {}: {message} (held by another process; retrying next cycle)", path.display())]
+    Busy { path: PathBuf, message: String },
 }
 
 impl GitError {
@@ -65,8 +68,27 @@ impl GitError {
             GitError::Remote { operation, .. } => operation,
             GitError::NoBranch { .. } => "no_branch",
             GitError::Local { .. } => "local",
+            GitError::Busy { .. } => "busy",
         }
     }
+}
+
+/// How old a lock file must be before it is taken for one left by a killed
+/// process rather than held by a live one.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the lock named in libgit2's "failed to lock file '…'" message is
+/// older than [`STALE_LOCK`]. A lock that is gone, or a message without a
+/// path, is not stale: the next attempt will see.
+fn lock_is_stale(message: &str) -> bool {
+    let Some(path) = message.split('\'').nth(1) else {
+        return false;
+    };
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= STALE_LOCK)
 }
 
 /// A promotion as the branch records it.
@@ -82,6 +104,11 @@ pub struct Recorded {
 pub struct Checkout {
     repo: Repository,
     settings: GitSettings,
+    /// Set when a write found a lock file in the clone. The clone is this
+    /// process's alone, so a lock no one here holds was left by a process
+    /// killed mid-write and will never go away: the cycle discards such a
+    /// clone and clones again (see [`Checkout::is_damaged`]).
+    damaged: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Checkout {
@@ -114,6 +141,7 @@ impl Checkout {
                 return Ok(Checkout {
                     repo,
                     settings: settings.clone(),
+                    damaged: Default::default(),
                 });
             }
             Err(e) if dir.exists() => {
@@ -138,7 +166,13 @@ impl Checkout {
         Ok(Checkout {
             repo,
             settings: settings.clone(),
+            damaged: Default::default(),
         })
+    }
+
+    /// Whether a write here failed on a lock file left by a killed process.
+    pub fn is_damaged(&self) -> bool {
+        self.damaged.get()
     }
 
     fn local_ref(&self) -> String {
@@ -158,9 +192,23 @@ impl Checkout {
     }
 
     fn local_error(&self, e: git2::Error) -> GitError {
+        let message = e.message().to_string();
+        if e.code() == ErrorCode::Locked || message.contains("failed to lock file") {
+            // Held right now by another process on this clone (`tagwatch
+            // history` or `promote` next to the daemon): wait for it. Left
+            // by a killed process: no one will ever remove it. Ref locks
+            // are held for milliseconds, so age tells the two apart.
+            if !lock_is_stale(&message) {
+                return GitError::Busy {
+                    path: self.settings.checkout_dir.clone(),
+                    message,
+                };
+            }
+            self.damaged.set(true);
+        }
         GitError::Local {
             path: self.settings.checkout_dir.clone(),
-            message: e.message().to_string(),
+            message,
         }
     }
 

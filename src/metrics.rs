@@ -24,6 +24,7 @@ pub struct Metrics {
     pub cycles: IntCounterVec,
     pub cycle_duration: Histogram,
     pub cycle_last_success: Gauge,
+    pub cycle_backoff: Gauge,
     pub registry_requests: IntCounterVec,
     pub registry_request_duration: HistogramVec,
     pub repository_images: GaugeVec,
@@ -120,6 +121,15 @@ impl Metrics {
                     "When the last cycle without failures finished (Unix time).",
                 )
                 .expect("last"),
+            ),
+            cycle_backoff: reg(
+                &registry,
+                Gauge::new(
+                    "tagwatch_cycle_backoff_seconds",
+                    "The pause before the next cycle because the registry throttled the last \
+                     one; 0 when not backing off.",
+                )
+                .expect("backoff"),
             ),
             registry_requests: counter(
                 "tagwatch_registry_requests_total",

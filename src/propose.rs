@@ -221,6 +221,7 @@ fn rebuild(
 
 fn fail(report: &mut CycleReport, members: &[Member], stage: Stage, error: &str) {
     for m in members {
+        warn!(app = %m.app, env = %m.target.env, stage = stage.as_str(), %error, "target failed");
         if let Some(t) = report.targets.get_mut(m.report_index) {
             t.outcome = Outcome::Failed {
                 stage,
@@ -385,7 +386,10 @@ pub async fn settle(
                     if !p.options.labels.iter().all(|l| pr.labels.contains(l)) {
                         forge.decorate(&pr, p).await?;
                     }
-                    if plan.rebuilt {
+                    // Rebuilt now, or rebuilt by a run that died before
+                    // retitling: the title names the versions, so a stale
+                    // one would tell the reviewer the wrong thing.
+                    if plan.rebuilt || pr.title != p.title {
                         forge.update(&pr, p).await?;
                         info!(pr = %pr.url, branch = %p.branch, "updated pull request");
                         proposed(plan, "updated");

@@ -169,26 +169,61 @@ pub async fn run_cycle(
     mode: Mode,
 ) -> CycleReport {
     let registry = Arc::clone(&peers.registry);
-    let listings = list_repositories(&config, Arc::clone(&registry)).await;
+    // The clone is brought up to date while the registry is listed: the
+    // two wait on different peers, and the listing is the longer wait, so
+    // the fetch (or the first clone) costs the cycle nothing extra.
+    let synced = {
+        let (config, checkout) = (Arc::clone(&config), Arc::clone(&checkout));
+        tokio::task::spawn_blocking(move || {
+            let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
+            prepare(&config, &mut guard)
+        })
+    };
+    // One clock reading for the whole cycle, taken before the listing so
+    // that each repository's candidates can be chosen as soon as it is in.
+    let now = peers.now.unwrap_or_else(OffsetDateTime::now_utc);
+    let (listings, preferred) = list_repositories(&config, Arc::clone(&registry), now).await;
+    let synced = match synced.await {
+        Ok(synced) => synced,
+        Err(e) => {
+            error!(error = %e, "git task panicked");
+            Err(no_checkout(&config, &format!("the git task panicked: {e}")))
+        }
+    };
     let registry_pages = listings
         .values()
         .filter_map(|l| l.as_ref().ok())
         .map(|l| l.pages)
         .sum();
-    let now = peers.now.unwrap_or_else(OffsetDateTime::now_utc);
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
         let recheck = Recheck {
             registry: registry.as_ref(),
             runtime,
+            seen: Default::default(),
         };
-        write(
+        let written = write(
             &config,
             &listings,
             &mut guard,
-            &Inputs { mode, now, recheck },
-        )
+            synced,
+            &Inputs {
+                mode,
+                now,
+                recheck,
+                preferred,
+            },
+        );
+        // Discarded now rather than next cycle: `once` is a new process
+        // each time, and only this one knows.
+        if guard.as_ref().is_some_and(Checkout::is_damaged) {
+            warn!("a lock file left in the clone by a killed process; cloning again next cycle");
+            if let Some(damaged) = guard.take() {
+                damaged.discard();
+            }
+        }
+        written
     });
     let (mut report, plans, settled) = match task.await {
         Ok(written) => written,
@@ -211,14 +246,46 @@ pub async fn run_cycle(
 
 type Listings = HashMap<String, Result<Listing, RegistryError>>;
 
+/// Each policy's best image in its repository's listing, by index, chosen
+/// while the other repositories are still being listed: the scan of every
+/// tag is most of the CPU a cycle spends deciding, and the listing is a
+/// wait. Keyed by app and, for a target with its own `constraint`, env.
+type Preferred = HashMap<(String, Option<String>), Option<usize>>;
+
+/// The policies that choose from `listing`, each once: every app on the
+/// repository, and every target of those with its own policy.
+fn prefer(config: &Config, listing: &Listing, now: OffsetDateTime, preferred: &mut Preferred) {
+    let index = |policy: &crate::policy::Policy| {
+        let best = policy.best(&listing.images, now)?;
+        listing.images.iter().position(|i| std::ptr::eq(i, best))
+    };
+    for app in config
+        .apps
+        .iter()
+        .filter(|a| a.repository == listing.repository)
+    {
+        preferred.insert((app.name.clone(), None), index(&app.policy));
+        for target in &app.targets {
+            if let Some(own) = &target.policy {
+                preferred.insert((app.name.clone(), Some(target.env.clone())), index(own));
+            }
+        }
+    }
+}
+
 /// Lists every repository the config names, each exactly once, at most
 /// `aws.concurrency` at a time.
-async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> Listings {
+async fn list_repositories(
+    config: &Config,
+    registry: Arc<dyn Registry>,
+    now: OffsetDateTime,
+) -> (Listings, Preferred) {
     let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
     repositories.sort_unstable();
     repositories.dedup();
 
     let limit = Arc::new(Semaphore::new(config.aws.concurrency));
+    let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
     for repository in repositories {
         let repository = repository.to_string();
@@ -246,15 +313,32 @@ async fn list_repositories(config: &Config, registry: Arc<dyn Registry>) -> List
         );
     }
     let mut listings = HashMap::new();
+    let mut preferred = Preferred::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((repository, result)) => {
+                if let Ok(listing) = &result {
+                    prefer(config, listing, now, &mut preferred);
+                }
                 listings.insert(repository, result);
             }
             Err(e) => error!(error = %e, "listing task panicked"),
         }
     }
-    listings
+    let failed = listings.values().filter(|l| l.is_err()).count();
+    let pages: u32 = listings
+        .values()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.pages)
+        .sum();
+    info!(
+        repositories = listings.len(),
+        failed,
+        pages,
+        elapsed = ?started.elapsed(),
+        "listing finished"
+    );
+    (listings, preferred)
 }
 
 /// Says so when the registry dates images in the future (a skewed clock
@@ -303,22 +387,59 @@ struct Recheck<'a> {
     /// The blocking half calls into async code through this handle; it runs
     /// on a blocking thread, where `block_on` is allowed.
     runtime: tokio::runtime::Handle,
+    /// Answers already read this cycle, by repository, tag and digest: dev
+    /// and prod of one app (and apps sharing a repository) usually re-check
+    /// the same tag moments apart, and one read answers them all.
+    seen: std::cell::RefCell<HashMap<(String, String, String), Option<String>>>,
 }
 
 impl Recheck<'_> {
     /// `None` when the image still is what the listing said; otherwise why not.
     fn moved(&self, repository: &str, image: &Image) -> Option<String> {
+        let key = (
+            repository.to_string(),
+            image.tag.clone(),
+            image.digest.clone(),
+        );
+        if let Some(answer) = self.seen.borrow().get(&key) {
+            return answer.clone();
+        }
+        let (answer, certain) = self.read(repository, image);
+        // A failed read is not an answer: the next target asks again.
+        if certain {
+            self.seen.borrow_mut().insert(key, answer.clone());
+        }
+        answer
+    }
+
+    /// Forgets the answers, so a write attempt after a rejected push (and
+    /// its backoff) re-reads the registry.
+    fn forget(&self) {
+        self.seen.borrow_mut().clear();
+    }
+
+    /// The answer, and whether the registry gave one.
+    fn read(&self, repository: &str, image: &Image) -> (Option<String>, bool) {
         let fresh = self
             .runtime
             .block_on(self.registry.describe(repository, &image.tag));
         match fresh {
-            Ok(Some(now)) if now.digest == image.digest => None,
-            Ok(Some(now)) => Some(format!(
-                "tag {} moved from {} to {} while deciding",
-                image.tag, image.digest, now.digest
-            )),
-            Ok(None) => Some(format!("tag {} disappeared while deciding", image.tag)),
-            Err(e) => Some(format!("could not re-check tag {}: {e}", image.tag)),
+            Ok(Some(now)) if now.digest == image.digest => (None, true),
+            Ok(Some(now)) => (
+                Some(format!(
+                    "tag {} moved from {} to {} while deciding",
+                    image.tag, image.digest, now.digest
+                )),
+                true,
+            ),
+            Ok(None) => (
+                Some(format!("tag {} disappeared while deciding", image.tag)),
+                true,
+            ),
+            Err(e) => (
+                Some(format!("could not re-check tag {}: {e}", image.tag)),
+                false,
+            ),
         }
     }
 }
@@ -329,41 +450,66 @@ struct Inputs<'a> {
     /// One clock reading per cycle, so every app sees the same `min_age` cut.
     now: OffsetDateTime,
     recheck: Recheck<'a>,
+    preferred: Preferred,
 }
 
 /// What the blocking half hands to the forge stage.
 type Written = (CycleReport, Vec<Plan>, Vec<Settled>);
 
-/// The blocking half: sync, decide, commit, push, retrying on rejection;
-/// then the pull-request branches.
+/// A local failure that stands in for a checkout the cycle does not have.
+fn no_checkout(config: &Config, message: &str) -> GitError {
+    GitError::Local {
+        path: config.git.checkout_dir.clone(),
+        message: message.to_string(),
+    }
+}
+
+/// Opens (or clones) the checkout and brings it up to the remote's branch.
+/// A clone whose own storage failed is a cache: it is discarded, and the
+/// next cycle clones again.
+fn prepare(config: &Config, slot: &mut Option<Checkout>) -> Result<(), GitError> {
+    let checkout = match slot {
+        Some(c) => c,
+        None => slot.insert(Checkout::open_or_create(&config.git)?),
+    };
+    let synced = checkout.sync();
+    if let Err(GitError::Local { .. }) = &synced {
+        warn!("clone is damaged; cloning again next cycle");
+        if let Some(damaged) = slot.take() {
+            damaged.discard();
+        }
+    }
+    synced.map(|_| ())
+}
+
+/// The blocking half of a cycle: decide every target on the synced
+/// checkout (`synced` is how [`prepare`] went), commit, push, and build
+/// the proposal branches. A rejected push syncs again and starts over.
 fn write(
     config: &Config,
     listings: &Listings,
     slot: &mut Option<Checkout>,
+    synced: Result<(), GitError>,
     inputs: &Inputs<'_>,
 ) -> Written {
     let mode = inputs.mode;
     let mut report = CycleReport::default();
-    let checkout = match slot {
-        Some(c) => c,
-        None => match Checkout::open_or_create(&config.git) {
-            Ok(c) => slot.insert(c),
-            Err(e) => return (fail_all(config, &e, report), Vec::new(), Vec::new()),
-        },
-    };
-
+    let mut synced = Some(synced);
     for attempt in 1..=config.git.push_attempts.max(1) {
-        if let Err(e) = checkout.sync() {
-            // The clone's own storage failed: it is a cache, so discard it
-            // and let the next cycle clone again.
-            if matches!(e, GitError::Local { .. }) {
-                warn!("clone is damaged; cloning again next cycle");
-                if let Some(damaged) = slot.take() {
-                    damaged.discard();
-                }
+        inputs.recheck.forget();
+        let sync = match synced.take() {
+            Some(first) => first,
+            None => prepare(config, slot),
+        };
+        let checkout = match (sync, slot.as_mut()) {
+            (Ok(()), Some(checkout)) => checkout,
+            (Err(e), _) => return (fail_all(config, &e, report), Vec::new(), Vec::new()),
+            // prepare() leaves a checkout in the slot whenever it succeeds.
+            (Ok(()), None) => {
+                let e = no_checkout(config, "no checkout after a successful sync");
+                return (fail_all(config, &e, report), Vec::new(), Vec::new());
             }
-            return (fail_all(config, &e, report), Vec::new(), Vec::new());
-        }
+        };
         let writing = std::time::Instant::now();
         let mut targets = Vec::new();
         let mut committed = 0;
@@ -542,7 +688,22 @@ fn reconcile_target(
             .promotion_with_digest(&app.name, &target.env, digest, HISTORY_DEPTH)
             .map(|p| p.to)
     };
-    let change = match plan(app, target, listing, &file, inputs.now, &history) {
+    // Chosen during the listing, unless the listing was narrowed to the
+    // source env's image above.
+    let preferred = match (&source, listing) {
+        (None, Some(Ok(listing))) => {
+            let key = (
+                app.name.clone(),
+                target.policy.as_ref().map(|_| target.env.clone()),
+            );
+            inputs
+                .preferred
+                .get(&key)
+                .map(|i| i.and_then(|i| listing.images.get(i)))
+        }
+        _ => None,
+    };
+    let change = match plan(app, target, listing, preferred, &file, inputs.now, &history) {
         Ok(Planned::Change(change)) => change,
         Ok(Planned::Unchanged(current)) => {
             debug!(%current, "up to date");
@@ -725,10 +886,11 @@ fn failed(stage: Stage, error: String) -> Outcome {
 }
 
 /// Decides one target from its registry listing and its file's bytes.
-fn plan(
+fn plan<'a>(
     app: &App,
     target: &Target,
-    listing: Option<&Result<Listing, RegistryError>>,
+    listing: Option<&'a Result<Listing, RegistryError>>,
+    preferred: Option<Option<&'a Image>>,
     file: &[u8],
     now: OffsetDateTime,
     history: &dyn Fn(&str) -> Option<String>,
@@ -743,14 +905,15 @@ fn plan(
     };
     let format = &target.format;
     let policy = app.policy_for(target);
+    let best = preferred.unwrap_or_else(|| policy.best(&listing.images, now));
     let (image, held) = match &current {
-        Some(current) => match choose(app, policy, format, listing, current, now, history) {
+        Some(current) => match choose(app, target, listing, best, current, now, history) {
             Ok(Chosen::Image(image, held)) => (image, held),
             Ok(Chosen::Keep) => return Ok(Planned::Unchanged(current.clone())),
             Ok(Chosen::Nothing) => return Ok(Planned::NoCandidate(current.clone())),
             Err(e) => return Err(failed(Stage::Policy, at(&e))),
         },
-        None => match policy.best(&listing.images, now) {
+        None => match best {
             Some(best) => (best, "(none)".to_string()),
             None => {
                 info!(repository = %app.repository, "no tag passes the policy; the entry stays absent");
@@ -812,13 +975,14 @@ enum Chosen<'a> {
 
 fn choose<'a>(
     app: &App,
-    policy: &crate::policy::Policy,
-    format: &crate::format::Format,
+    target: &Target,
     listing: &'a Listing,
+    best: Option<&'a Image>,
     current: &str,
     now: OffsetDateTime,
     history: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Chosen<'a>, crate::policy::PolicyError> {
+    let (policy, format) = (app.policy_for(target), &target.format);
     // What the policy compares against: the digest the file pins for the
     // digest strategy, otherwise the tag the file holds — read out of
     // whatever shape the format gives it, or found by digest in the listing.
@@ -842,20 +1006,22 @@ fn choose<'a>(
         })
     };
     let held = held.unwrap_or_else(|| current.to_string());
-    Ok(match policy.decide(&listing.images, &held, now)? {
-        Decision::Promote(image) => Chosen::Image(image, held),
-        // The same tag can point at a new image (it was pushed again); a
-        // format that pins the digest must follow it.
-        Decision::Keep if format.pins_digest(current) => match policy.best(&listing.images, now) {
-            Some(best) if best.tag == held => Chosen::Image(best, held),
-            _ => Chosen::Keep,
+    Ok(
+        match policy.decide_given(best, &listing.images, &held, now)? {
+            Decision::Promote(image) => Chosen::Image(image, held),
+            // The same tag can point at a new image (it was pushed again); a
+            // format that pins the digest must follow it.
+            Decision::Keep if format.pins_digest(current) => match best {
+                Some(best) if best.tag == held => Chosen::Image(best, held),
+                _ => Chosen::Keep,
+            },
+            Decision::Keep => Chosen::Keep,
+            Decision::NoCandidate { why } => {
+                info!(%current, repository = %app.repository, %why, "no tag passes the policy; nothing written");
+                Chosen::Nothing
+            }
         },
-        Decision::Keep => Chosen::Keep,
-        Decision::NoCandidate { why } => {
-            info!(%current, repository = %app.repository, %why, "no tag passes the policy; nothing written");
-            Chosen::Nothing
-        }
-    })
+    )
 }
 
 fn unified_diff(target: &Target, old: &[u8], new: &[u8]) -> String {

@@ -1,5 +1,6 @@
 //! Logging: human-readable on a terminal, JSON elsewhere (a pod's stdout is
 //! read by a log pipeline, not a person). `RUST_LOG` overrides the level.
+//! Also how a peer's error is put into one line ([`error_chain`]).
 
 use std::io::IsTerminal;
 
@@ -39,4 +40,55 @@ pub fn init(format: LogFormat, default_level: &str) {
     } else {
         builder.try_init()
     };
+}
+
+/// An error and its causes in one line, `outer: cause: root cause`, each
+/// by its `Display`. The AWS SDK's own `DisplayErrorContext` appends the
+/// whole error's `Debug` (a response's headers and internals), which is
+/// noise in a log line and on `/status`. A cause whose text the previous
+/// one already ends with is left out.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct E {
+        text: &'static str,
+        #[source]
+        source: Option<Box<E>>,
+    }
+
+    fn e(text: &'static str, source: Option<E>) -> E {
+        E {
+            text,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn causes_are_joined_and_repeats_left_out() {
+        let root = e("Connection reset by peer (os error 104)", None);
+        let mid = e("connection error", Some(root));
+        let same = e("connection error", Some(mid));
+        let top = e("dispatch failure", Some(same));
+        assert_eq!(
+            error_chain(&top),
+            "dispatch failure: connection error: Connection reset by peer (os error 104)"
+        );
+    }
 }

@@ -10,6 +10,10 @@
 //! - SIGKILL at random points of a cycle, 30 times; after every restart the
 //!   clone works (or is cloned again), nothing is promoted twice, and the
 //!   branch converges to the desired state.
+//! - The same 50 times with pull requests (issue 8): dev by commit, prod by
+//!   a pull request on the GitHub fake (tests/support/forge.rs) rebuilt at
+//!   every release; main and the pull requests converge after each
+//!   restart, and no app ever has a second pull request.
 //! - The lock files such a kill can leave in the clone, planted one by one
 //!   (the random kills almost never hit those microseconds).
 //!
@@ -23,6 +27,8 @@
 //! promotions land while the writer pushes is timing, so it is printed
 //! (longest stretch without a promotion), not asserted.
 
+#[path = "support/forge.rs"]
+mod forge;
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,6 +39,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use forge::{GitHubConfig, GitHubFake};
 use support::*;
 
 /// How long the soak tests run unless `TAGWATCH_SOAK_SECS` says otherwise.
@@ -47,6 +54,11 @@ const CRASH_APPS: usize = 20;
 const CRASH_ENVS: &[&str] = &["dev", "prod"];
 /// SIGKILLs in the crash test.
 const KILLS: usize = 30;
+/// Apps (each dev by commit, prod by pull request) and SIGKILLs in the
+/// crash test with pull requests.
+const PR_APPS: usize = 8;
+const PR_KILLS: usize = 50;
+const FORGE_TOKEN: &str = "forge-token-crash";
 /// How long tagwatch may take to reach the desired state once the
 /// contention stops (or after a restart).
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -224,20 +236,9 @@ fn sigkill_at_random_points_of_a_cycle_never_duplicates_or_wedges() {
 
     // How long one cycle with work takes here, from the process's start:
     // first with no clone yet, then warm, as every later run is.
-    let mut cycle = Duration::ZERO;
-    for name in ["calibrate-cold", "calibrate-warm"] {
-        scene.seed_all();
-        let mut daemon = Daemon::start(&config, &log(name));
-        let deadline = Instant::now() + CONVERGE;
-        while cycles_ended(&daemon) == 0 {
-            daemon.assert_running();
-            assert!(Instant::now() < deadline, "{}", daemon.log_text());
-            thread::sleep(Duration::from_millis(5));
-        }
-        cycle = daemon.started.elapsed();
-        scene.wait_for_desired_state(std::slice::from_mut(&mut daemon), name);
-        assert!(daemon.stop().success());
-    }
+    let cycle = calibrate(&scene, &config, &log, |daemon, name| {
+        scene.wait_for_desired_state(std::slice::from_mut(daemon), name)
+    });
     let range = cycle.mul_f64(1.2);
     eprintln!(
         "crash: a warm cycle with 40 commits ends {cycle:?} after start; killing within {range:?}"
@@ -270,26 +271,13 @@ fn sigkill_at_random_points_of_a_cycle_never_duplicates_or_wedges() {
         scene.wait_for_desired_state(std::slice::from_mut(&mut daemon), &ctx);
         // The branch may already have been right (the killed run pushed);
         // the restarted daemon must still get through a cycle of its own.
-        let deadline = Instant::now() + CONVERGE;
-        while cycles_ended(&daemon) == 0 {
-            daemon.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "no cycle after the restart; {ctx}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_a_cycle(&mut daemon, Duration::from_millis(20), &ctx);
         let text = daemon.log_text();
         if text.contains("cloning again") {
             recloned.push(format!("kill {kill} ({phase})"));
         }
         failed_cycles += count_messages(&text, "cycle finished with failures");
-        let status = daemon.stop();
-        assert!(
-            status.success(),
-            "restarted daemon exited with {status}; {ctx}\n{}",
-            tail(&text, 40)
-        );
+        stop_cleanly(daemon, &text, &ctx);
         scene.check_history(&ctx);
     }
 
@@ -316,6 +304,113 @@ fn sigkill_at_random_points_of_a_cycle_never_duplicates_or_wedges() {
          checkout_dir holds {leftovers:?}; {ctx}",
         landed.len()
     );
+}
+
+/// SIGKILL at random points of 50 cycles that do everything at once: every
+/// app's dev takes a new release by a commit on main, and its prod follows
+/// dev (`promote_from`) through a pull request on the GitHub fake, rebuilt
+/// and retitled at every release. After each kill a restarted daemon must
+/// bring main and the pull requests to the desired state; at no point is a
+/// promotion on main doubled, a second pull request opened for one app, or
+/// a proposal branch more than one commit ahead of main.
+#[test]
+fn sigkill_during_50_cycles_with_pull_requests_converges_without_duplicates() {
+    let _serial = serial();
+    let seed = prng_seed();
+    let ctx = format!("PRNG seed {seed} (replay with TAGWATCH_TEST_SEED={seed})");
+    eprintln!("crash-pr: {ctx}");
+    let mut rng = XorShift::new(seed);
+    let scene = Scene::new(PR_APPS, &["dev", "prod"]);
+    let fake = GitHubFake::start(
+        GitHubConfig::new("acme", "gitops")
+            .token(FORGE_TOKEN)
+            .git_dir(&scene.remote.bare()),
+    );
+    let work = KeepOnFailure(tempfile::tempdir().unwrap());
+    let config = scene.write_config_with(
+        work.path(),
+        "pod",
+        &scene.server.url("remote.git"),
+        "update = \"pull-request\"\npromote_from = \"dev\"\n",
+        &format!(
+            "\n[forge]\nkind = \"github\"\nrepository = \"acme/gitops\"\ntoken_file = \"forge-token\"\napi_url = \"{}\"\nlabels = [\"tagwatch\"]\n",
+            fake.api_url()
+        ),
+    );
+    std::fs::write(config.with_file_name("forge-token"), FORGE_TOKEN).unwrap();
+    let log = |name: &str| work.path().join(format!("{name}.log"));
+
+    // How long a cycle with work takes from the process's start, warm.
+    let cycle = calibrate(&scene, &config, &log, |daemon, name| {
+        scene.wait_for_proposals(&fake, daemon, name)
+    });
+    let range = cycle.mul_f64(1.2);
+    eprintln!(
+        "crash-pr: a warm cycle with {PR_APPS} commits and {PR_APPS} rebuilt pull requests \
+         ends {cycle:?} after start; killing within {range:?}"
+    );
+
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failed_cycles = 0;
+    for kill in 1..=PR_KILLS {
+        scene.seed_all();
+        let daemon = Daemon::start(&config, &log(&format!("kill-{kill:02}")));
+        let at = Duration::from_micros(rng.below(range.as_micros() as u64));
+        // The kill point itself: a sleep is the point here, not a wait.
+        thread::sleep(at.saturating_sub(daemon.started.elapsed()));
+        let killed_log = daemon.log.clone();
+        daemon.kill();
+        let phase = pr_phase_of(&std::fs::read_to_string(&killed_log).unwrap());
+        *phases.entry(phase).or_default() += 1;
+        let ctx = format!("{ctx}, kill {kill} at {at:?} ({phase})");
+        scene.check_history(&ctx);
+        scene.check_proposals(&fake, &ctx);
+
+        let mut daemon = Daemon::start(&config, &log(&format!("restart-{kill:02}")));
+        scene.wait_for_proposals(&fake, &mut daemon, &ctx);
+        wait_for_a_cycle(&mut daemon, Duration::from_millis(20), &ctx);
+        let text = daemon.log_text();
+        failed_cycles += count_messages(&text, "cycle finished with failures");
+        stop_cleanly(daemon, &text, &ctx);
+        scene.check_history(&ctx);
+        assert!(scene.proposals_wrong(&fake).is_empty(), "{ctx}");
+    }
+
+    let landed = scene.check_history(&ctx);
+    assert_fsck_clean(&scene.remote.bare());
+    // Every app's one pull request, opened at calibration, was kept and
+    // updated through all 50 releases: never a second one.
+    let pulls = fake.pulls();
+    assert_eq!(pulls.len(), PR_APPS, "{ctx}");
+    let hit: usize = ["committing", "pushing or proposing", "opening or updating"]
+        .iter()
+        .filter_map(|p| phases.get(p))
+        .sum();
+    assert!(hit > 0, "no kill hit a cycle's work: {phases:?}; {ctx}");
+    eprintln!(
+        "crash-pr: {PR_KILLS} kills by phase {phases:?}; {} dev promotions on main; {} pull \
+         requests, {} create calls, {} updates; {failed_cycles} failed cycles after restarts; {ctx}",
+        landed.len(),
+        pulls.len(),
+        fake.create_calls(),
+        fake.count("pulls.update"),
+    );
+}
+
+/// Where a run with pull requests was when it was killed, from its log.
+fn pr_phase_of(log: &str) -> &'static str {
+    let has = |m: &str| count_messages(log, m) > 0;
+    if has("updated pull request") || has("opened pull request") {
+        "opening or updating"
+    } else if has("pushed") || has("pushed proposal branches") {
+        "pushing or proposing"
+    } else if has("committed") {
+        "committing"
+    } else if has("listed") {
+        "listing or fetching"
+    } else {
+        "starting"
+    }
 }
 
 /// A SIGKILL between creating a ref's lock file and renaming it over the
@@ -349,7 +444,16 @@ fn a_lock_file_left_by_a_kill_does_not_wedge_the_clone() {
         "refs/heads/main.lock",
         "HEAD.lock",
     ] {
-        std::fs::write(clone().join(lock), "").unwrap();
+        // As a kill leaves it: no process holds it, and it is older than
+        // any lock a live process holds (src/gitops.rs STALE_LOCK).
+        let planted = clone().join(lock);
+        std::fs::write(&planted, "").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&planted)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
         // Twice: once to get past the lock, once more to show it is gone
         // for good. Each time the branch moves (a ref update is due, as it
         // was when the kill came) and a new release waits.
@@ -399,6 +503,51 @@ fn phase_of(log: &str, landed: bool, targets: usize) -> &'static str {
         "listing or fetching"
     } else {
         "starting"
+    }
+}
+
+/// How long a cycle with work takes from the process's start: a release
+/// for every app, first with no clone yet, then warm (as every later run
+/// is), each run waited on by `converged`. Returns the warm figure.
+fn calibrate(
+    scene: &Scene,
+    config: &Path,
+    log: &dyn Fn(&str) -> PathBuf,
+    converged: impl Fn(&mut Daemon, &str),
+) -> Duration {
+    let mut cycle = Duration::ZERO;
+    for name in ["calibrate-cold", "calibrate-warm"] {
+        scene.seed_all();
+        let mut daemon = Daemon::start(config, &log(name));
+        wait_for_a_cycle(&mut daemon, Duration::from_millis(5), name);
+        cycle = daemon.started.elapsed();
+        converged(&mut daemon, name);
+        assert!(daemon.stop().success());
+    }
+    cycle
+}
+
+/// SIGTERM, and it must exit 0 (`text` is its log, for the failure).
+fn stop_cleanly(daemon: Daemon, text: &str, ctx: &str) {
+    let status = daemon.stop();
+    assert!(
+        status.success(),
+        "restarted daemon exited with {status}; {ctx}\n{}",
+        tail(text, 40)
+    );
+}
+
+/// Waits, polling every `poll`, until the daemon has finished a cycle.
+fn wait_for_a_cycle(daemon: &mut Daemon, poll: Duration, ctx: &str) {
+    let deadline = Instant::now() + CONVERGE;
+    while cycles_ended(daemon) == 0 {
+        daemon.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "no cycle within {CONVERGE:?}; {ctx}\n{}",
+            tail(&daemon.log_text(), 40)
+        );
+        thread::sleep(poll);
     }
 }
 
@@ -494,6 +643,19 @@ impl Scene {
     /// A config for one tagwatch process, with its own `checkout_dir`
     /// under `work/name`; returns its path.
     fn write_config(&self, work: &Path, name: &str, url: &str) -> PathBuf {
+        self.write_config_with(work, name, url, "", "")
+    }
+
+    /// [`Scene::write_config`] with `prod` added to every prod target and
+    /// `extra` (a `[forge]` section) at the end.
+    fn write_config_with(
+        &self,
+        work: &Path,
+        name: &str,
+        url: &str,
+        prod: &str,
+        extra: &str,
+    ) -> PathBuf {
         let dir = work.join(name);
         std::fs::create_dir_all(dir.join("checkout")).unwrap();
         let mut text = format!(
@@ -519,11 +681,13 @@ author = "tagwatch <tagwatch@acme.dev>"
             ));
             for env in &self.envs {
                 text.push_str(&format!(
-                    "\n[[apps.targets]]\nenv = \"{env}\"\nfile = \"{}\"\nkey = \"image.tag\"\n",
-                    values_file(app, env)
+                    "\n[[apps.targets]]\nenv = \"{env}\"\nfile = \"{}\"\nkey = \"image.tag\"\n{}",
+                    values_file(app, env),
+                    if *env == "prod" { prod } else { "" }
                 ));
             }
         }
+        text.push_str(extra);
         let path = dir.join("tagwatch.toml");
         std::fs::write(&path, text).unwrap();
         path
@@ -652,6 +816,120 @@ author = "tagwatch <tagwatch@acme.dev>"
                     logs.join("\n=====\n")
                 );
             }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// With prod by pull request: what differs from the desired state.
+    /// Main: dev at the newest release, prod untouched (1.0.0). The forge:
+    /// per app exactly one pull request, open, from `tagwatch/APP/prod`,
+    /// whose branch is one commit ahead of main, that commit promoting
+    /// prod to the newest release and changing only prod's file.
+    fn proposals_wrong(&self, fake: &GitHubFake) -> Vec<String> {
+        let bare = self.remote.bare();
+        let newest = self.newest.lock().unwrap().clone();
+        let values = self.values();
+        let mut wrong = Vec::new();
+        for app in &self.apps {
+            let want = format!("1.0.{}", newest[app]);
+            let dev = &values[&(app.clone(), "dev")];
+            if *dev != want {
+                wrong.push(format!("{app}/dev on main: {dev}, want {want}"));
+            }
+            let prod = &values[&(app.clone(), "prod")];
+            if prod != "1.0.0" {
+                wrong.push(format!("{app}/prod on main changed to {prod}"));
+            }
+            let branch = format!("tagwatch/{app}/prod");
+            let prs: Vec<_> = fake
+                .pulls()
+                .into_iter()
+                .filter(|p| p.head_ref == branch)
+                .collect();
+            if prs.len() != 1 || !prs[0].is_open() {
+                let states: Vec<_> = prs.iter().map(|p| (p.number, p.state.clone())).collect();
+                wrong.push(format!("{branch}: pull requests {states:?}, want one open"));
+                continue;
+            }
+            let title = format!("{app}: promote prod to {want}");
+            if prs[0].title != title {
+                wrong.push(format!(
+                    "{branch}: titled {:?}, want {title:?}",
+                    prs[0].title
+                ));
+            }
+            let ahead = Command::new("git")
+                .arg("-C")
+                .arg(&bare)
+                .args(["log", "--format=%H", &format!("main..{branch}")])
+                .output()
+                .unwrap();
+            let ahead = String::from_utf8_lossy(&ahead.stdout);
+            if ahead.lines().count() != 1 {
+                wrong.push(format!(
+                    "{branch}: {} commits ahead of main, want 1",
+                    ahead.lines().count()
+                ));
+                continue;
+            }
+            let promoted = promotions(&bare, &format!("main..{branch}"));
+            let held = promoted.first().map(|p| (p.env.as_str(), p.to.as_str()));
+            if held != Some(("prod", want.as_str())) {
+                wrong.push(format!("{branch}: promotes {held:?}, want prod to {want}"));
+            }
+            let files = git(&bare, &["diff", "--name-only", &format!("main...{branch}")]);
+            if files.trim() != values_file(app, "prod") {
+                wrong.push(format!("{branch}: changes {:?}", files.trim()));
+            }
+        }
+        wrong
+    }
+
+    /// What must hold at every moment, even right after a kill: no app has
+    /// two pull requests, none was closed, and no proposal branch carries
+    /// more than one commit.
+    fn check_proposals(&self, fake: &GitHubFake, ctx: &str) {
+        let pulls = fake.pulls();
+        let mut heads: HashMap<&str, usize> = HashMap::new();
+        for p in &pulls {
+            *heads.entry(&p.head_ref).or_default() += 1;
+            assert!(p.is_open(), "pull request {} was closed; {ctx}", p.number);
+        }
+        let doubled: Vec<_> = heads.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            doubled.is_empty(),
+            "two pull requests for {doubled:?}; {ctx}"
+        );
+        let bare = self.remote.bare();
+        for app in &self.apps {
+            let branch = format!("tagwatch/{app}/prod");
+            let exists = git(&bare, &["branch", "--list", &branch]);
+            if exists.trim().is_empty() {
+                continue;
+            }
+            let ahead = git(&bare, &["rev-list", "--count", &format!("main..{branch}")]);
+            assert!(
+                ahead.trim().parse::<usize>().unwrap() <= 1,
+                "{branch} is {} commits ahead of main; {ctx}",
+                ahead.trim()
+            );
+        }
+    }
+
+    /// Polls until [`Scene::proposals_wrong`] is empty while the daemon runs.
+    fn wait_for_proposals(&self, fake: &GitHubFake, daemon: &mut Daemon, ctx: &str) {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let wrong = self.proposals_wrong(fake);
+            if wrong.is_empty() {
+                return;
+            }
+            daemon.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "no convergence within {CONVERGE:?} ({ctx}): {wrong:?}\n{}",
+                tail(&daemon.log_text(), 60)
+            );
             thread::sleep(Duration::from_millis(200));
         }
     }

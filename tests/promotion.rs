@@ -566,3 +566,140 @@ fn promote_goes_through_the_daemon_path_and_refuses_bad_tags() {
     assert_eq!(remote.subjects(), before);
     assert_eq!(fake.creates(), 1);
 }
+
+/// A process killed while it rebuilt a proposal branch leaves that ref's
+/// lock file in the clone, and every later rebuild of the branch would
+/// fail on it. The next cycle must clone again and update the request.
+#[test]
+fn a_lock_left_on_a_proposal_branch_by_a_kill_does_not_wedge_the_request() {
+    let (moto, remote, fake, work) = one_request_open();
+
+    let checkout = work.dir.path().join("checkout");
+    let clone = std::fs::read_dir(&checkout)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .expect("a clone in checkout_dir");
+    let lock = clone.join("refs/heads/tagwatch/app/prod.lock");
+    assert!(lock.parent().unwrap().is_dir(), "no local proposal branch");
+    std::fs::write(&lock, "").unwrap();
+    moto.seed("app", &[("1.2.0", 3)]);
+
+    // A fresh lock may be held by a live process (`tagwatch history` or
+    // `promote` on the same clone): the target waits, the clone stays.
+    let held = work.once(&[]);
+    expect(
+        &held,
+        1,
+        &[
+            "app/prod: failed (git): ",
+            "held by another process; retrying next cycle",
+        ],
+    );
+    assert!(
+        lock.exists() && clone.is_dir(),
+        "a live lock's clone was discarded"
+    );
+
+    // Ten seconds on, no live process holds a ref lock: it was left by a
+    // kill. The run that meets it may fail the target (and says why); the
+    // one after it must have cloned again and updated the request.
+    let file = std::fs::File::options().write(true).open(&lock).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let first = work.once(&[]);
+    let mut runs = vec![show(&first)];
+    if !show(&first).contains("app/prod: proposed 1.0.0 -> 1.2.0") {
+        assert!(
+            show(&first).contains("lock"),
+            "the failure does not say why: {}",
+            show(&first)
+        );
+        let second = work.once(&[]);
+        runs.push(show(&second));
+        expect(&second, 0, &["app/prod: proposed 1.0.0 -> 1.2.0 ("]);
+    }
+    let prs = fake.prs();
+    assert_eq!(prs.len(), 1, "{prs:?}\n{}", runs.join("\n---\n"));
+    assert_eq!(prs[0].title, "app: promote prod to 1.2.0");
+    assert_eq!(
+        git(
+            &remote.bare(),
+            &["log", "--format=%s", "main..tagwatch/app/prod"]
+        )
+        .trim(),
+        "app: prod 1.0.0 -> 1.2.0"
+    );
+    assert!(
+        !lock.exists(),
+        "the clone with the stale lock is still there"
+    );
+}
+
+/// A run that rebuilt and pushed a proposal branch but died before it
+/// retitled the request leaves the branch right and the title stale. The
+/// next cycle finds nothing to rebuild, and must still retitle.
+#[test]
+fn a_stale_title_left_by_a_killed_run_is_corrected() {
+    let (_moto, remote, fake, work) = one_request_open();
+    let Fake::Hub(hub) = &fake else {
+        unreachable!()
+    };
+    hub.state().pulls[0].title = "app: promote prod to 1.0.9".into();
+    let tip = git(&remote.bare(), &["rev-parse", "tagwatch/app/prod"]);
+
+    expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.1.0 ("]);
+    let prs = fake.prs();
+    assert_eq!(prs.len(), 1);
+    assert_eq!(prs[0].title, "app: promote prod to 1.1.0");
+    assert_eq!(fake.creates(), 1);
+    // Retitled only: the branch was right and is not pushed again.
+    assert_eq!(
+        git(&remote.bare(), &["rev-parse", "tagwatch/app/prod"]),
+        tip
+    );
+}
+
+/// `app` on GitHub with prod by pull request and no soak, after the run
+/// that opened its request for 1.1.0.
+fn one_request_open() -> (Moto, GitRemote, Fake, Workdir) {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1)]);
+    let remote = GitRemote::new(FILES);
+    let fake = Fake::github(&remote.bare());
+    let work = scene(&moto, &remote, &fake, "");
+    moto.seed("app", &[("1.1.0", 2)]);
+    expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.1.0 ("]);
+    (moto, remote, fake, work)
+}
+
+/// GitLab keeps a draft's title as `Draft: …`. Read back, that prefix must
+/// not look like a stale title, or every cycle would retitle the request
+/// (and count another update).
+#[test]
+fn a_gitlab_draft_is_not_retitled_every_cycle() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1)]);
+    let remote = GitRemote::new(FILES);
+    let fake = Fake::gitlab(&remote.bare());
+    let work = scene(&moto, &remote, &fake, "draft = true\n");
+    moto.seed("app", &[("1.1.0", 2)]);
+    expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.1.0 ("]);
+    let Fake::Lab(lab) = &fake else {
+        unreachable!()
+    };
+    assert_eq!(
+        lab.merge_requests()[0].title,
+        "Draft: app: promote prod to 1.1.0"
+    );
+    for _ in 0..2 {
+        expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.1.0 ("]);
+    }
+    assert_eq!(
+        lab.count("mr.update"),
+        0,
+        "a draft was retitled with nothing new"
+    );
+    assert_eq!(fake.creates(), 1);
+}

@@ -76,6 +76,7 @@ impl GitHub {
             number,
             url: value["html_url"].as_str().unwrap_or_default().to_string(),
             state,
+            title: value["title"].as_str().unwrap_or_default().to_string(),
             head_sha: value["head"]["sha"].as_str().map(str::to_string),
             node_id: value["node_id"].as_str().map(str::to_string),
             labels: value["labels"]

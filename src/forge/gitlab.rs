@@ -51,6 +51,12 @@ impl GitLab {
             number,
             url: value["web_url"].as_str().unwrap_or_default().to_string(),
             state,
+            // A draft's title carries the prefix `title()` adds; compare
+            // without it, or every cycle would retitle it.
+            title: {
+                let title = value["title"].as_str().unwrap_or_default();
+                title.strip_prefix("Draft: ").unwrap_or(title).to_string()
+            },
             head_sha: value["sha"].as_str().map(str::to_string),
             node_id: None,
             labels: value["labels"]

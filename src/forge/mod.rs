@@ -48,6 +48,9 @@ pub struct PullRequest {
     /// The page a person opens.
     pub url: String,
     pub state: State,
+    /// Its title as the forge holds it: a branch rebuilt by a process that
+    /// died before retitling the request is retitled by the next cycle.
+    pub title: String,
     /// The commit the request's branch pointed at, as the forge last saw it.
     pub head_sha: Option<String>,
     /// GitHub's GraphQL id, needed for auto-merge.

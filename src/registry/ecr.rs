@@ -9,11 +9,14 @@
 //! web identity), optionally through an assumed role. The SDK refreshes
 //! them itself, so nothing here shells out or caches tokens.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ecr::config::http::HttpResponse;
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, TagStatus};
 use time::OffsetDateTime;
 
@@ -35,6 +38,8 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Clone, Debug)]
 pub struct EcrRegistry {
     client: aws_sdk_ecr::Client,
+    /// Throttled attempts so far, counted by [`CountAttempts`].
+    throttled: Arc<AtomicU64>,
     /// Set for cross-account reads; `None` means the caller's own registry.
     registry_id: Option<String>,
     region: String,
@@ -85,12 +90,16 @@ impl EcrRegistry {
         };
         // The endpoint applies to ECR only: an assumed role still comes from
         // the real STS (or from AWS_ENDPOINT_URL_STS, which the SDK reads).
-        let mut ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(CountAttempts);
+        let throttled = Arc::new(AtomicU64::new(0));
+        let mut ecr = aws_sdk_ecr::config::Builder::from(&sdk).interceptor(CountAttempts {
+            throttled: Arc::clone(&throttled),
+        });
         if let Some(url) = &settings.endpoint_url {
             ecr = ecr.endpoint_url(url);
         }
         Ok(EcrRegistry {
             client: aws_sdk_ecr::Client::from_conf(ecr.build()),
+            throttled,
             registry_id: settings.registry_id.clone(),
             region,
         })
@@ -185,7 +194,9 @@ fn observe(operation: &str, started: std::time::Instant) {
 /// throttle the SDK absorbed with a retry still shows up as `throttled`,
 /// which is the signal an operator needs before it becomes a failure.
 #[derive(Debug)]
-struct CountAttempts;
+struct CountAttempts {
+    throttled: Arc<AtomicU64>,
+}
 
 impl aws_sdk_ecr::config::Intercept for CountAttempts {
     fn name(&self) -> &'static str {
@@ -209,6 +220,9 @@ impl aws_sdk_ecr::config::Intercept for CountAttempts {
             },
             None => "other",
         };
+        if outcome == ErrorKind::Throttled.as_str() {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
         crate::metrics::get()
             .registry_requests
             .with_label_values(&["DescribeImages", outcome])
@@ -243,6 +257,33 @@ impl Registry for EcrRegistry {
         let (repository, tag) = (repository.to_string(), tag.to_string());
         Box::pin(async move { self.describe_tag(&repository, &tag).await })
     }
+
+    fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+}
+
+/// An error answer without an AWS error code, in one line: its status and
+/// the start of its body.
+fn status_only(raw: &HttpResponse) -> String {
+    let status = raw.status().as_u16();
+    let body = raw
+        .body()
+        .bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let body: String = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(120)
+        .collect();
+    if body.is_empty() {
+        format!("HTTP {status} from the registry, with no error code")
+    } else {
+        format!("HTTP {status} from the registry, with no error code: {body:?}")
+    }
 }
 
 /// The fixed kind of an ECR error code.
@@ -263,10 +304,9 @@ fn kind_of(code: Option<&str>) -> ErrorKind {
     }
 }
 
-fn classify<E, R>(repository: &str, err: SdkError<E, R>) -> RegistryError
+fn classify<E>(repository: &str, err: SdkError<E, HttpResponse>) -> RegistryError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let kind = match &err {
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
@@ -275,7 +315,13 @@ where
     };
     let message = match (&err, kind) {
         (_, ErrorKind::NotFound) => "repository does not exist in the registry".to_string(),
-        _ => DisplayErrorContext(&err).to_string(),
+        // An answer with no AWS error code (a proxy's 503, a load
+        // balancer's HTML page): the SDK's own text for it is a debug dump
+        // of the whole response, so say what came back instead.
+        (SdkError::ServiceError(service), _) if service.err().code().is_none() => {
+            status_only(service.raw())
+        }
+        _ => crate::telemetry::error_chain(&err),
     };
     RegistryError {
         repository: repository.to_string(),

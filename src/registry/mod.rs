@@ -110,4 +110,11 @@ pub trait Registry: Send + Sync {
     /// Reads one tag as the registry holds it right now; `None` when the
     /// tag does not exist. Used to re-check a choice just before writing.
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_>;
+
+    /// How many attempts the registry has refused as throttled since the
+    /// client was built, counting those the client retried away. The
+    /// daemon slows its cycles down while this grows.
+    fn throttled(&self) -> u64 {
+        0
+    }
 }
