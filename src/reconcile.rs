@@ -190,11 +190,7 @@ pub async fn run_cycle(
             Err(no_checkout(&config, &format!("the git task panicked: {e}")))
         }
     };
-    let registry_pages = listings
-        .values()
-        .filter_map(|l| l.as_ref().ok())
-        .map(|l| l.pages)
-        .sum();
+    let registry_pages = pages_of(&listings);
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
@@ -245,6 +241,15 @@ pub async fn run_cycle(
 }
 
 type Listings = HashMap<String, Result<Listing, RegistryError>>;
+
+/// `DescribeImages` pages the successful listings took.
+fn pages_of(listings: &Listings) -> u32 {
+    listings
+        .values()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.pages)
+        .sum()
+}
 
 /// Each policy's best image in its repository's listing, by index, chosen
 /// while the other repositories are still being listed: the scan of every
@@ -326,11 +331,7 @@ async fn list_repositories(
         }
     }
     let failed = listings.values().filter(|l| l.is_err()).count();
-    let pages: u32 = listings
-        .values()
-        .filter_map(|l| l.as_ref().ok())
-        .map(|l| l.pages)
-        .sum();
+    let pages = pages_of(&listings);
     info!(
         repositories = listings.len(),
         failed,
