@@ -59,7 +59,12 @@ const GIT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// release, each promotion exactly once.
 #[test]
 fn s1_ecr_throttling_half_the_requests_is_absorbed_and_every_app_promotes_after() {
-    let apps = ["app0", "app1", "app2", "app3"];
+    // Eight repositories: the daemon's own backoff leaves only about six
+    // cycles in the window, and with four the 50% coin once gave 8 throttles
+    // in 22 calls, under the ten the checks below need to mean anything.
+    let apps = [
+        "app0", "app1", "app2", "app3", "app4", "app5", "app6", "app7",
+    ];
     let scene = Scene::new(&apps);
     let port = free_port();
     let config = scene.config(
