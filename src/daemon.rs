@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::Config;
+use crate::cycle::{self, CycleReport, Mode, Peers, SharedCheckout};
 use crate::forge::Forge;
 use crate::metrics;
-use crate::reconcile::{self, CycleReport, Mode, Peers, SharedCheckout};
 use crate::registry::Registry;
 use crate::server::Board;
 
@@ -70,15 +70,33 @@ impl Context {
 
     async fn cycle_with(&self, config: Arc<Config>, mode: Mode) -> CycleReport {
         let started = Instant::now();
-        let report =
-            reconcile::run_cycle(config, self.peers(), Arc::clone(&self.checkout), mode).await;
-        record(&report, started.elapsed());
+        let report = cycle::run_cycle(config, self.peers(), Arc::clone(&self.checkout), mode).await;
+        cycle::export(&report, started.elapsed());
         self.board.record(&report);
-        let counts = reconcile::summarize(&report);
+        // Each kind its own numeric field, so JSON logs carry numbers a
+        // log query can sum, not a string to parse.
+        let counts = report.counts();
+        let n = |kind: &str| counts.get(kind).copied().unwrap_or(0);
+        macro_rules! finished {
+            ($level:ident, $message:literal) => {
+                $level!(
+                    elapsed = ?started.elapsed(),
+                    promoted = n("promoted"),
+                    proposed = n("proposed"),
+                    unchanged = n("unchanged"),
+                    no_candidate = n("no_candidate"),
+                    waiting = n("waiting"),
+                    deferred = n("deferred"),
+                    would_promote = n("would_promote"),
+                    failed = n("failed"),
+                    $message
+                )
+            };
+        }
         if report.any_failed() {
-            error!(elapsed = ?started.elapsed(), ?counts, "cycle finished with failures");
+            finished!(error, "cycle finished with failures");
         } else {
-            info!(elapsed = ?started.elapsed(), ?counts, "cycle finished");
+            finished!(info, "cycle finished");
         }
         report
     }
@@ -91,57 +109,6 @@ pub fn targets(config: &Config) -> impl Iterator<Item = (String, String)> + '_ {
             .iter()
             .map(move |t| (a.name.clone(), t.env.clone()))
     })
-}
-
-/// Exports a cycle's report as metrics.
-fn record(report: &CycleReport, elapsed: std::time::Duration) {
-    use crate::reconcile::Outcome;
-    let m = metrics::get();
-    let failed = report
-        .targets
-        .iter()
-        .filter(|t| matches!(t.outcome, Outcome::Failed { .. }))
-        .count();
-    let outcome = match failed {
-        0 => "success",
-        n if n == report.targets.len() => "failure",
-        _ => "partial",
-    };
-    m.cycles.with_label_values(&[outcome]).inc();
-    m.cycle_duration.observe(elapsed.as_secs_f64());
-    if failed == 0 {
-        m.cycle_last_success.set(metrics::unix_now());
-    }
-    for t in &report.targets {
-        let (app, env) = (t.app.as_str(), t.env.as_str());
-        if let Some(current) = &t.current {
-            m.set_target_tag(app, env, current);
-        }
-        let pending = matches!(
-            t.outcome,
-            Outcome::Proposed { .. } | Outcome::Waiting { .. }
-        );
-        m.pending_promotions
-            .with_label_values(&[app, env])
-            .set(if pending { 1.0 } else { 0.0 });
-        match &t.outcome {
-            Outcome::Failed { stage, .. } => {
-                m.app_errors.with_label_values(&[app, stage.as_str()]).inc();
-            }
-            Outcome::Promoted { pushed_at, .. } => {
-                m.promotions.with_label_values(&[app, env, "commit"]).inc();
-                if let Some(pushed) = pushed_at {
-                    let latency = (time::OffsetDateTime::now_utc() - *pushed).as_seconds_f64();
-                    if latency >= 0.0 {
-                        m.push_to_promotion
-                            .with_label_values(&[env])
-                            .observe(latency);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// Runs cycles every `interval` until `shutdown` is cancelled. A cycle that

@@ -31,6 +31,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cycle;
 pub mod daemon;
 pub mod demo;
 pub mod events;
@@ -40,8 +41,6 @@ pub mod gitops;
 pub mod manifest;
 pub mod metrics;
 pub mod policy;
-pub mod propose;
-pub mod reconcile;
 pub mod registry;
 pub mod server;
 pub mod telemetry;

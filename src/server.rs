@@ -27,8 +27,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::cycle::{CycleReport, Outcome};
 use crate::metrics;
-use crate::reconcile::{CycleReport, Outcome};
 use crate::trailers::format_time;
 
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,29 +111,19 @@ impl Board {
                 row.current = t.current.clone();
             }
             let (candidate, waiting, error, pr) = match &t.outcome {
-                Outcome::Unchanged { .. } | Outcome::Promoted { .. } => (None, None, None, None),
-                Outcome::NoCandidate { .. } => (
-                    None,
-                    Some("no tag in the registry passes the policy".to_string()),
-                    None,
-                    None,
-                ),
-                Outcome::Proposed { to, url, .. } => (
-                    Some(to.clone()),
-                    Some("pull request open".to_string()),
-                    None,
-                    Some(url.clone()),
-                ),
-                Outcome::Waiting { reason } => (None, Some(reason.clone()), None, None),
-                Outcome::Deferred { reason } => (None, Some(reason.clone()), None, None),
-                Outcome::WouldPromote { to, .. } => {
-                    (Some(to.clone()), Some("dry run".to_string()), None, None)
-                }
+                // A failure says nothing new about the candidate: keep the
+                // last cycle's, and say what failed.
                 Outcome::Failed { stage, error } => (
                     row.candidate.clone(),
                     row.waiting.clone(),
                     Some(format!("{}: {error}", stage.as_str())),
                     row.pull_request.clone(),
+                ),
+                other => (
+                    other.candidate().map(str::to_string),
+                    other.reason(),
+                    None,
+                    other.pull_request().map(str::to_string),
                 ),
             };
             row.candidate = candidate;

@@ -505,7 +505,8 @@ fn formats_write_tag_digest_image_and_template() {
         0,
         &[
             "payments/dev: promoted 1.4.3 -> 1.4.3",
-            "payments/staging: up to date at ghcr.io/acme/payments:1.4.3",
+            // The tag, whatever the format wraps it in (issue 13, item 4).
+            "payments/staging: up to date at 1.4.3",
             "payments/qa: promoted 1.4.3 -> 1.4.3",
         ],
     );

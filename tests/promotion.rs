@@ -342,7 +342,8 @@ fn a_chain_flows_in_one_cycle_and_the_prod_range_blocks_a_major() {
         &[
             "app/dev: promoted 1.1.0 -> 2.0.0",
             "app/staging: promoted 1.1.0 -> 2.0.0",
-            "app/prod: no candidate in the registry; keeping 1.0.0",
+            // Names the rule that blocked it (issue 13, item 7).
+            "app/prod: no candidate from staging: it runs 2.0.0, which prod's policy refuses (outside the range); keeping 1.0.0",
         ],
     );
     let prs = fake.prs();

@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tagwatch::reconcile::{Mode, Outcome, Peers, run_cycle};
+use tagwatch::cycle::{Mode, Outcome, Peers, run_cycle};
 use tagwatch::registry::memory::MemoryRegistry;
 use tagwatch::registry::{DescribeFuture, Image, ListFuture, Registry};
 
@@ -91,7 +91,7 @@ async fn a_tag_that_moves_while_deciding_is_deferred_not_written() {
     )
     .await;
     match &report.targets[0].outcome {
-        Outcome::Deferred { reason } => assert!(
+        Outcome::Deferred { reason, .. } => assert!(
             reason.contains("moved from sha256:new to sha256:moved"),
             "{reason}"
         ),

@@ -15,9 +15,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
+use crate::cycle::{CycleReport, Mode, Outcome};
 use crate::daemon::{self, Context};
 use crate::forge;
-use crate::reconcile::{CycleReport, Mode, Outcome};
 use crate::registry::ecr::EcrRegistry;
 use crate::telemetry::{self, LogFormat};
 
@@ -254,34 +254,9 @@ pub fn summary(config: &Config) -> String {
 /// One line per target on stdout, plus the diff in a dry run.
 pub fn print_report(report: &CycleReport) {
     for t in &report.targets {
-        let name = format!("{}/{}", t.app, t.env);
-        match &t.outcome {
-            Outcome::Unchanged { current } => println!("{name}: up to date at {current}"),
-            Outcome::NoCandidate { current } => {
-                println!("{name}: no candidate in the registry; keeping {current}")
-            }
-            Outcome::Promoted {
-                from, to, commit, ..
-            } => {
-                println!(
-                    "{name}: promoted {from} -> {to} (commit {})",
-                    &commit[..commit.len().min(12)]
-                )
-            }
-            Outcome::WouldPromote { from, to, diff } => {
-                println!("{name}: would promote {from} -> {to}");
-                print!("{diff}");
-            }
-            Outcome::Deferred { reason } => {
-                println!("{name}: deferred to the next cycle: {reason}")
-            }
-            Outcome::Proposed { from, to, url, .. } => {
-                println!("{name}: proposed {from} -> {to} ({url})")
-            }
-            Outcome::Waiting { reason } => println!("{name}: waiting: {reason}"),
-            Outcome::Failed { stage, error } => {
-                println!("{name}: failed ({}): {error}", stage.as_str())
-            }
+        println!("{t}");
+        if let Outcome::WouldPromote { diff, .. } = &t.outcome {
+            print!("{diff}");
         }
     }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, context, load};
+use crate::cycle::{Mode, Outcome};
 use crate::forge::State;
-use crate::reconcile::{Mode, Outcome};
 use crate::registry::{DescribeFuture, ListFuture, Listing, Registry};
 
 #[derive(clap::Args, Debug)]
@@ -111,6 +111,8 @@ pub async fn run(args: PromoteArgs) -> u8 {
         eprintln!("tagwatch promote: the cycle did nothing");
         return EXIT_FAILED;
     };
+    let name = format!("{}/{}", app.name, args.env);
+    let current = result.current.as_deref().unwrap_or("(unknown)");
     match &result.outcome {
         Outcome::Promoted { commit, .. } => {
             println!("{commit}");
@@ -124,26 +126,23 @@ pub async fn run(args: PromoteArgs) -> u8 {
                 0
             }
         }
-        Outcome::Unchanged { current } => {
-            if *current == args.tag {
-                println!("{}/{} already runs {current}", app.name, args.env);
-                0
-            } else {
-                usage(format!(
-                    "{}/{} runs {current}, and {} is not newer: tagwatch never downgrades",
-                    app.name, args.env, args.tag
-                ))
-            }
+        Outcome::Unchanged if current == args.tag => {
+            println!("{name} already runs {current}");
+            0
         }
-        Outcome::NoCandidate { current } => usage(format!(
-            "{}/{} keeps {current}: the policy refuses {}",
-            app.name, args.env, args.tag
+        Outcome::Unchanged => usage(format!(
+            "{name} runs {current}, and {} is not newer: tagwatch never downgrades",
+            args.tag
+        )),
+        Outcome::NoCandidate { why } => usage(format!(
+            "{name} keeps {current}: the policy refuses {} ({why})",
+            args.tag
         )),
         Outcome::Failed { stage, error } => {
             eprintln!("tagwatch promote: failed ({}): {error}", stage.as_str());
             EXIT_FAILED
         }
-        Outcome::Deferred { reason } | Outcome::Waiting { reason } => {
+        Outcome::Deferred { reason, .. } | Outcome::Waiting { reason, .. } => {
             eprintln!("tagwatch promote: not promoted: {reason}");
             EXIT_FAILED
         }
@@ -157,7 +156,7 @@ async fn wait_for_merge(ctx: &crate::daemon::Context, app: &str, timeout: Durati
         return EXIT_FAILED;
     };
     let target = &ctx.config.apps[0].targets[0];
-    let branch = crate::propose::branch(app, target);
+    let branch = crate::cycle::propose::branch(app, target);
     let base = &ctx.config.git.branch;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {

@@ -19,8 +19,8 @@ use git2::{DiffFormat, Oid, Repository, Signature, build::TreeUpdateBuilder};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::print_report;
+use crate::cycle::Mode;
 use crate::daemon::Context;
-use crate::reconcile::Mode;
 use crate::registry::ecr::EcrRegistry;
 use fake_ecr::FakeEcr;
 

@@ -243,6 +243,29 @@ impl Policy {
         matches!(self.strategy, Strategy::Newest | Strategy::Digest { .. })
     }
 
+    /// Whether the policy follows a tag's digest (the `digest` strategy),
+    /// so a file's value is compared by digest rather than by tag.
+    pub fn follows_digest(&self) -> bool {
+        matches!(self.strategy, Strategy::Digest { .. })
+    }
+
+    /// Of the images on `digest`, the one this policy ranks highest (a
+    /// non-candidate only when no candidate is on it), so the listing's
+    /// order never decides which tag a digest-pinned value is taken to hold.
+    pub fn greatest_on_digest<'a>(
+        &self,
+        images: &'a [Image],
+        digest: &str,
+        now: OffsetDateTime,
+    ) -> Option<&'a Image> {
+        let on = images.iter().filter(|i| i.digest == digest);
+        on.clone()
+            .filter_map(|i| Some((self.judge(i, now).ok()?, i)))
+            .max_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.tag.cmp(&b.tag)))
+            .map(|(_, i)| i)
+            .or_else(|| on.clone().next())
+    }
+
     /// The value written into the file for a chosen image.
     pub fn value_of<'a>(&self, image: &'a Image) -> &'a str {
         match self.strategy {
@@ -352,14 +375,21 @@ impl Policy {
 
     /// The best image under this policy, ignoring what the file holds.
     pub fn best<'a>(&self, images: &'a [Image], now: OffsetDateTime) -> Option<&'a Image> {
+        self.best_index(images, now).map(|i| &images[i])
+    }
+
+    /// [`Policy::best`] as an index into `images`, for a caller that keeps
+    /// the choice apart from the slice it was made in.
+    pub fn best_index(&self, images: &[Image], now: OffsetDateTime) -> Option<usize> {
         images
             .iter()
+            .enumerate()
             .filter_map({
                 let mut scratch = self.scratch();
-                move |image| Some((self.judge_with(image, now, &mut scratch).ok()?, image))
+                move |(i, image)| Some((self.judge_with(image, now, &mut scratch).ok()?, i, image))
             })
-            .max_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.tag.cmp(&b.tag)))
-            .map(|(_, image)| image)
+            .max_by(|(ka, _, a), (kb, _, b)| ka.cmp(kb).then_with(|| a.tag.cmp(&b.tag)))
+            .map(|(_, i, _)| i)
     }
 
     /// Every tag's verdict, in input order, and the chosen one.

@@ -1,0 +1,213 @@
+//! Deciding every target of a cycle, in order, against the branch as the
+//! cycle leaves it: the one pass that both `once --dry-run` and a real
+//! cycle make, so what a dry run prints is what a real run does.
+//!
+//! Each target is planned ([`plan::plan`], pure) against a [`Worktree`]:
+//! the clone's branch with the edits of the targets decided before it on
+//! top. A commit-target's change is applied to the worktree at once, so a
+//! second target in the same file and an env promoted from this one see
+//! it; a pull-request target's change is not (it is not on the branch
+//! until someone merges it). Nothing is written here.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+
+use time::OffsetDateTime;
+
+use super::list::{Listings, Preferred};
+use super::plan::{self, Branch, Held, Input, Step, Unreadable};
+use crate::config::{App, Config, RepoPath, Target, Update};
+use crate::gitops::Checkout;
+use crate::registry::Image;
+
+/// How far back the branch's history is searched for the promotion that
+/// wrote a digest or a value. Deep enough for months of promotions in a
+/// busy repo, shallow enough to stay a few milliseconds.
+const HISTORY_DEPTH: usize = 5_000;
+
+/// One target's decision, in config order.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// Where the target is in the config: (app, target) indices.
+    pub at: (usize, usize),
+    pub app: String,
+    pub env: String,
+    /// The app's ECR repository.
+    pub repository: String,
+    /// The target's file, for the dry run's diff.
+    pub file: String,
+    pub update: Update,
+    /// The proposal branch, for a pull-request target.
+    pub branch: Option<String>,
+    pub held: Option<Held>,
+    pub step: Step,
+}
+
+/// An image the registry must confirm before it is written: repository,
+/// tag, digest.
+pub type Ask = (String, String, String);
+
+/// The registry's answers to [`Ask`]s this cycle: `None` when the tag still
+/// points at the digest, otherwise why not.
+pub type Answers = HashMap<Ask, Option<String>>;
+
+/// Every target decided.
+pub struct Decided {
+    pub decisions: Vec<Decision>,
+    /// Images a change needs confirmed that `answers` did not cover; the
+    /// cycle asks the registry and decides again.
+    pub asks: BTreeSet<Ask>,
+}
+
+/// Decides every target of `config` in order (sources before the envs
+/// promoted from them: the config orders them so).
+pub fn decide(
+    config: &Config,
+    listings: &Listings,
+    preferred: &Preferred,
+    checkout: &Checkout,
+    answers: &Answers,
+    now: OffsetDateTime,
+) -> Decided {
+    let tree = Worktree::new(checkout, now);
+    let mut decisions = Vec::new();
+    let mut asks = BTreeSet::new();
+    for (a, app) in config.apps.iter().enumerate() {
+        for (t, target) in app.targets.iter().enumerate() {
+            let input = Input {
+                app,
+                target,
+                listing: listings.get(&app.repository),
+                best: best_of(preferred, listings, app, target),
+                now,
+            };
+            let mut planned = plan::plan(&input, &tree);
+            if let Step::Change(change) = &planned.step
+                && change.recheck
+            {
+                let ask = ask(&app.repository, &change.image);
+                match answers.get(&ask) {
+                    Some(None) => {}
+                    Some(Some(reason)) => {
+                        planned.step = Step::Deferred {
+                            reason: reason.clone(),
+                            candidate: change.promotion.to.clone(),
+                        }
+                    }
+                    // Provisionally a change, so the envs after it are
+                    // decided as they will be if the registry confirms it.
+                    None => {
+                        asks.insert(ask);
+                    }
+                }
+            }
+            if let (Step::Change(change), Update::Commit) = (&planned.step, target.update) {
+                tree.apply(app, target, &change.content, &change.promotion.to);
+            }
+            decisions.push(Decision {
+                at: (a, t),
+                app: app.name.clone(),
+                env: target.env.clone(),
+                repository: app.repository.clone(),
+                file: target.file.to_string(),
+                update: target.update,
+                branch: (target.update == Update::PullRequest)
+                    .then(|| super::propose::branch(&app.name, target)),
+                held: planned.held,
+                step: planned.step,
+            });
+        }
+    }
+    Decided { decisions, asks }
+}
+
+pub fn ask(repository: &str, image: &Image) -> Ask {
+    (
+        repository.to_string(),
+        image.tag.clone(),
+        image.digest.clone(),
+    )
+}
+
+/// The policy's best image chosen while listing, by index into the listing.
+fn best_of<'a>(
+    preferred: &Preferred,
+    listings: &'a Listings,
+    app: &App,
+    target: &Target,
+) -> Option<Option<&'a Image>> {
+    let listing = listings.get(&app.repository)?.as_ref().ok()?;
+    let key = (
+        app.name.clone(),
+        target.policy.as_ref().map(|_| target.env.clone()),
+    );
+    preferred
+        .get(&key)
+        .map(|i| i.and_then(|i| listing.images.get(i)))
+}
+
+/// The branch as this cycle leaves it: the clone's head, with the changes
+/// decided so far on top.
+pub struct Worktree<'a> {
+    checkout: &'a Checkout,
+    now: OffsetDateTime,
+    edits: RefCell<HashMap<RepoPath, Vec<u8>>>,
+    /// (app, env) → the value this cycle wrote there.
+    written: RefCell<HashMap<(String, String), String>>,
+}
+
+impl<'a> Worktree<'a> {
+    pub fn new(checkout: &'a Checkout, now: OffsetDateTime) -> Worktree<'a> {
+        Worktree {
+            checkout,
+            now,
+            edits: Default::default(),
+            written: Default::default(),
+        }
+    }
+
+    fn apply(&self, app: &App, target: &Target, content: &[u8], to: &str) {
+        self.edits
+            .borrow_mut()
+            .insert(target.file.clone(), content.to_vec());
+        self.written
+            .borrow_mut()
+            .insert((app.name.clone(), target.env.clone()), to.to_string());
+    }
+}
+
+impl Branch for Worktree<'_> {
+    fn read(&self, path: &RepoPath) -> Result<Option<Vec<u8>>, Unreadable> {
+        if let Some(edited) = self.edits.borrow().get(path) {
+            return Ok(Some(edited.clone()));
+        }
+        self.checkout
+            .read(path)
+            .map_err(|e| Unreadable(e.to_string()))
+    }
+
+    fn tag_of_digest(&self, app: &str, env: &str, digest: &str) -> Option<String> {
+        self.checkout
+            .promotion_with_digest(app, env, digest, HISTORY_DEPTH)
+            .map(|p| p.to)
+    }
+
+    fn held_since(
+        &self,
+        app: &str,
+        env: &str,
+        value: &str,
+        path: &RepoPath,
+    ) -> Option<OffsetDateTime> {
+        // Written by this cycle: it will have run it for no time at all.
+        if let Some(written) = self
+            .written
+            .borrow()
+            .get(&(app.to_string(), env.to_string()))
+        {
+            return (written == value).then_some(self.now);
+        }
+        self.checkout
+            .held_since(app, env, value, path, HISTORY_DEPTH)
+    }
+}

@@ -1,0 +1,89 @@
+//! A cycle's report as metrics: every per-target family is recorded here,
+//! from the report alone, so each is counted once and the same way for a
+//! commit and a pull request. Peer layers record only their own request
+//! timings.
+//!
+//! This lives with the report rather than in [`crate::metrics`] so that
+//! `metrics` stays a leaf every layer can record into without importing
+//! the cycle that imports it.
+
+use time::OffsetDateTime;
+
+use super::report::{CycleReport, Outcome, RequestAction};
+use crate::metrics;
+
+/// Records `report`, a cycle that took `elapsed`.
+pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
+    let m = metrics::get();
+    let failed = report
+        .targets
+        .iter()
+        .filter(|t| matches!(t.outcome, Outcome::Failed { .. }))
+        .count();
+    let outcome = match failed {
+        0 => "success",
+        n if n == report.targets.len() => "failure",
+        _ => "partial",
+    };
+    m.cycles.with_label_values(&[outcome]).inc();
+    m.cycle_duration.observe(elapsed.as_secs_f64());
+    if failed == 0 {
+        m.cycle_last_success.set(metrics::unix_now());
+    }
+    m.git_push_conflicts
+        .inc_by(u64::from(report.push_conflicts));
+    if report.requests_closed > 0 {
+        m.pull_requests
+            .with_label_values(&["closed"])
+            .inc_by(u64::from(report.requests_closed));
+    }
+    let now = OffsetDateTime::now_utc();
+    for t in &report.targets {
+        let (app, env) = (t.app.as_str(), t.env.as_str());
+        if let Some(current) = &t.current {
+            m.set_target_tag(app, env, current);
+        }
+        m.pending_promotions
+            .with_label_values(&[app, env])
+            .set(if t.outcome.pending() { 1.0 } else { 0.0 });
+        let promoted = match &t.outcome {
+            Outcome::Failed { stage, .. } => {
+                m.app_errors.with_label_values(&[app, stage.as_str()]).inc();
+                None
+            }
+            Outcome::Promoted { pushed_at, .. } => Some(("commit", pushed_at)),
+            Outcome::Proposed {
+                pushed_at, action, ..
+            } if *action != RequestAction::Kept => {
+                // One request count per request, not per member of a group.
+                if t.outcome.pull_request().is_some() && first_member(report, t) {
+                    m.pull_requests.with_label_values(&[action.as_str()]).inc();
+                }
+                Some(("pull-request", pushed_at))
+            }
+            _ => None,
+        };
+        if let Some((how, pushed_at)) = promoted {
+            m.promotions.with_label_values(&[app, env, how]).inc();
+            if let Some(pushed) = pushed_at {
+                let latency = (now - *pushed).as_seconds_f64();
+                // An image dated in the future (clock skew) says nothing.
+                if latency >= 0.0 {
+                    m.push_to_promotion
+                        .with_label_values(&[env])
+                        .observe(latency);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `t` is the first target in the report proposed in its request.
+fn first_member(report: &CycleReport, t: &super::report::TargetReport) -> bool {
+    let url = t.outcome.pull_request();
+    report
+        .targets
+        .iter()
+        .find(|o| o.outcome.pull_request() == url)
+        .is_some_and(|first| first.app == t.app && first.env == t.env)
+}

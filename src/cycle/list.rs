@@ -1,0 +1,137 @@
+//! Listing: each repository the config names, once per cycle, at most
+//! `aws.concurrency` at a time; and each policy's best image chosen as its
+//! repository's listing arrives, while the others are still in flight.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use crate::config::Config;
+use crate::registry::{Image, Listing, Registry, RegistryError};
+
+pub type Listings = HashMap<String, Result<Listing, RegistryError>>;
+
+/// `DescribeImages` pages the successful listings took.
+pub fn pages_of(listings: &Listings) -> u32 {
+    listings
+        .values()
+        .filter_map(|l| l.as_ref().ok())
+        .map(|l| l.pages)
+        .sum()
+}
+
+/// Each policy's best image in its repository's listing, by index, chosen
+/// while the other repositories are still being listed: the scan of every
+/// tag is most of the CPU a cycle spends deciding, and the listing is a
+/// wait. Keyed by app and, for a target with its own `constraint`, env.
+pub type Preferred = HashMap<(String, Option<String>), Option<usize>>;
+
+/// The policies that choose from `listing`, each once: every app on the
+/// repository, and every target of those with its own policy.
+fn prefer(config: &Config, listing: &Listing, now: OffsetDateTime, preferred: &mut Preferred) {
+    let index = |policy: &crate::policy::Policy| policy.best_index(&listing.images, now);
+    for app in config
+        .apps
+        .iter()
+        .filter(|a| a.repository == listing.repository)
+    {
+        preferred.insert((app.name.clone(), None), index(&app.policy));
+        for target in &app.targets {
+            if let Some(own) = &target.policy {
+                preferred.insert((app.name.clone(), Some(target.env.clone())), index(own));
+            }
+        }
+    }
+}
+
+/// Lists every repository the config names, each exactly once, at most
+/// `aws.concurrency` at a time.
+pub async fn list_repositories(
+    config: &Config,
+    registry: Arc<dyn Registry>,
+    now: OffsetDateTime,
+) -> (Listings, Preferred) {
+    let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
+    repositories.sort_unstable();
+    repositories.dedup();
+
+    let limit = Arc::new(Semaphore::new(config.aws.concurrency));
+    let started = std::time::Instant::now();
+    let mut tasks = JoinSet::new();
+    for repository in repositories {
+        let repository = repository.to_string();
+        let registry = Arc::clone(&registry);
+        let limit = Arc::clone(&limit);
+        let span = info_span!("list", repository = %repository);
+        tasks.spawn(
+            async move {
+                let _permit = limit.acquire_owned().await;
+                let started = std::time::Instant::now();
+                let result = registry.list(&repository).await;
+                match &result {
+                    Ok(l) => {
+                        debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed");
+                        warn_future_pushes(l);
+                        let m = crate::metrics::get();
+                        m.repository_images.with_label_values(&[repository.as_str()]).set(l.images.len() as f64);
+                        m.repository_last_success.with_label_values(&[repository.as_str()]).set(crate::metrics::unix_now());
+                    }
+                    Err(e) => warn!(kind = e.kind(), error = %e, "listing failed"),
+                }
+                (repository, result)
+            }
+            .instrument(span),
+        );
+    }
+    let mut listings = HashMap::new();
+    let mut preferred = Preferred::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((repository, result)) => {
+                if let Ok(listing) = &result {
+                    prefer(config, listing, now, &mut preferred);
+                }
+                listings.insert(repository, result);
+            }
+            Err(e) => error!(error = %e, "listing task panicked"),
+        }
+    }
+    let failed = listings.values().filter(|l| l.is_err()).count();
+    let pages = pages_of(&listings);
+    info!(
+        repositories = listings.len(),
+        failed,
+        pages,
+        elapsed = ?started.elapsed(),
+        "listing finished"
+    );
+    (listings, preferred)
+}
+
+/// Says so when the registry dates images in the future (a skewed clock
+/// here or there): such images are never old enough for `min_age`, so the
+/// policy skips them rather than promoting them early, and an operator
+/// should know why they wait. A minute of skew is tolerated silently.
+fn warn_future_pushes(listing: &Listing) {
+    let now = OffsetDateTime::now_utc();
+    let ahead: Vec<&Image> = listing
+        .images
+        .iter()
+        .filter(|i| {
+            i.pushed_at
+                .is_some_and(|p| p - now > time::Duration::minutes(1))
+        })
+        .collect();
+    if let Some(first) = ahead.first() {
+        warn!(
+            images = ahead.len(),
+            tag = %first.tag,
+            pushed_at = %first.pushed_at.map(crate::trailers::format_time).unwrap_or_default(),
+            "imagePushedAt is in the future (clock skew?); min_age treats these images as too young"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The decision for one target: pure, over facts.
+//!
+//! [`plan`] takes what the target's file holds (through [`Branch`], the
+//! branch with this cycle's earlier edits on top), what its repository's
+//! listing holds, what git history says, and the clock, and returns a
+//! [`Planned`]: keep, no candidate, wait, or change (with the new file's
+//! bytes). It reads no file, calls no registry, logs nothing: the cycle
+//! fetches the facts and carries the decision out. A new rule (a gate, a
+//! hold) is one more input here and one more row in the tables of
+//! `tests.rs`.
+
+use time::OffsetDateTime;
+
+use super::report::Stage;
+use super::source;
+use crate::config::{App, Target};
+use crate::format::Parts;
+use crate::manifest;
+use crate::policy::{Decision, Policy};
+use crate::registry::{Image, Listing, RegistryError};
+use crate::trailers::Promotion;
+
+/// What git knows that a decision needs: the branch's files (with this
+/// cycle's earlier edits on top, so a chain and two targets in one file
+/// see each other) and the promotion history. The cycle's implementation
+/// reads the clone; the tests' is a few maps.
+pub trait Branch {
+    /// The file at `path`; `None` when the branch has no such file.
+    fn read(&self, path: &crate::config::RepoPath) -> Result<Option<Vec<u8>>, Unreadable>;
+    /// The tag the newest promotion of `app`/`env` that wrote `digest`
+    /// named: how a digest-only value is tied back to its tag once no tag
+    /// in the registry points at it.
+    fn tag_of_digest(&self, app: &str, env: &str, digest: &str) -> Option<String>;
+    /// Since when `env` of `app` holds `value` (a tag, or a digest for the
+    /// digest strategy) in `path`; `None` when history cannot tell.
+    fn held_since(
+        &self,
+        app: &str,
+        env: &str,
+        value: &str,
+        path: &crate::config::RepoPath,
+    ) -> Option<OffsetDateTime>;
+}
+
+/// A file the branch has but could not be read (a damaged clone, a
+/// symbolic link).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+/// What a target's file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// The scalar as written.
+    pub value: String,
+    /// What the policy compares: the tag (or the digest, for the digest
+    /// strategy), read out of whatever the format wraps it in.
+    pub tag: String,
+}
+
+/// A change one target needs.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// From, to, image, digest: what the commit's trailers say.
+    pub promotion: Promotion,
+    /// The image chosen, as listed.
+    pub image: Image,
+    /// The registry must confirm `image` just before it is written: the
+    /// strategy chose by what the tag points at, or the value pins the
+    /// digest, and a tag can move between listing and writing.
+    pub recheck: bool,
+    /// The scalar's new value.
+    pub value: String,
+    /// The file before and after.
+    pub old: Vec<u8>,
+    pub content: Vec<u8>,
+    /// With `promote_from`: the source env and since when it runs the tag.
+    pub source: Option<(String, Option<OffsetDateTime>)>,
+}
+
+/// What to do with one target.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// The file holds the choice already (or something the guards keep).
+    Keep,
+    /// No tag passes the rules; `why` names the rule.
+    NoCandidate {
+        why: String,
+    },
+    /// A change is due but must wait (a soak); `candidate` is its value.
+    Wait {
+        reason: String,
+        candidate: Option<String>,
+    },
+    /// Write this.
+    Change(Box<Change>),
+    /// The registry no longer serves the chosen image as listed (set by
+    /// the cycle after its re-check, never by `plan`).
+    Deferred {
+        reason: String,
+        candidate: String,
+    },
+    Fail {
+        stage: Stage,
+        error: String,
+    },
+}
+
+/// The decision and what it was made against.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// What the file holds, when it could be read.
+    pub held: Option<Held>,
+    pub step: Step,
+}
+
+impl Planned {
+    fn fail(held: Option<Held>, stage: Stage, error: String) -> Planned {
+        Planned {
+            held,
+            step: Step::Fail { stage, error },
+        }
+    }
+}
+
+/// The facts one target is decided on.
+pub struct Input<'a> {
+    pub app: &'a App,
+    pub target: &'a Target,
+    /// The app repository's listing; `None` when it was not listed.
+    pub listing: Option<&'a Result<Listing, RegistryError>>,
+    /// The policy's best image in `listing`, when the cycle chose it
+    /// already (while other repositories were still listed).
+    pub best: Option<Option<&'a Image>>,
+    pub now: OffsetDateTime,
+}
+
+/// Decides one target.
+pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
+    let Input {
+        app, target, now, ..
+    } = *input;
+    let at = |e: &dyn std::fmt::Display| format!("{}: {}: {e}", target.file, target.key);
+    let listing = match listing_of(app, input.listing) {
+        Ok(listing) => listing,
+        Err(error) => return Planned::fail(None, Stage::Registry, error),
+    };
+    let file = match branch.read(&target.file) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Planned::fail(
+                None,
+                Stage::Manifest,
+                format!("{}: no such file on the branch", target.file),
+            );
+        }
+        Err(e) => return Planned::fail(None, Stage::Git, e.to_string()),
+    };
+    let current = match manifest::get(&file, &target.key, &target.document) {
+        Ok(scalar) => Some(scalar.value),
+        // A Kustomize entry, or its field, that is not there yet is added.
+        Err(manifest::EditError::NotFound { .. }) if target.kustomize.is_some() => None,
+        Err(e) => return Planned::fail(None, Stage::Manifest, at(&e)),
+    };
+    let policy = app.policy_for(target);
+    let held = current.as_ref().map(|value| Held {
+        tag: held_tag(app, target, policy, listing, value, now, branch),
+        value: value.clone(),
+    });
+
+    // With `promote_from`, the only image there is to choose is the one
+    // the source env runs.
+    let source = match &target.promote_from {
+        Some(env) => match source::resolve(app, env, listing, branch) {
+            Ok(source) => Some(source),
+            Err(step) => return Planned { held, step },
+        },
+        None => None,
+    };
+    let best = match (&source, input.best) {
+        (Some(source), _) => match policy.judge(&source.image, now) {
+            Ok(_) => Some(&source.image),
+            Err(reason) => {
+                let why = format!(
+                    "from {}: it runs {}, which {}'s policy refuses ({reason})",
+                    source.env, source.held, target.env
+                );
+                return Planned {
+                    held,
+                    step: Step::NoCandidate { why },
+                };
+            }
+        },
+        (None, Some(best)) => best,
+        (None, None) => policy.best(&listing.images, now),
+    };
+    let candidates: &[Image] = match &source {
+        Some(source) => std::slice::from_ref(&source.image),
+        None => &listing.images,
+    };
+
+    let chosen = held
+        .as_ref()
+        .map(|h| (h, choose(policy, target, candidates, best, h, now)));
+    let (image, from) = match chosen {
+        Some((h, Ok(Chosen::Image(image)))) => (image, h.tag.clone()),
+        Some((_, Ok(Chosen::Keep))) => {
+            return Planned {
+                held,
+                step: Step::Keep,
+            };
+        }
+        Some((_, Ok(Chosen::Nothing(why)))) => {
+            return Planned {
+                held,
+                step: Step::NoCandidate { why },
+            };
+        }
+        Some((_, Err(e))) => {
+            let error = at(&e);
+            return Planned::fail(held, Stage::Policy, error);
+        }
+        None => match best {
+            Some(best) => (best, "(none)".to_string()),
+            None => {
+                return Planned {
+                    held,
+                    step: Step::NoCandidate {
+                        why: "in the registry; the entry stays absent".into(),
+                    },
+                };
+            }
+        },
+    };
+    let current = held.as_ref().map(|h| h.value.as_str()).unwrap_or_default();
+    let host = listing.registry_host();
+    let parts = Parts {
+        registry: &host,
+        repository: &listing.repository,
+        tag: &image.tag,
+        digest: &image.digest,
+    };
+    let value = match target.format.render(current, &parts) {
+        Ok(value) => value,
+        Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
+    };
+    if value == current {
+        return Planned {
+            held,
+            step: Step::Keep,
+        };
+    }
+    let written = match &target.kustomize {
+        Some(k) => manifest::set_kustomize_image(&file, &k.image, k.field, &value),
+        None => manifest::set(&file, &target.key, &target.document, &value),
+    };
+    let content = match written {
+        Ok(Some(content)) => content,
+        Ok(None) => {
+            return Planned {
+                held,
+                step: Step::Keep,
+            };
+        }
+        Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
+    };
+    let to = policy.value_of(image).to_string();
+
+    // The soak is the last rule: a target that holds its source's value
+    // already, or that its own policy keeps, is not "waiting".
+    if let Some(source) = &source
+        && let Some(reason) = source::soaking(source, target.soak, now)
+    {
+        return Planned {
+            held,
+            step: Step::Wait {
+                reason,
+                candidate: Some(to),
+            },
+        };
+    }
+
+    Planned {
+        step: Step::Change(Box::new(Change {
+            // The trailers speak in tags (or digests, for the digest
+            // strategy), whatever the file's format wraps them in.
+            promotion: Promotion {
+                app: app.name.clone(),
+                env: target.env.clone(),
+                image: listing.image_name(),
+                from,
+                to,
+                digest: image.digest.clone(),
+                pushed_at: image.pushed_at,
+            },
+            image: image.clone(),
+            recheck: policy.needs_recheck() || target.format.pins_digest(&value),
+            value,
+            old: file,
+            content,
+            source: source.map(|s| (s.env, s.since)),
+        })),
+        held,
+    }
+}
+
+/// The app's listing, or why there is none.
+pub(super) fn listing_of<'a>(
+    app: &App,
+    listing: Option<&'a Result<Listing, RegistryError>>,
+) -> Result<&'a Listing, String> {
+    match listing {
+        Some(Ok(listing)) => Ok(listing),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err(format!("repository {:?} was not listed", app.repository)),
+    }
+}
+
+/// What the policy compares a file's value by: the digest it pins for the
+/// digest strategy, otherwise the tag it holds, read out of whatever shape
+/// the format gives it, or found by digest in the listing or in history.
+pub(super) fn held_tag(
+    app: &App,
+    target: &Target,
+    policy: &Policy,
+    listing: &Listing,
+    value: &str,
+    now: OffsetDateTime,
+    branch: &dyn Branch,
+) -> String {
+    let format = &target.format;
+    let held = if policy.follows_digest() {
+        format.current_digest(value).map(str::to_string)
+    } else {
+        format.current_tag(value).map(str::to_string).or_else(|| {
+            let digest = format.current_digest(value)?;
+            // The greatest candidate on that digest, so the listing's order
+            // never decides which tag the file is taken to hold.
+            policy
+                .greatest_on_digest(&listing.images, digest, now)
+                .map(|i| i.tag.clone())
+                // No tag points at it any more (the tag was pushed again):
+                // the promotion commit that wrote it says which tag it was.
+                .or_else(|| branch.tag_of_digest(&app.name, &target.env, digest))
+        })
+    };
+    held.unwrap_or_else(|| value.to_string())
+}
+
+/// What the policy chose for a file that holds `held`.
+enum Chosen<'a> {
+    Image(&'a Image),
+    Keep,
+    Nothing(String),
+}
+
+fn choose<'a>(
+    policy: &Policy,
+    target: &Target,
+    images: &'a [Image],
+    best: Option<&'a Image>,
+    held: &Held,
+    now: OffsetDateTime,
+) -> Result<Chosen<'a>, crate::policy::PolicyError> {
+    Ok(match policy.decide_given(best, images, &held.tag, now)? {
+        Decision::Promote(image) => Chosen::Image(image),
+        // The same tag can point at a new image (it was pushed again); a
+        // format that pins the digest must follow it.
+        Decision::Keep if target.format.pins_digest(&held.value) => match best {
+            Some(best) if best.tag == held.tag => Chosen::Image(best),
+            _ => Chosen::Keep,
+        },
+        Decision::Keep => Chosen::Keep,
+        Decision::NoCandidate { why } => Chosen::Nothing(format!("in the registry ({why})")),
+    })
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

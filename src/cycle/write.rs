@@ -1,0 +1,315 @@
+//! Carrying a cycle's decisions out on the branch: decide, confirm the
+//! images that need it, commit, push once; on a rejected push, sync and
+//! start over from the new head. The retry policy lives here and only here.
+//!
+//! The desired state is recomputed from the listings and the branch's
+//! files on every attempt, never replayed as diffs, so a person's commit
+//! to another line of the same file survives a retry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::{error, info, warn};
+
+use super::decide::{self, Answers, Ask, Decided, Decision};
+use super::list::{Listings, Preferred};
+use super::plan::Step;
+use super::report::Mode;
+use crate::config::{Config, Update};
+use crate::gitops::{Checkout, GitError};
+use crate::registry::Registry;
+use crate::trailers::Location;
+
+/// The persistent clone, opened on first use. A std `Mutex`, because it is
+/// only ever locked inside a blocking task, never across an `.await`.
+pub type SharedCheckout = Arc<Mutex<Option<Checkout>>>;
+
+/// Decide passes per attempt: the first finds the images to confirm, the
+/// second decides with the answers. A third covers a chain whose source
+/// was deferred; anything still unconfirmed after it waits a cycle.
+const DECIDE_PASSES: usize = 3;
+
+/// What the cycle's inputs are, shared by every attempt.
+pub struct Inputs {
+    pub config: Arc<Config>,
+    pub listings: Arc<Listings>,
+    pub preferred: Arc<Preferred>,
+    pub registry: Arc<dyn Registry>,
+    pub checkout: SharedCheckout,
+    pub mode: Mode,
+    pub now: OffsetDateTime,
+}
+
+/// How the branch went.
+pub struct Written {
+    pub decisions: Vec<Decision>,
+    /// The pushed commit of each decision that made one, by index.
+    pub commits: HashMap<usize, String>,
+    /// Why the decisions' commits did not land, when they did not.
+    pub unpushed: Option<GitError>,
+    pub push_attempts: u32,
+    pub push_conflicts: u32,
+}
+
+/// Decides, commits and pushes; `synced` is how the first sync went. An
+/// `Err` is a git failure before anything could be decided.
+pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Written, GitError> {
+    synced?;
+    let attempts = inputs.config.git.push_attempts.max(1);
+    let mut conflicts = 0;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if attempt > 1 {
+            blocking(inputs, |config, slot, _| prepare(config, slot)).await?;
+        }
+        let decided = decide_confirmed(inputs).await?;
+        if inputs.mode == Mode::DryRun {
+            return Ok(Written {
+                decisions: decided,
+                commits: HashMap::new(),
+                unpushed: None,
+                push_attempts: 0,
+                push_conflicts: 0,
+            });
+        }
+        let (decided, committed) = blocking(inputs, move |config, slot, now| {
+            let checkout = slot.as_mut().ok_or_else(|| no_checkout(config))?;
+            let committed = commit(config, checkout, &decided, now);
+            Ok((decided, committed))
+        })
+        .await?;
+        let mut written = Written {
+            decisions: decided,
+            commits: HashMap::new(),
+            unpushed: None,
+            push_attempts: 0,
+            push_conflicts: conflicts,
+        };
+        let commits = match committed {
+            Ok(commits) if commits.is_empty() => return Ok(written),
+            Ok(commits) => commits,
+            Err(e) => {
+                written.unpushed = Some(e);
+                return Ok(written);
+            }
+        };
+        written.push_attempts = attempt;
+        let started = std::time::Instant::now();
+        let pushed = blocking(inputs, |config, slot, _| {
+            slot.as_mut().ok_or_else(|| no_checkout(config))?.push()
+        })
+        .await;
+        match pushed {
+            Ok(()) => {
+                info!(commits = commits.len(), attempt, push_elapsed = ?started.elapsed(), "pushed");
+                written.commits = commits;
+                return Ok(written);
+            }
+            Err(GitError::Rejected { message, .. }) if attempt < attempts => {
+                conflicts += 1;
+                warn!(attempt, reason = %message, "push rejected; the branch moved, rebuilding on the new head");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => {
+                if matches!(e, GitError::Rejected { .. }) {
+                    written.push_conflicts += 1;
+                }
+                error!(error = %e, attempt, "push failed");
+                written.unpushed = Some(e);
+                return Ok(written);
+            }
+        }
+    }
+}
+
+/// Decides every target, asking the registry to confirm the images that
+/// need it between passes (concurrently, never from a blocking thread).
+async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
+    let mut answers = Answers::new();
+    let mut pass = 0;
+    loop {
+        pass += 1;
+        let given = answers.clone();
+        let (listings, preferred) = (Arc::clone(&inputs.listings), Arc::clone(&inputs.preferred));
+        let decided: Decided = blocking(inputs, move |config, slot, now| {
+            let checkout = slot.as_ref().ok_or_else(|| no_checkout(config))?;
+            Ok(decide::decide(
+                config, &listings, &preferred, checkout, &given, now,
+            ))
+        })
+        .await?;
+        if decided.asks.is_empty() {
+            return Ok(decided.decisions);
+        }
+        if pass == DECIDE_PASSES {
+            return Ok(unconfirmed(decided.decisions, &answers));
+        }
+        answers.extend(confirm(&inputs.registry, decided.asks).await);
+    }
+}
+
+/// Changes whose image the passes could not confirm wait a cycle.
+fn unconfirmed(mut decisions: Vec<Decision>, answers: &Answers) -> Vec<Decision> {
+    for d in &mut decisions {
+        if let Step::Change(change) = &d.step
+            && change.recheck
+            && !answers.contains_key(&decide::ask(&d.repository, &change.image))
+        {
+            d.step = Step::Deferred {
+                reason: format!(
+                    "tag {} could not be re-checked this cycle",
+                    change.image.tag
+                ),
+                candidate: change.promotion.to.clone(),
+            };
+        }
+    }
+    decisions
+}
+
+/// Reads each asked tag again, all at once: `None` when it still points
+/// at the digest the listing said, otherwise why not.
+async fn confirm(
+    registry: &Arc<dyn Registry>,
+    asks: impl IntoIterator<Item = Ask>,
+) -> Vec<(Ask, Option<String>)> {
+    let mut reads = tokio::task::JoinSet::new();
+    for (repository, tag, digest) in asks {
+        let registry = Arc::clone(registry);
+        reads.spawn(async move {
+            let answer = match registry.describe(&repository, &tag).await {
+                Ok(Some(now)) if now.digest == digest => None,
+                Ok(Some(now)) => Some(format!(
+                    "tag {tag} moved from {digest} to {} while deciding",
+                    now.digest
+                )),
+                Ok(None) => Some(format!("tag {tag} disappeared while deciding")),
+                Err(e) => Some(format!("could not re-check tag {tag}: {e}")),
+            };
+            ((repository, tag, digest), answer)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(joined) = reads.join_next().await {
+        match joined {
+            Ok(answer) => answers.push(answer),
+            Err(e) => error!(error = %e, "re-check task panicked"),
+        }
+    }
+    answers
+}
+
+/// Commits each commit-target's change on the local branch, in order; the
+/// commit of each by decision index.
+fn commit(
+    config: &Config,
+    checkout: &mut Checkout,
+    decided: &[Decision],
+    now: OffsetDateTime,
+) -> Result<HashMap<usize, String>, GitError> {
+    let mut commits = HashMap::new();
+    for (i, d) in decided.iter().enumerate() {
+        let (Step::Change(change), Update::Commit) = (&d.step, d.update) else {
+            continue;
+        };
+        let target = &config.apps[d.at.0].targets[d.at.1];
+        let message = change.promotion.message(&Location {
+            file: target.file.as_str(),
+            key: &target.key.to_string(),
+        });
+        // A failure here is the clone's own storage: nothing after it can
+        // be committed either, and nothing is pushed.
+        let id = checkout.commit_file(&target.file, &change.content, &message, now)?;
+        info!(app = %d.app, env = %d.env, from = %change.promotion.from, to = %change.promotion.to, commit = %id, "committed");
+        commits.insert(i, id.to_string());
+    }
+    Ok(commits)
+}
+
+/// Runs `f` on a blocking thread with the clone locked.
+async fn blocking<T: Send + 'static>(
+    inputs: &Inputs,
+    f: impl FnOnce(&Config, &mut Option<Checkout>, OffsetDateTime) -> Result<T, GitError>
+    + Send
+    + 'static,
+) -> Result<T, GitError> {
+    let (config, checkout, now) = (
+        Arc::clone(&inputs.config),
+        Arc::clone(&inputs.checkout),
+        inputs.now,
+    );
+    let task = tokio::task::spawn_blocking(move || {
+        let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
+        f(&config, &mut guard, now)
+    });
+    match task.await {
+        Ok(result) => result,
+        // A panic is a bug; report it as a failed cycle instead of taking
+        // the daemon down with it.
+        Err(e) => {
+            error!(error = %e, "git task panicked");
+            Err(GitError::Local {
+                path: inputs.config.git.checkout_dir.clone(),
+                message: format!("the git task panicked: {e}"),
+            })
+        }
+    }
+}
+
+/// Opens (or clones) the checkout and brings it up to the remote's branch.
+/// A clone whose own storage failed is a cache: it is discarded, and the
+/// next cycle clones again.
+pub fn prepare(config: &Config, slot: &mut Option<Checkout>) -> Result<(), GitError> {
+    let checkout = match slot {
+        Some(c) => c,
+        None => slot.insert(Checkout::open_or_create(&config.git)?),
+    };
+    let synced = checkout.sync();
+    if let Err(GitError::Local { .. }) = &synced {
+        warn!("clone is damaged; cloning again next cycle");
+        if let Some(damaged) = slot.take() {
+            damaged.discard();
+        }
+    }
+    synced.map(|_| ())
+}
+
+/// Discards a clone a killed process left a lock file in, now rather than
+/// next cycle: `once` is a new process each time, and only this one knows.
+pub fn discard_if_damaged(slot: &mut Option<Checkout>) {
+    if slot.as_ref().is_some_and(Checkout::is_damaged) {
+        warn!("a lock file left in the clone by a killed process; cloning again next cycle");
+        if let Some(damaged) = slot.take() {
+            damaged.discard();
+        }
+    }
+}
+
+fn no_checkout(config: &Config) -> GitError {
+    GitError::Local {
+        path: config.git.checkout_dir.clone(),
+        message: "no checkout after a successful sync".into(),
+    }
+}
+
+/// Jittered exponential backoff between push attempts, so two replicas
+/// that collided once do not collide again in lockstep.
+///
+/// The first retry comes almost at once: against a person or a CI job
+/// pushing now and then, the branch is most likely still between their
+/// pushes; waiting longer only widens the window for the next one.
+fn backoff(attempt: u32) -> Duration {
+    let base = if attempt <= 1 {
+        20
+    } else {
+        100u64 << attempt.min(6)
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(base + nanos % base)
+}
