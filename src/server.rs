@@ -40,8 +40,11 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub struct Row {
     pub app: String,
     pub env: String,
-    /// What the branch holds.
+    /// What the branch holds: the tag (or digest, for the digest
+    /// strategy), whatever the file's format wraps it in.
     pub current: Option<String>,
+    /// The scalar as the file holds it (`reg/web:1.4.3`).
+    pub value: Option<String>,
     /// What the policy wants it to hold, when that differs or is pending.
     pub candidate: Option<String>,
     /// Why the candidate is not on the branch yet.
@@ -109,6 +112,7 @@ impl Board {
             };
             if t.current.is_some() {
                 row.current = t.current.clone();
+                row.value = t.value.clone();
             }
             let (candidate, waiting, error, pr) = match &t.outcome {
                 // A failure says nothing new about the candidate: keep the

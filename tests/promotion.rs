@@ -704,3 +704,107 @@ fn a_gitlab_draft_is_not_retitled_every_cycle() {
     );
     assert_eq!(fake.creates(), 1);
 }
+
+/// The (app/env, from, to, how) of every change a `once` run printed: a
+/// dry run's "would …" lines and a real run's "promoted"/"proposed" lines
+/// in one shape, so the two can be compared as sets.
+fn changes(out: &std::process::Output) -> std::collections::BTreeSet<(String, String, String, &'static str)> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut set = std::collections::BTreeSet::new();
+    for line in stdout.lines() {
+        let Some((name, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        let (how, rest) = if let Some(r) = rest.strip_prefix("would promote ") {
+            ("commit", r)
+        } else if let Some(r) = rest.strip_prefix("promoted ") {
+            ("commit", r)
+        } else if let Some(r) = rest.strip_prefix("would open a pull request ") {
+            ("pull-request", r)
+        } else if let Some(r) = rest.strip_prefix("proposed ") {
+            ("pull-request", r)
+        } else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (from, arrow, to) = (words.next(), words.next(), words.next());
+        assert_eq!(arrow, Some("->"), "{line}");
+        set.insert((
+            name.to_string(),
+            from.unwrap().to_string(),
+            to.unwrap().to_string(),
+            how,
+        ));
+    }
+    set
+}
+
+/// Issue 13, item 1: dev → staging (commit) → prod (pull request), with
+/// and without a soak. At each step the dry run prints exactly the set of
+/// changes the real run then makes, chains and pull requests included.
+#[test]
+fn dry_run_reports_exactly_what_the_real_run_does_down_a_chain() {
+    for soak in ["", "soak = \"1h\"\n"] {
+        let moto = Moto::start();
+        moto.seed("app", &[("1.0.0", 1)]);
+        let mut files = FILES.to_vec();
+        files.push(("staging.yaml", "image:\n  tag: 1.0.0\n"));
+        let remote = GitRemote::new(&files);
+        let fake = Fake::github(&remote.bare());
+        let work = scene(
+            &moto,
+            &remote,
+            &fake,
+            &format!("promote_from = \"staging\"\n{soak}"),
+        );
+        let text = std::fs::read_to_string(&work.config).unwrap().replace(
+            "\n[forge]",
+            &format!("\n[[apps.targets]]\nenv = \"staging\"\nfile = \"staging.yaml\"\nkey = \"image.tag\"\npromote_from = \"dev\"\n{soak}\n[forge]"),
+        );
+        std::fs::write(&work.config, text).unwrap();
+        let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+
+        // Every env already holds its source's value: nothing waits
+        // (issue 13, item 3), soak or not.
+        let out = work.once(&["--now", &at(t0)]);
+        expect(
+            &out,
+            0,
+            &[
+                "app/dev: up to date at 1.0.0",
+                "app/staging: up to date at 1.0.0",
+                "app/prod: up to date at 1.0.0",
+            ],
+        );
+
+        moto.seed("app", &[("1.1.0", 2)]);
+        let mut all = std::collections::BTreeSet::new();
+        for now in [t0, t0 + minutes(120), t0 + minutes(240)] {
+            let dry = work.once(&["--dry-run", "--now", &at(now)]);
+            assert_eq!(dry.status.code(), Some(0), "{}", show(&dry));
+            let subjects = remote.subjects();
+            let real = work.once(&["--now", &at(now)]);
+            assert_eq!(real.status.code(), Some(0), "{}", show(&real));
+            let (said, did) = (changes(&dry), changes(&real));
+            assert_eq!(
+                said,
+                did,
+                "soak {soak:?} at +{}m: dry run\n{}\nreal run\n{}",
+                (now - t0).whole_minutes(),
+                show(&dry),
+                show(&real)
+            );
+            // What the real run said it did, it did: one commit per
+            // commit change, one request per pull-request change.
+            let commits = did.iter().filter(|c| c.3 == "commit").count();
+            assert_eq!(remote.subjects().len() - subjects.len(), commits);
+            all.extend(did);
+        }
+        assert_eq!(fake.prs().len(), 1, "soak {soak:?}");
+        // Each env moved 1.0.0 -> 1.1.0 once (an open request is reported
+        // as proposed every cycle it stays open).
+        assert_eq!(all.len(), 3, "soak {soak:?}: {all:?}");
+        let prs = fake.prs();
+        assert_eq!(prs[0].title, "app: promote prod to 1.1.0");
+    }
+}
