@@ -4,12 +4,13 @@
 //! # Layout
 //!
 //! One cycle flows through the modules in this order; each arrow is a
-//! module boundary.
+//! module boundary, and dependencies point one way (`scripts/check-layers`
+//! checks that no two modules import each other).
 //!
 //! ```text
-//! registry ──► policy ──► manifest ──► trailers ──► gitops
-//! (ECR list)   (choose)   (splice)     (message)    (commit, one push)
-//!                 ╰──────── orchestrated by reconcile, looped by daemon ────────╯
+//! registry ──► cycle::plan ──► manifest ──► trailers ──► gitops ──► forge
+//! (ECR list)   (decide, pure)  (splice)     (message)    (one push) (pull requests)
+//!       ╰── cycle: list → decide → write → propose → report; looped by daemon ──╯
 //! ```
 //!
 //! - [`config`]: the TOML file, parsed then validated into types that cannot
@@ -22,11 +23,14 @@
 //!   and reading the current tag back out of it.
 //! - [`trailers`]: the commit message and its `Tagwatch-*` trailers.
 //! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
-//! - [`reconcile`]: one cycle, from listings to a pushed branch.
-//! - [`daemon`]: the polling loop and its shutdown.
+//! - [`forge`]: GitHub and GitLab pull requests.
+//! - [`cycle`]: one cycle; [`cycle::plan`] decides each target from facts.
+//! - [`events`]: ECR push events from SQS wake a cycle.
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
+//! - [`metrics`]: the Prometheus families (a leaf; [`cycle::export`] records).
+//! - [`daemon`]: the polling loop, reloads and shutdown.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`].
 //! - [`telemetry`]: logging set-up.
-//! - [`demo`]: `tagwatch demo`, a self-contained walkthrough on loopback.
 #![forbid(unsafe_code)]
 
 pub mod cli;
