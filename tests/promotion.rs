@@ -708,7 +708,9 @@ fn a_gitlab_draft_is_not_retitled_every_cycle() {
 /// The (app/env, from, to, how) of every change a `once` run printed: a
 /// dry run's "would …" lines and a real run's "promoted"/"proposed" lines
 /// in one shape, so the two can be compared as sets.
-fn changes(out: &std::process::Output) -> std::collections::BTreeSet<(String, String, String, &'static str)> {
+fn changes(
+    out: &std::process::Output,
+) -> std::collections::BTreeSet<(String, String, String, &'static str)> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut set = std::collections::BTreeSet::new();
     for line in stdout.lines() {

@@ -87,7 +87,10 @@ fn every_surface_names_the_tag_and_a_waiting_target_its_candidate() {
     cycles(2);
     let metrics = get(port, "/metrics");
     assert_eq!(
-        gauge(&metrics, "tagwatch_pending_promotions{app=\"web\",env=\"prod\"}"),
+        gauge(
+            &metrics,
+            "tagwatch_pending_promotions{app=\"web\",env=\"prod\"}"
+        ),
         Some(0.0),
         "{metrics}"
     );
@@ -112,7 +115,10 @@ fn every_surface_names_the_tag_and_a_waiting_target_its_candidate() {
         assert_eq!(info_tag(&metrics, "web", "dev"), ["1.1.0"], "{metrics}");
         assert_eq!(info_tag(&metrics, "web", "prod"), ["1.0.0"], "{metrics}");
         assert_eq!(
-            gauge(&metrics, "tagwatch_pending_promotions{app=\"web\",env=\"prod\"}"),
+            gauge(
+                &metrics,
+                "tagwatch_pending_promotions{app=\"web\",env=\"prod\"}"
+            ),
             Some(1.0)
         );
         let json = get(port, "/status");
@@ -131,7 +137,10 @@ fn every_surface_names_the_tag_and_a_waiting_target_its_candidate() {
         // The candidate is shown while it soaks, with why (item 5).
         assert_eq!(row("prod")["current"], "1.0.0", "{json}");
         assert_eq!(row("prod")["candidate"], "1.1.0", "{json}");
-        let waiting = row("prod")["waiting"].as_str().unwrap_or_default().to_string();
+        let waiting = row("prod")["waiting"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(
             waiting.starts_with("dev has run 1.1.0 for") && waiting.ends_with("soak is 1h"),
             "{json}"
