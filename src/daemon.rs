@@ -11,6 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::app::Connect;
 use crate::config::Config;
 use crate::cycle::{self, CycleReport, Mode, Peers, SharedCheckout};
 use crate::forge::Forge;
@@ -29,6 +30,8 @@ pub struct Context {
     pub now: Option<time::OffsetDateTime>,
     /// What `/status` and `/` show.
     pub board: Arc<Board>,
+    /// How a reload connects to the peers a new configuration names.
+    pub connect: Arc<dyn Connect>,
 }
 
 impl Context {
@@ -45,6 +48,7 @@ impl Context {
             checkout: Default::default(),
             now: None,
             board,
+            connect: Arc::new(crate::app::Real),
         }
     }
 
@@ -283,15 +287,20 @@ pub async fn reload(ctx: &mut Context) -> bool {
         Ok(config) => config,
         Err(e) => return refused(&e),
     };
-    let forge = match config.forge.as_ref().map(crate::forge::connect).transpose() {
+    let forge = match config
+        .forge
+        .as_ref()
+        .map(|f| ctx.connect.forge(f))
+        .transpose()
+    {
         Ok(forge) => forge,
         Err(e) => return refused(&e),
     };
     // A different registry or remote needs a new client or clone; the
     // listen address and the event queue are fixed at start-up.
     if config.aws != ctx.config.aws {
-        match crate::registry::ecr::EcrRegistry::connect(&config.aws, None).await {
-            Ok(registry) => ctx.registry = Arc::new(registry),
+        match ctx.connect.registry(&config.aws).await {
+            Ok(registry) => ctx.registry = registry,
             Err(e) => return refused(&e),
         }
     }

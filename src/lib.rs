@@ -13,6 +13,7 @@
 //!       ╰── cycle: list → decide → write → propose → report; looped by daemon ──╯
 //! ```
 //!
+//! - [`app`]: from a config to the peers it names, for start-up and reload.
 //! - [`config`]: the TOML file, parsed then validated into types that cannot
 //!   hold invalid state. No I/O beyond reading the files.
 //! - [`registry`]: the [`registry::Registry`] trait; ECR's `DescribeImages`
@@ -33,6 +34,7 @@
 //! - [`telemetry`]: logging set-up.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod cycle;

@@ -9,7 +9,6 @@ mod promote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -17,8 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::cycle::{CycleReport, Mode, Outcome};
 use crate::daemon::{self, Context};
-use crate::forge;
-use crate::registry::ecr::EcrRegistry;
 use crate::telemetry::{self, LogFormat};
 
 /// Exit status for a bad configuration or bad arguments (sysexits' EX_USAGE).
@@ -213,15 +210,8 @@ pub(crate) fn load(arg: &ConfigArg) -> Result<Config, u8> {
 }
 
 pub(crate) async fn context(config: Config) -> Option<Context> {
-    let forge = match config.forge.as_ref().map(forge::connect).transpose() {
-        Ok(forge) => forge,
-        Err(e) => {
-            eprintln!("{}: {e}", config.source.display());
-            return None;
-        }
-    };
-    match EcrRegistry::connect(&config.aws, None).await {
-        Ok(registry) => Some(Context::new(config, Arc::new(registry), forge)),
+    match crate::app::connect(&crate::app::Real, &config).await {
+        Ok(peers) => Some(Context::new(config, peers.registry, peers.forge)),
         Err(e) => {
             eprintln!("{}: {e}", config.source.display());
             None

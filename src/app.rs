@@ -1,0 +1,70 @@
+//! From a validated [`Config`] to the peers it names: the ECR client and,
+//! with `[forge]`, the GitHub or GitLab client.
+//!
+//! Behind [`Connect`], so the two places that connect (the CLI at start-up
+//! and the daemon's reload on SIGHUP) do it the same way, and a test can
+//! hand either in-memory peers. The connector sits below the daemon, not
+//! above it, because reload lives in the daemon and must not import what
+//! imports it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{AwsSettings, Config, ForgeSettings};
+use crate::forge::{Forge, ForgeError};
+use crate::registry::Registry;
+use crate::registry::ecr::{ConnectError as RegistryConnectError, EcrRegistry};
+
+/// A registry client being built.
+pub type RegistryFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<dyn Registry>, ConnectError>> + Send + 'a>>;
+
+/// Builds peers from settings.
+pub trait Connect: Send + Sync {
+    fn registry<'a>(&'a self, aws: &'a AwsSettings) -> RegistryFuture<'a>;
+    fn forge(&self, forge: &ForgeSettings) -> Result<Arc<dyn Forge>, ConnectError>;
+}
+
+/// Why a peer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Registry(#[from] RegistryConnectError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+}
+
+/// The real peers: aws-sdk-ecr with the default credential chain, and the
+/// forge's REST client.
+pub struct Real;
+
+impl Connect for Real {
+    fn registry<'a>(&'a self, aws: &'a AwsSettings) -> RegistryFuture<'a> {
+        Box::pin(async move {
+            let registry = EcrRegistry::connect(aws, None).await?;
+            Ok(Arc::new(registry) as Arc<dyn Registry>)
+        })
+    }
+
+    fn forge(&self, forge: &ForgeSettings) -> Result<Arc<dyn Forge>, ConnectError> {
+        Ok(crate::forge::connect(forge)?)
+    }
+}
+
+/// The peers a config names.
+pub struct Peers {
+    pub registry: Arc<dyn Registry>,
+    pub forge: Option<Arc<dyn Forge>>,
+}
+
+/// Connects everything `config` names.
+pub async fn connect(connect: &dyn Connect, config: &Config) -> Result<Peers, ConnectError> {
+    let forge = config
+        .forge
+        .as_ref()
+        .map(|f| connect.forge(f))
+        .transpose()?;
+    let registry = connect.registry(&config.aws).await?;
+    Ok(Peers { registry, forge })
+}
