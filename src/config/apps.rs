@@ -393,6 +393,10 @@ fn check_repository(s: &str) -> Result<(), String> {
     }
 }
 
+/// Validates one `[[apps.targets]]`, one named step per concern, in the
+/// order a user reads the table: what it is, where it writes, how it
+/// updates, where it promotes from, what its pull requests look like. The
+/// first error wins, so the order of the steps is part of the behaviour.
 fn validate_target(
     src: &Source<'_>,
     app: usize,
@@ -414,7 +418,38 @@ fn validate_target(
     let file = src.required(&raw.file, Some(first_span.clone()), &at("file"))?;
     let file =
         RepoPath::new(file.get_ref()).map_err(|m| src.error(Some(file.span()), at("file"), m))?;
-    let kustomize_image = match raw.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
+    let kustomize_image = target_kind(src, raw, &at, &first_span)?;
+    let document = target_document(src, raw, &at)?;
+    let format = target_format(src, raw, &at, policy)?;
+    let (key_path, kustomize) = target_key(src, raw, &at, kustomize_image, &format, first_span)?;
+    let update = target_update(src, raw, &at)?;
+    let (promote_from, soak) = target_promotion(src, raw, &at, env.get_ref())?;
+    let (group, proposal) = target_proposal(src, raw, &at, update, forge)?;
+    Ok(Target {
+        env: env.get_ref().clone(),
+        file,
+        key: key_path,
+        document,
+        format,
+        kustomize,
+        update,
+        promote_from,
+        soak,
+        group,
+        proposal,
+        policy: None,
+    })
+}
+
+/// `kind`: a plain YAML target (no `image`), or a Kustomize `images:` entry
+/// named by `image` (no `key`, no `document`). Returns that `image`.
+fn target_kind<'r>(
+    src: &Source<'_>,
+    raw: &'r RawTarget,
+    at: &impl Fn(&str) -> String,
+    first_span: &std::ops::Range<usize>,
+) -> Result<Option<&'r Spanned<String>>, ConfigError> {
+    match raw.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
         None | Some((_, "yaml")) => {
             if let Some(image) = &raw.image {
                 return Err(src.error(
@@ -423,7 +458,7 @@ fn validate_target(
                     "image is for kind = \"kustomize\"",
                 ));
             }
-            None
+            Ok(None)
         }
         Some((_, "kustomize")) => {
             if let Some(key) = &raw.key {
@@ -441,17 +476,23 @@ fn validate_target(
                     "a kustomize target edits the kustomization's one document; remove document",
                 ));
             }
-            Some(image)
+            Ok(Some(image))
         }
-        Some((k, other)) => {
-            return Err(src.error(
-                Some(k.span()),
-                at("kind"),
-                format!("unknown kind {other:?}; expected \"yaml\" (default) or \"kustomize\""),
-            ));
-        }
-    };
-    let document = match raw.document.as_ref().map(|d| (d, d.get_ref())) {
+        Some((k, other)) => Err(src.error(
+            Some(k.span()),
+            at("kind"),
+            format!("unknown kind {other:?}; expected \"yaml\" (default) or \"kustomize\""),
+        )),
+    }
+}
+
+/// `document`: an index, a `path=value,…` selector, or every document.
+fn target_document(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+) -> Result<Document, ConfigError> {
+    Ok(match raw.document.as_ref().map(|d| (d, d.get_ref())) {
         Some((_, RawDocument::Index(n))) if *n >= 0 => Document::Index(*n as usize),
         Some((d, RawDocument::Index(_))) => {
             return Err(src.error(Some(d.span()), at("document"), "must be 0 or greater"));
@@ -460,9 +501,19 @@ fn validate_target(
             Document::parse(text).map_err(|m| src.error(Some(d.span()), at("document"), m))?
         }
         None => Document::Any,
-    };
+    })
+}
+
+/// `format`, defaulting by strategy: the digest strategy writes a digest, so
+/// its format must hold one.
+fn target_format(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    policy: &Policy,
+) -> Result<Format, ConfigError> {
     let follows_digest = matches!(policy.strategy, Strategy::Digest { .. });
-    let format = match &raw.format {
+    Ok(match &raw.format {
         Some(f) => {
             let format = Format::parse(f.get_ref())
                 .map_err(|m| src.error(Some(f.span()), at("format"), m))?;
@@ -477,8 +528,20 @@ fn validate_target(
         }
         None if follows_digest => Format::Digest,
         None => Format::Tag,
-    };
-    let (key_path, kustomize) = match kustomize_image {
+    })
+}
+
+/// The key path the target writes: `key` for a YAML target, or the
+/// `images[name=…].newTag`/`.digest` path of a Kustomize entry.
+fn target_key(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    kustomize_image: Option<&Spanned<String>>,
+    format: &Format,
+    first_span: std::ops::Range<usize>,
+) -> Result<(KeyPath, Option<Kustomize>), ConfigError> {
+    match kustomize_image {
         Some(image) => {
             let field = match format {
                 Format::Tag => "newTag",
@@ -493,39 +556,53 @@ fn validate_target(
             };
             let key = crate::manifest::kustomize_path(image.get_ref(), field)
                 .map_err(|e| src.error(Some(image.span()), at("image"), e.to_string()))?;
-            (
+            Ok((
                 key,
                 Some(Kustomize {
                     image: image.get_ref().clone(),
                     field,
                 }),
-            )
+            ))
         }
         None => {
             let key = src.required(&raw.key, Some(first_span), &at("key"))?;
             let key_path = KeyPath::parse(key.get_ref())
                 .map_err(|e| src.error(Some(key.span()), at("key"), e.to_string()))?;
-            (key_path, None)
+            Ok((key_path, None))
         }
-    };
-    let update = match raw.update.as_ref().map(|u| (u, u.get_ref().as_str())) {
-        None | Some((_, "commit")) => Update::Commit,
-        Some((_, "pull-request")) => Update::PullRequest,
-        Some((u, other)) => {
-            return Err(src.error(
-                Some(u.span()),
-                at("update"),
-                format!(
-                    "unknown update {other:?}; expected \"commit\" (default) or \"pull-request\""
-                ),
-            ));
-        }
-    };
+    }
+}
+
+/// `update`: a commit (default) or a pull request.
+fn target_update(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+) -> Result<Update, ConfigError> {
+    match raw.update.as_ref().map(|u| (u, u.get_ref().as_str())) {
+        None | Some((_, "commit")) => Ok(Update::Commit),
+        Some((_, "pull-request")) => Ok(Update::PullRequest),
+        Some((u, other)) => Err(src.error(
+            Some(u.span()),
+            at("update"),
+            format!("unknown update {other:?}; expected \"commit\" (default) or \"pull-request\""),
+        )),
+    }
+}
+
+/// `promote_from` and `soak`. Whether the source env exists in the app is
+/// checked later, across targets, by `order_chain`.
+fn target_promotion(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    env: &str,
+) -> Result<(Option<String>, Duration), ConfigError> {
     let promote_from = match &raw.promote_from {
         Some(from) => {
             check_name(from.get_ref())
                 .map_err(|m| src.error(Some(from.span()), at("promote_from"), m))?;
-            if from.get_ref() == env.get_ref() {
+            if from.get_ref() == env {
                 return Err(src.error(
                     Some(from.span()),
                     at("promote_from"),
@@ -547,6 +624,18 @@ fn validate_target(
         }
         (None, _) => Duration::ZERO,
     };
+    Ok((promote_from, soak))
+}
+
+/// `group` and the pull-request options, which only a pull-request target
+/// may set; the options fall back to `[forge]`'s.
+fn target_proposal(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    update: Update,
+    forge: Option<&ForgeSettings>,
+) -> Result<(Option<String>, ProposalOptions), ConfigError> {
     let pr_only = |span: Option<std::ops::Range<usize>>, field: &str| {
         src.error(
             span,
@@ -569,20 +658,7 @@ fn validate_target(
         return Err(pr_only(span.or(raw.env.as_ref().map(|e| e.span())), field));
     }
     let defaults = forge.map(|f| f.defaults.clone()).unwrap_or_default();
-    Ok(Target {
-        env: env.get_ref().clone(),
-        file,
-        key: key_path,
-        document,
-        format,
-        kustomize,
-        update,
-        promote_from,
-        soak,
-        group,
-        proposal: proposal.over(&defaults),
-        policy: None,
-    })
+    Ok((group, proposal.over(&defaults)))
 }
 
 /// Checks each target's `promote_from` names another env of the same app,
