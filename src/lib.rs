@@ -16,6 +16,9 @@
 //!   hold invalid state. No I/O beyond reading the files.
 //! - [`registry`]: the [`registry::Registry`] trait; ECR's `DescribeImages`
 //!   as the real implementation, an in-memory one for tests.
+//! - [`image`]: what a repository holds ([`image::Image`], [`image::Listing`]);
+//!   plain data shared by registry, policy and the cycle.
+//! - [`aws`]: the validated `[aws]` settings the ECR and SQS clients take.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
 //! - [`format`]: what a target's scalar holds (tag, digest, image, template)
@@ -29,6 +32,7 @@
 //! - [`demo`]: `tagwatch demo`, a self-contained walkthrough on loopback.
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -37,6 +41,7 @@ pub mod events;
 pub mod forge;
 pub mod format;
 pub mod gitops;
+pub mod image;
 pub mod manifest;
 pub mod metrics;
 pub mod policy;

@@ -24,10 +24,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::aws::{AwsSettings, EventSettings};
 pub use apps::{App, Kustomize, RepoPath, Target, Update};
 pub use settings::{
-    AwsSettings, EventSettings, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions,
-    SshAuth, TokenAuth,
+    ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
 
 use apps::{SeenApps, validate_app};

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use crate::aws::{AwsSettings, EventSettings};
+
 use super::raw::{RawAws, RawForge, RawGit};
 use super::source::Source;
 use super::{ConfigError, DEFAULT_PUSH_ATTEMPTS, DEFAULT_REGISTRY_CONCURRENCY};
@@ -53,32 +55,6 @@ pub struct ProposalOptions {
     pub draft: bool,
     /// Merge on its own once approved and green, where the forge offers it.
     pub auto_merge: bool,
-}
-
-/// The `[aws]` section.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct AwsSettings {
-    /// Region of the registry. `None` defers to the SDK's chain
-    /// (`AWS_REGION`, profile), which is what IRSA pods usually have.
-    pub region: Option<String>,
-    /// Another account's registry, for cross-account reads.
-    pub registry_id: Option<String>,
-    /// A role to assume (through STS) before calling ECR.
-    pub assume_role_arn: Option<String>,
-    /// An ECR-compatible endpoint instead of AWS's; used by tests and the demo.
-    pub endpoint_url: Option<String>,
-    /// At most this many repositories are listed at once.
-    pub concurrency: usize,
-    /// ECR push events through SQS, to react in seconds.
-    pub events: Option<EventSettings>,
-}
-
-/// The `[aws.events]` section.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventSettings {
-    pub sqs_queue_url: String,
-    /// How long to gather a burst of pushes into one cycle.
-    pub debounce: Duration,
 }
 
 /// The `[git]` section.
