@@ -18,6 +18,9 @@
 //!   hold invalid state. No I/O beyond reading the files.
 //! - [`registry`]: the [`registry::Registry`] trait; ECR's `DescribeImages`
 //!   as the real implementation, an in-memory one for tests.
+//! - [`image`]: what a repository holds ([`image::Image`], [`image::Listing`]);
+//!   plain data shared by registry, policy and the cycle.
+//! - [`aws`]: the validated `[aws]` settings the ECR and SQS clients take.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
 //! - [`format`]: what a target's scalar holds (tag, digest, image, template)
@@ -35,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod cycle;
@@ -44,6 +48,7 @@ pub mod events;
 pub mod forge;
 pub mod format;
 pub mod gitops;
+pub mod image;
 pub mod manifest;
 pub mod metrics;
 pub mod policy;

@@ -28,7 +28,7 @@ use regex::Regex;
 use semver::Version;
 use time::OffsetDateTime;
 
-use crate::registry::Image;
+use crate::image::Image;
 use range::{Range, parse_version};
 
 /// How candidates are ordered.

@@ -21,7 +21,7 @@ use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, Tag
 use time::OffsetDateTime;
 
 use super::{DescribeFuture, ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
-use crate::config::AwsSettings;
+use crate::aws::AwsSettings;
 
 /// ECR's largest page; fewer pages means fewer round trips and less
 /// throttling pressure on accounts with thousands of images.

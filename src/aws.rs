@@ -1,0 +1,36 @@
+//! How tagwatch reaches AWS: the validated `[aws]` and `[aws.events]`
+//! settings that the ECR registry client (`registry::ecr`) and the SQS event
+//! listener (`events`) are built from.
+//!
+//! A leaf on purpose: it imports nothing from the crate, so those peers
+//! depend on these few fields and not on `config`, which itself depends on
+//! `policy`, `manifest` and `format`. `config` validates these values and
+//! re-exports the types under their old paths (`config::AwsSettings`).
+
+use std::time::Duration;
+
+/// The `[aws]` section.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AwsSettings {
+    /// Region of the registry. `None` defers to the SDK's chain
+    /// (`AWS_REGION`, profile), which is what IRSA pods usually have.
+    pub region: Option<String>,
+    /// Another account's registry, for cross-account reads.
+    pub registry_id: Option<String>,
+    /// A role to assume (through STS) before calling ECR.
+    pub assume_role_arn: Option<String>,
+    /// An ECR-compatible endpoint instead of AWS's; used by tests and the demo.
+    pub endpoint_url: Option<String>,
+    /// At most this many repositories are listed at once.
+    pub concurrency: usize,
+    /// ECR push events through SQS, to react in seconds.
+    pub events: Option<EventSettings>,
+}
+
+/// The `[aws.events]` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventSettings {
+    pub sqs_queue_url: String,
+    /// How long to gather a burst of pushes into one cycle.
+    pub debounce: Duration,
+}

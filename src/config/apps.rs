@@ -1,0 +1,707 @@
+//! `[[apps]]` and their `[[apps.targets]]`: the validated [`App`] and
+//! [`Target`], names, repository paths, policies, and the checks across apps
+//! (duplicate names, two targets writing one scalar, `promote_from` chains).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::format::Format;
+use crate::manifest::{Document, KeyPath};
+use crate::policy::{Patterns, Policy, PolicySpec, Strategy};
+
+use super::ConfigError;
+use super::raw::{RawApp, RawDocument, RawTarget};
+use super::settings::{ForgeSettings, ProposalOptions};
+use super::source::{Source, line_of};
+
+/// How a target's change reaches the branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// A commit straight onto the branch (dev).
+    Commit,
+    /// A pull request from `tagwatch/<app>/<env>` for someone to review (prod).
+    PullRequest,
+}
+
+impl Update {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Update::Commit => "commit",
+            Update::PullRequest => "pull-request",
+        }
+    }
+}
+
+impl App {
+    /// The policy that decides `target`: its own, else the app's.
+    pub fn policy_for<'a>(&'a self, target: &'a Target) -> &'a Policy {
+        target.policy.as_ref().unwrap_or(&self.policy)
+    }
+}
+
+/// One watched image and where its tag is written.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// Unique name; used in commit subjects and trailers.
+    pub name: String,
+    /// The ECR repository name.
+    pub repository: String,
+    /// How a candidate tag is chosen.
+    pub policy: Policy,
+    /// Environments this app is promoted into.
+    pub targets: Vec<Target>,
+}
+
+/// One environment of an app: a scalar in a file of the GitOps repository.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Environment name, unique within its app.
+    pub env: String,
+    /// Path relative to the repository root, never escaping it.
+    pub file: RepoPath,
+    /// Where in the YAML the value lives.
+    pub key: KeyPath,
+    /// Which document of a multi-document file.
+    pub document: Document,
+    /// What the scalar holds: a tag, a digest, a whole reference, ….
+    pub format: Format,
+    /// For `kind = "kustomize"`: the `images:` entry's name. The entry (or
+    /// its field) is added when missing; `key` then names its field.
+    pub kustomize: Option<Kustomize>,
+    /// A commit or a pull request.
+    pub update: Update,
+    /// Take the value this env of the same app holds, not the registry's
+    /// newest match. Targets are ordered so that a source comes first.
+    pub promote_from: Option<String>,
+    /// With `promote_from`: how long the source must have held the value.
+    pub soak: Duration,
+    /// Pull requests of targets with the same group and env are one.
+    pub group: Option<String>,
+    /// For pull requests: the forge's defaults with this target's settings.
+    pub proposal: ProposalOptions,
+    /// The app's policy with this env's own `constraint`, when it has one
+    /// (prod on `^1` while dev takes anything).
+    pub policy: Option<Policy>,
+}
+
+/// A Kustomize `images:` entry as a target.
+#[derive(Clone, Debug)]
+pub struct Kustomize {
+    /// The entry's `name`.
+    pub image: String,
+    /// `newTag` or `digest`, from the target's format.
+    pub field: &'static str,
+}
+
+/// A path inside the GitOps repository: relative, normalised, and never
+/// escaping the root. Constructed only through [`RepoPath::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// Checks that `raw` stays inside the repository. `..`, absolute paths
+    /// and paths into `.git` are refused, because a config file is not a
+    /// reason to write outside the repository or into its internals.
+    pub fn new(raw: &str) -> Result<RepoPath, String> {
+        if raw.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if let Some(c) = raw.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "{raw:?} contains the control character {c:?}, which no file name in git can hold"
+            ));
+        }
+        if raw.contains('\\') {
+            return Err(format!(
+                "{raw:?} contains a backslash; use / as the separator"
+            ));
+        }
+        let path = Path::new(raw);
+        let mut parts = Vec::new();
+        for component in path.components() {
+            match component {
+                Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    return Err(format!("{raw:?} escapes the repository (\"..\")"));
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(format!(
+                        "{raw:?} is absolute; give a path relative to the repository root"
+                    ));
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(format!("{raw:?} names no file"));
+        }
+        if parts[0] == ".git" {
+            return Err(format!("{raw:?} points into .git"));
+        }
+        Ok(RepoPath(parts.join("/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Names end up in commit subjects, trailers and (later) branch names, so
+/// they are kept to characters that are safe in all three.
+fn check_name(s: &str) -> Result<(), String> {
+    let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)"
+        ))
+    }
+}
+
+/// What earlier apps claimed, to point at both sides of a duplicate.
+#[derive(Default)]
+pub(super) struct SeenApps {
+    /// App name → where it was first defined.
+    pub(super) names: std::collections::HashMap<String, String>,
+    /// Every target so far by file: key, document, and the `app/env` that
+    /// writes it. Two targets on one scalar would fight each cycle, each
+    /// undoing the other's commit. By file, because a fleet has thousands
+    /// of targets but only a few in any one file.
+    pub(super) scalars: std::collections::HashMap<RepoPath, Vec<(KeyPath, Document, String)>>,
+    /// The validated `[forge]`, whose settings are every PR's defaults.
+    pub(super) forge: Option<ForgeSettings>,
+    /// The first pull-request target, reported if there is no `[forge]`.
+    pub(super) needs_forge: Option<ConfigError>,
+    /// Every `allow` compiled so far, shared by the apps that repeat it.
+    pub(super) patterns: Patterns,
+}
+
+pub(super) fn validate_app(
+    src: &Source<'_>,
+    index: usize,
+    raw: &RawApp,
+    seen: &mut SeenApps,
+) -> Result<App, ConfigError> {
+    let at = |field: &str| format!("apps[{index}].{field}");
+    // An app table without a name has no span of its own; point at its first
+    // field that has one.
+    let app_span = [&raw.repository, &raw.strategy, &raw.constraint]
+        .into_iter()
+        .flatten()
+        .map(|s| s.span())
+        .next();
+
+    let name = src.required(&raw.name, app_span.clone(), &at("name"))?;
+    check_name(name.get_ref()).map_err(|m| src.error(Some(name.span()), at("name"), m))?;
+    let here = format!("{}:{}", src.file.display(), src.line(name.span().start));
+    if let Some(first) = seen.names.get(name.get_ref()) {
+        return Err(src.error(
+            Some(name.span()),
+            at("name"),
+            format!(
+                "duplicate app name {:?} (first defined at {first})",
+                name.get_ref()
+            ),
+        ));
+    }
+    seen.names.insert(name.get_ref().clone(), here);
+
+    let repository = src.required(&raw.repository, Some(name.span()), &at("repository"))?;
+    check_repository(repository.get_ref())
+        .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
+
+    let policy = validate_policy(src, index, raw, None, &mut seen.patterns)?;
+
+    if raw.targets.is_empty() {
+        return Err(src.error(
+            Some(name.span()),
+            at("targets"),
+            format!("app {:?} has no [[apps.targets]]", name.get_ref()),
+        ));
+    }
+    let mut envs = HashSet::new();
+    let mut targets = Vec::with_capacity(raw.targets.len());
+    for (t, target) in raw.targets.iter().enumerate() {
+        let raw_target = target;
+        let mut target = validate_target(
+            src,
+            index,
+            t,
+            raw_target,
+            name.span(),
+            &policy,
+            seen.forge.as_ref(),
+        )?;
+        if let Some(constraint) = &raw_target.constraint {
+            let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
+                .map_err(|mut e| {
+                    if e.key.ends_with(".constraint") {
+                        e.key = format!("apps[{index}].targets[{t}].constraint");
+                        e.line = Some(line_of(src.text, constraint.span().start));
+                    }
+                    e
+                })?;
+            target.policy = Some(own);
+        }
+        // The same steps however they were written (`image.tag` and
+        // `"image".tag`), and `document` unset overlaps every index.
+        let overlaps = |d: &Document| d.overlaps(&target.document);
+        let in_file = seen.scalars.entry(target.file.clone()).or_default();
+        if let Some((.., first)) = in_file
+            .iter()
+            .find(|(key, doc, _)| key.steps_eq(&target.key) && overlaps(doc))
+        {
+            let span = raw_target
+                .key
+                .as_ref()
+                .or(raw_target.image.as_ref())
+                .map(|k| k.span());
+            let field = if raw_target.key.is_some() {
+                "key"
+            } else {
+                "image"
+            };
+            return Err(src.error(
+                span,
+                format!("apps[{index}].targets[{t}].{field}"),
+                format!("{first} already writes {} in {}", target.key, target.file),
+            ));
+        }
+        in_file.push((
+            target.key.clone(),
+            target.document.clone(),
+            format!("{}/{}", name.get_ref(), target.env),
+        ));
+        if !envs.insert(target.env.clone()) {
+            return Err(src.error(
+                raw.targets[t].env.as_ref().map(|e| e.span()),
+                format!("apps[{index}].targets[{t}].env"),
+                format!("duplicate env {:?} in app {:?}", target.env, name.get_ref()),
+            ));
+        }
+        targets.push(target);
+    }
+    let targets = order_chain(src, index, raw, targets)?;
+    if seen.forge.is_none() && seen.needs_forge.is_none() {
+        seen.needs_forge = raw
+            .targets
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                r.update
+                    .as_ref()
+                    .is_some_and(|u| u.get_ref() == "pull-request")
+            })
+            .map(|(t, r)| {
+                src.error(
+                    r.update.as_ref().map(|u| u.span()),
+                    format!("apps[{index}].targets[{t}].update"),
+                    "pull requests need a [forge] section (kind, repository, token_file)",
+                )
+            });
+    }
+
+    Ok(App {
+        name: name.get_ref().clone(),
+        repository: repository.get_ref().clone(),
+        policy,
+        targets,
+    })
+}
+
+/// Builds the app's policy with the same validation `tagwatch policy test`
+/// uses, and points an error at the field it is about.
+fn validate_policy(
+    src: &Source<'_>,
+    index: usize,
+    raw: &RawApp,
+    constraint: Option<&Spanned<String>>,
+    patterns: &mut Patterns,
+) -> Result<Policy, ConfigError> {
+    let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+    let spec = PolicySpec {
+        strategy: text(&raw.strategy),
+        constraint: constraint
+            .map(|c| c.get_ref().clone())
+            .or_else(|| text(&raw.constraint)),
+        allow: text(&raw.allow),
+        extract: text(&raw.extract),
+        ignore: raw.ignore.iter().map(|g| g.get_ref().clone()).collect(),
+        min_age: text(&raw.min_age),
+    };
+    Policy::from_spec_in(&spec, patterns).map_err(|e| {
+        let span = match (e.field, e.index) {
+            ("ignore", Some(i)) => raw.ignore.get(i).map(|g| g.span()),
+            ("strategy", _) => raw.strategy.as_ref().map(|s| s.span()),
+            ("constraint", _) => raw
+                .constraint
+                .as_ref()
+                .or(raw.strategy.as_ref())
+                .map(|s| s.span()),
+            ("allow", _) => raw.allow.as_ref().map(|s| s.span()),
+            ("extract", _) => raw.extract.as_ref().map(|s| s.span()),
+            ("min_age", _) => raw.min_age.as_ref().map(|s| s.span()),
+            _ => None,
+        };
+        let key = match e.index {
+            Some(i) => format!("apps[{index}].{}[{i}]", e.field),
+            None => format!("apps[{index}].{}", e.field),
+        };
+        src.error(
+            span.or_else(|| raw.name.as_ref().map(|n| n.span())),
+            key,
+            e.message,
+        )
+    })
+}
+
+/// ECR's own rule for repository names, so a typo fails at startup rather
+/// than as a `RepositoryNotFoundException` every cycle.
+fn check_repository(s: &str) -> Result<(), String> {
+    let ok = s.len() >= 2
+        && s.len() <= 256
+        && s.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid ECR repository name (lowercase letters, digits, '.', '_', '-', '/')"
+        ))
+    }
+}
+
+/// Validates one `[[apps.targets]]`, one named step per concern, in the
+/// order a user reads the table: what it is, where it writes, how it
+/// updates, where it promotes from, what its pull requests look like. The
+/// first error wins, so the order of the steps is part of the behaviour.
+fn validate_target(
+    src: &Source<'_>,
+    app: usize,
+    index: usize,
+    raw: &RawTarget,
+    app_span: std::ops::Range<usize>,
+    policy: &Policy,
+    forge: Option<&ForgeSettings>,
+) -> Result<Target, ConfigError> {
+    let at = |field: &str| format!("apps[{app}].targets[{index}].{field}");
+    let first_span = [&raw.env, &raw.file, &raw.key]
+        .into_iter()
+        .flatten()
+        .map(|s| s.span())
+        .next()
+        .unwrap_or(app_span);
+    let env = src.required(&raw.env, Some(first_span.clone()), &at("env"))?;
+    check_name(env.get_ref()).map_err(|m| src.error(Some(env.span()), at("env"), m))?;
+    let file = src.required(&raw.file, Some(first_span.clone()), &at("file"))?;
+    let file =
+        RepoPath::new(file.get_ref()).map_err(|m| src.error(Some(file.span()), at("file"), m))?;
+    let kustomize_image = target_kind(src, raw, &at, &first_span)?;
+    let document = target_document(src, raw, &at)?;
+    let format = target_format(src, raw, &at, policy)?;
+    let (key_path, kustomize) = target_key(src, raw, &at, kustomize_image, &format, first_span)?;
+    let update = target_update(src, raw, &at)?;
+    let (promote_from, soak) = target_promotion(src, raw, &at, env.get_ref())?;
+    let (group, proposal) = target_proposal(src, raw, &at, update, forge)?;
+    Ok(Target {
+        env: env.get_ref().clone(),
+        file,
+        key: key_path,
+        document,
+        format,
+        kustomize,
+        update,
+        promote_from,
+        soak,
+        group,
+        proposal,
+        policy: None,
+    })
+}
+
+/// `kind`: a plain YAML target (no `image`), or a Kustomize `images:` entry
+/// named by `image` (no `key`, no `document`). Returns that `image`.
+fn target_kind<'r>(
+    src: &Source<'_>,
+    raw: &'r RawTarget,
+    at: &impl Fn(&str) -> String,
+    first_span: &std::ops::Range<usize>,
+) -> Result<Option<&'r Spanned<String>>, ConfigError> {
+    match raw.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
+        None | Some((_, "yaml")) => {
+            if let Some(image) = &raw.image {
+                return Err(src.error(
+                    Some(image.span()),
+                    at("image"),
+                    "image is for kind = \"kustomize\"",
+                ));
+            }
+            Ok(None)
+        }
+        Some((_, "kustomize")) => {
+            if let Some(key) = &raw.key {
+                return Err(src.error(
+                    Some(key.span()),
+                    at("key"),
+                    "a kustomize target names its entry with image, not key",
+                ));
+            }
+            let image = src.required(&raw.image, Some(first_span.clone()), &at("image"))?;
+            if let Some(d) = &raw.document {
+                return Err(src.error(
+                    Some(d.span()),
+                    at("document"),
+                    "a kustomize target edits the kustomization's one document; remove document",
+                ));
+            }
+            Ok(Some(image))
+        }
+        Some((k, other)) => Err(src.error(
+            Some(k.span()),
+            at("kind"),
+            format!("unknown kind {other:?}; expected \"yaml\" (default) or \"kustomize\""),
+        )),
+    }
+}
+
+/// `document`: an index, a `path=value,…` selector, or every document.
+fn target_document(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+) -> Result<Document, ConfigError> {
+    Ok(match raw.document.as_ref().map(|d| (d, d.get_ref())) {
+        Some((_, RawDocument::Index(n))) if *n >= 0 => Document::Index(*n as usize),
+        Some((d, RawDocument::Index(_))) => {
+            return Err(src.error(Some(d.span()), at("document"), "must be 0 or greater"));
+        }
+        Some((d, RawDocument::Select(text))) => {
+            Document::parse(text).map_err(|m| src.error(Some(d.span()), at("document"), m))?
+        }
+        None => Document::Any,
+    })
+}
+
+/// `format`, defaulting by strategy: the digest strategy writes a digest, so
+/// its format must hold one.
+fn target_format(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    policy: &Policy,
+) -> Result<Format, ConfigError> {
+    let follows_digest = matches!(policy.strategy, Strategy::Digest { .. });
+    Ok(match &raw.format {
+        Some(f) => {
+            let format = Format::parse(f.get_ref())
+                .map_err(|m| src.error(Some(f.span()), at("format"), m))?;
+            if follows_digest && !format.always_pins_digest() {
+                return Err(src.error(
+                    Some(f.span()),
+                    at("format"),
+                    format!("the digest strategy writes a digest, and format {format} has none; use digest, tag@digest or a template with {{digest}}"),
+                ));
+            }
+            format
+        }
+        None if follows_digest => Format::Digest,
+        None => Format::Tag,
+    })
+}
+
+/// The key path the target writes: `key` for a YAML target, or the
+/// `images[name=…].newTag`/`.digest` path of a Kustomize entry.
+fn target_key(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    kustomize_image: Option<&Spanned<String>>,
+    format: &Format,
+    first_span: std::ops::Range<usize>,
+) -> Result<(KeyPath, Option<Kustomize>), ConfigError> {
+    match kustomize_image {
+        Some(image) => {
+            let field = match format {
+                Format::Tag => "newTag",
+                Format::Digest => "digest",
+                _ => {
+                    return Err(src.error(
+                        raw.format.as_ref().map(|f| f.span()),
+                        at("format"),
+                        "a kustomize target writes newTag (format = \"tag\") or digest (format = \"digest\")",
+                    ));
+                }
+            };
+            let key = crate::manifest::kustomize_path(image.get_ref(), field)
+                .map_err(|e| src.error(Some(image.span()), at("image"), e.to_string()))?;
+            Ok((
+                key,
+                Some(Kustomize {
+                    image: image.get_ref().clone(),
+                    field,
+                }),
+            ))
+        }
+        None => {
+            let key = src.required(&raw.key, Some(first_span), &at("key"))?;
+            let key_path = KeyPath::parse(key.get_ref())
+                .map_err(|e| src.error(Some(key.span()), at("key"), e.to_string()))?;
+            Ok((key_path, None))
+        }
+    }
+}
+
+/// `update`: a commit (default) or a pull request.
+fn target_update(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+) -> Result<Update, ConfigError> {
+    match raw.update.as_ref().map(|u| (u, u.get_ref().as_str())) {
+        None | Some((_, "commit")) => Ok(Update::Commit),
+        Some((_, "pull-request")) => Ok(Update::PullRequest),
+        Some((u, other)) => Err(src.error(
+            Some(u.span()),
+            at("update"),
+            format!("unknown update {other:?}; expected \"commit\" (default) or \"pull-request\""),
+        )),
+    }
+}
+
+/// `promote_from` and `soak`. Whether the source env exists in the app is
+/// checked later, across targets, by `order_chain`.
+fn target_promotion(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    env: &str,
+) -> Result<(Option<String>, Duration), ConfigError> {
+    let promote_from = match &raw.promote_from {
+        Some(from) => {
+            check_name(from.get_ref())
+                .map_err(|m| src.error(Some(from.span()), at("promote_from"), m))?;
+            if from.get_ref() == env {
+                return Err(src.error(
+                    Some(from.span()),
+                    at("promote_from"),
+                    "an env cannot promote from itself",
+                ));
+            }
+            Some(from.get_ref().clone())
+        }
+        None => None,
+    };
+    let soak = match (&raw.soak, &promote_from) {
+        (Some(soak), Some(_)) => src.duration(soak, &at("soak"))?,
+        (Some(soak), None) => {
+            return Err(src.error(
+                Some(soak.span()),
+                at("soak"),
+                "soak is how long the promote_from env must have run a tag; set promote_from too",
+            ));
+        }
+        (None, _) => Duration::ZERO,
+    };
+    Ok((promote_from, soak))
+}
+
+/// `group` and the pull-request options, which only a pull-request target
+/// may set; the options fall back to `[forge]`'s.
+fn target_proposal(
+    src: &Source<'_>,
+    raw: &RawTarget,
+    at: &impl Fn(&str) -> String,
+    update: Update,
+    forge: Option<&ForgeSettings>,
+) -> Result<(Option<String>, ProposalOptions), ConfigError> {
+    let pr_only = |span: Option<std::ops::Range<usize>>, field: &str| {
+        src.error(
+            span,
+            at(field),
+            format!("{field} applies to pull requests; set update = \"pull-request\""),
+        )
+    };
+    let group = match &raw.group {
+        Some(g) if update != Update::PullRequest => return Err(pr_only(Some(g.span()), "group")),
+        Some(g) => {
+            check_name(g.get_ref()).map_err(|m| src.error(Some(g.span()), at("group"), m))?;
+            Some(g.get_ref().clone())
+        }
+        None => None,
+    };
+    let proposal = raw.proposal();
+    if update != Update::PullRequest
+        && let Some((field, span)) = proposal.first()
+    {
+        return Err(pr_only(span.or(raw.env.as_ref().map(|e| e.span())), field));
+    }
+    let defaults = forge.map(|f| f.defaults.clone()).unwrap_or_default();
+    Ok((group, proposal.over(&defaults)))
+}
+
+/// Checks each target's `promote_from` names another env of the same app,
+/// that the chain has no cycle, and orders the targets so every source
+/// comes before the envs promoted from it (the order a cycle visits them).
+fn order_chain(
+    src: &Source<'_>,
+    index: usize,
+    raw: &RawApp,
+    targets: Vec<Target>,
+) -> Result<Vec<Target>, ConfigError> {
+    let position = |env: &str| targets.iter().position(|t| t.env == env);
+    let mut depth = vec![0usize; targets.len()];
+    for (t, target) in targets.iter().enumerate() {
+        let Some(from) = &target.promote_from else {
+            continue;
+        };
+        let span = raw.targets[t].promote_from.as_ref().map(|f| f.span());
+        let key = format!("apps[{index}].targets[{t}].promote_from");
+        let mut path = vec![target.env.as_str()];
+        let mut next = Some(from.as_str());
+        while let Some(env) = next {
+            let Some(source) = position(env) else {
+                return Err(src.error(
+                    span,
+                    key,
+                    format!("no env {env:?} in this app to promote from"),
+                ));
+            };
+            if path.contains(&env) {
+                path.push(env);
+                return Err(src.error(
+                    span,
+                    key,
+                    format!("promote_from makes a cycle: {}", path.join(" <- ")),
+                ));
+            }
+            path.push(env);
+            next = targets[source].promote_from.as_deref();
+        }
+        depth[t] = path.len() - 1;
+    }
+    let mut ordered: Vec<(usize, Target)> = depth.into_iter().zip(targets).collect();
+    ordered.sort_by_key(|(d, _)| *d);
+    Ok(ordered.into_iter().map(|(_, t)| t).collect())
+}
