@@ -438,8 +438,103 @@ impl Checkout {
     /// Pushes the local branch. Never forced: if the remote moved, this
     /// returns [`GitError::Rejected`] and the caller starts over from a sync.
     pub fn push(&mut self) -> Result<(), GitError> {
+        if let Some(path) = local_path(&self.settings.url) {
+            let started = std::time::Instant::now();
+            let pushed = self.push_local(&path);
+            crate::metrics::get()
+                .git_duration
+                .with_label_values(&["push"])
+                .observe(started.elapsed().as_secs_f64());
+            return pushed;
+        }
         let refspec = format!("{0}:{0}", self.local_ref());
         self.push_specs(&[refspec])
+    }
+
+    /// Pushes the local branch to a repository on this machine with a
+    /// compare-and-swap on its ref.
+    ///
+    /// libgit2's local transport checks fast-forward when it connects but
+    /// then writes the ref unconditionally, so a push by another process in
+    /// between was overwritten: a person's commit vanished from the branch.
+    /// Here the objects go first, as one pack written into the remote's
+    /// object database (unreferenced, so harmless if the swap then fails),
+    /// and the branch moves only if it still points at the head this
+    /// checkout fetched. The swap holds the ref's lock file, the same one
+    /// stock git's receive-pack takes, so two writers can never both win; a
+    /// lost race is [`GitError::Rejected`], as on every other transport.
+    fn push_local(&mut self, path: &Path) -> Result<(), GitError> {
+        let local = |message: String| GitError::Local {
+            path: self.settings.checkout_dir.clone(),
+            message,
+        };
+        let rejected = |message: String| GitError::Rejected {
+            remote: redact(&self.settings.url),
+            branch: self.settings.branch.clone(),
+            message,
+        };
+        let expected = self
+            .repo
+            .refname_to_id(&self.tracking_ref())
+            .map_err(|e| self.local_error(e))?;
+        let new = self.head()?;
+        if new == expected {
+            return Ok(());
+        }
+        let remote = Repository::open_bare(path).map_err(|e| self.remote_error("push", e))?;
+        // Only what the remote lacks: everything up to the fetched head is
+        // there already.
+        let mut walk = self.repo.revwalk().map_err(|e| self.local_error(e))?;
+        walk.push(new).map_err(|e| self.local_error(e))?;
+        walk.hide(expected).map_err(|e| self.local_error(e))?;
+        let mut pack = self.repo.packbuilder().map_err(|e| self.local_error(e))?;
+        pack.insert_walk(&mut walk)
+            .map_err(|e| self.local_error(e))?;
+        let odb = remote.odb().map_err(|e| self.remote_error("push", e))?;
+        let mut writer = odb.packwriter().map_err(|e| self.remote_error("push", e))?;
+        let mut written = Ok(());
+        pack.foreach(|chunk| {
+            written = std::io::Write::write_all(&mut writer, chunk);
+            written.is_ok()
+        })
+        .map_err(|e| self.local_error(e))?;
+        written.map_err(|e| {
+            local(format!(
+                "cannot write the pack into {}: {e}",
+                path.display()
+            ))
+        })?;
+        writer.commit().map_err(|e| self.remote_error("push", e))?;
+        let swapped = remote.reference_matching(
+            &self.local_ref(),
+            new,
+            true,
+            expected,
+            "tagwatch: push (compare-and-swap)",
+        );
+        match swapped {
+            Ok(_) => {}
+            // The branch moved since the fetch (Modified), or another
+            // writer holds its lock right now and is about to move it.
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+                return Err(rejected(format!(
+                    "the branch moved since it was fetched: {}",
+                    e.message()
+                )));
+            }
+            Err(e) if e.message().contains("failed to lock file") => {
+                return Err(rejected(format!(
+                    "another writer holds the branch: {}",
+                    e.message()
+                )));
+            }
+            Err(e) => return Err(self.remote_error("push", e)),
+        }
+        // What libgit2's push would have done: the tracking ref follows.
+        self.repo
+            .reference(&self.tracking_ref(), new, true, "tagwatch: pushed")
+            .map_err(|e| self.local_error(e))?;
+        Ok(())
     }
 
     /// Force-pushes tagwatch's own branches (`tagwatch/…`) as they are
@@ -925,6 +1020,44 @@ fn names(pattern: &str, name: &str) -> bool {
     mac.verify_slice(&hash).is_ok()
 }
 
+/// The repository directory of a remote that libgit2 would reach through
+/// its local transport: a `file://` URL, or a path to a directory that
+/// exists (libgit2 tries a path before the scp-like `host:path` form).
+fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+        return Some(PathBuf::from(percent_decode(rest)));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    let path = Path::new(url);
+    path.is_dir().then(|| path.to_path_buf())
+}
+
+/// `%XX` escapes decoded, as libgit2 does for a `file://` URL's path.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The directory name of the clone of `url` at `branch`: readable (the
 /// repository's name and the branch) and unique (a hash of both), so two
 /// remotes that share a name never share a clone.
@@ -1023,6 +1156,25 @@ mod tests {
             clone_name("https://github.com/acme/gitops.git", "release")
         );
         assert!(clone_name("git@host:team/x y.git", "feat/a").starts_with("x_y@feat_a-"));
+    }
+
+    #[test]
+    fn local_remotes_are_recognised() {
+        use std::path::PathBuf;
+        assert_eq!(
+            super::local_path("file:///srv/git/a%20b.git"),
+            Some(PathBuf::from("/srv/git/a b.git"))
+        );
+        assert_eq!(
+            super::local_path("file://localhost/srv/x.git"),
+            Some(PathBuf::from("/srv/x.git"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        assert_eq!(super::local_path(path), Some(dir.path().to_path_buf()));
+        assert_eq!(super::local_path("https://github.com/a/b.git"), None);
+        assert_eq!(super::local_path("git@github.com:a/b.git"), None);
+        assert_eq!(super::local_path("/no/such/repository.git"), None);
     }
 
     #[test]
