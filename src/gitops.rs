@@ -228,7 +228,11 @@ impl Checkout {
         options
             .remote_callbacks(callbacks(&self.settings, &why))
             .prune(git2::FetchPrune::On)
-            .download_tags(AutotagOption::None);
+            .download_tags(AutotagOption::None)
+            // libgit2 follows an off-site redirect on the first request by
+            // default, and would then answer the new host's request for
+            // credentials: no redirect is followed, ever.
+            .follow_redirects(git2::RemoteRedirect::None);
         let mut remote = self
             .repo
             .find_remote(REMOTE)
@@ -579,7 +583,9 @@ impl Checkout {
                 Ok(())
             });
             let mut options = PushOptions::new();
-            options.remote_callbacks(cbs);
+            options
+                .remote_callbacks(cbs)
+                .follow_redirects(git2::RemoteRedirect::None);
             let mut remote = self
                 .repo
                 .find_remote(REMOTE)
@@ -799,8 +805,21 @@ fn callbacks<'a>(
     };
     let mut cbs = RemoteCallbacks::new();
     let mut asked = false;
+    let configured = host_port(&settings.url);
     cbs.credentials(move |url, username, allowed| {
         let remote = redact(url);
+        // Only the configured remote's host and port get a secret. libgit2
+        // refuses a redirect to another host (see `follow_redirects`) but
+        // follows one to another port or path of the same host, which may
+        // be someone else's server.
+        let asking = host_port(url);
+        if asking.is_none() || asking != configured {
+            return Err(refuse(format!(
+                "{remote} asks for credentials, but it is not the configured remote {} \
+                 (redirected?); refusing to send them",
+                redact(&settings.url)
+            )));
+        }
         let again = std::mem::replace(&mut asked, true);
         if let Some(ssh) = settings.ssh.as_ref().filter(|_| allowed.is_ssh_key()) {
             if again {
@@ -1035,6 +1054,47 @@ fn local_path(url: &str) -> Option<PathBuf> {
     path.is_dir().then(|| path.to_path_buf())
 }
 
+/// The host (lowercased, without brackets) and port a remote URL connects
+/// to, with the scheme's default port: `https://h/…` is `(h, 443)`,
+/// `ssh://git@h:2222/…` is `(h, 2222)`, scp-like `git@h:path` is
+/// `(h, 22)`. `None` for a local path or an unparsable URL.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None if local_path(url).is_none() => {
+            // scp-like: [user@]host:path
+            let (authority, _) = url.split_once(':')?;
+            let host = authority.rsplit('@').next()?;
+            return (!host.is_empty() && !host.contains('/'))
+                .then(|| (host.to_ascii_lowercase(), 22));
+        }
+        None => return None,
+    };
+    let default = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        "ssh" | "git+ssh" | "ssh+git" => 22,
+        "git" => 9418,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        Some(p) if !p.is_empty() => p.parse().ok()?,
+        _ => default,
+    };
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
+}
+
 /// `%XX` escapes decoded, as libgit2 does for a `file://` URL's path.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -1175,6 +1235,34 @@ mod tests {
         assert_eq!(super::local_path("https://github.com/a/b.git"), None);
         assert_eq!(super::local_path("git@github.com:a/b.git"), None);
         assert_eq!(super::local_path("/no/such/repository.git"), None);
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_configured_host_and_port() {
+        use super::host_port;
+        let h = |host: &str, port| Some((host.to_string(), port));
+        assert_eq!(
+            host_port("https://GitHub.com/a/b.git"),
+            h("github.com", 443)
+        );
+        assert_eq!(
+            host_port("http://127.0.0.1:8080/r.git"),
+            h("127.0.0.1", 8080)
+        );
+        assert_eq!(host_port("https://u:p@host:8443/r"), h("host", 8443));
+        assert_eq!(host_port("ssh://git@host:2222/r.git"), h("host", 2222));
+        assert_eq!(host_port("git@host:team/r.git"), h("host", 22));
+        assert_eq!(host_port("http://[::1]:9/r.git"), h("::1", 9));
+        // What a redirect to another port or host would ask from.
+        assert_ne!(
+            host_port("http://127.0.0.1:8080/r.git"),
+            host_port("http://127.0.0.1:8081/r.git/info/refs?service=git-upload-pack")
+        );
+        assert_ne!(
+            host_port("https://github.com/a/b.git"),
+            host_port("https://github.com.evil.example/a/b.git")
+        );
+        assert_eq!(host_port("file:///srv/r.git"), None);
     }
 
     #[test]
