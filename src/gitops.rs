@@ -55,6 +55,14 @@ pub enum GitError {
     NoBranch { remote: String, branch: String },
     #[error("checkout {}: {message}", path.display())]
     Local { path: PathBuf, message: String },
+    /// A file on the branch is over [`MAX_BLOB_BYTES`]; found from the
+    /// object's header, before any of it is inflated.
+    #[error("{path}: file is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        path: String,
+        size: usize,
+        limit: usize,
+    },
     /// Another process holds a lock in the clone; the next cycle retries.
     #[error("checkout {}: {message} (held by another process; retrying next cycle)", path.display())]
     Busy { path: PathBuf, message: String },
@@ -68,10 +76,16 @@ impl GitError {
             GitError::Remote { operation, .. } => operation,
             GitError::NoBranch { .. } => "no_branch",
             GitError::Local { .. } => "local",
+            GitError::TooLarge { .. } => "too_large",
             GitError::Busy { .. } => "busy",
         }
     }
 }
+
+/// The largest file read from the branch: the editor's own limit
+/// (`manifest::MAX_FILE_BYTES`), checked here from the object's header so
+/// that a huge blob is never inflated into memory just to be refused.
+pub const MAX_BLOB_BYTES: usize = 10 * 1024 * 1024;
 
 /// How old a lock file must be before it is taken for one left by a killed
 /// process rather than held by a live one.
@@ -331,13 +345,27 @@ impl Checkout {
                 message: format!("{path} is a symbolic link; point the target at the real file"),
             });
         }
-        let object = entry
-            .to_object(&self.repo)
-            .map_err(|e| self.local_error(e))?;
-        match object.as_blob() {
-            Some(blob) => Ok(Some(blob.content().to_vec())),
-            None => Ok(None),
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Ok(None);
         }
+        // The header gives the size without inflating the object; only a
+        // blob within the limit is read.
+        let odb = self.repo.odb().map_err(|e| self.local_error(e))?;
+        let (size, _) = odb
+            .read_header(entry.id())
+            .map_err(|e| self.local_error(e))?;
+        if size > MAX_BLOB_BYTES {
+            return Err(GitError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: MAX_BLOB_BYTES,
+            });
+        }
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| self.local_error(e))?;
+        Ok(Some(blob.content().to_vec()))
     }
 
     fn tree_at(&self, refname: &str) -> Result<git2::Tree<'_>, GitError> {
@@ -1263,6 +1291,11 @@ mod tests {
             host_port("https://github.com.evil.example/a/b.git")
         );
         assert_eq!(host_port("file:///srv/r.git"), None);
+    }
+
+    #[test]
+    fn the_blob_limit_is_the_editors() {
+        assert_eq!(super::MAX_BLOB_BYTES, crate::manifest::MAX_FILE_BYTES);
     }
 
     #[test]
