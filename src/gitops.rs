@@ -55,6 +55,14 @@ pub enum GitError {
     NoBranch { remote: String, branch: String },
     #[error("checkout {}: {message}", path.display())]
     Local { path: PathBuf, message: String },
+    /// A file on the branch is over [`MAX_BLOB_BYTES`]; found from the
+    /// object's header, before any of it is inflated.
+    #[error("{path}: file is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        path: String,
+        size: usize,
+        limit: usize,
+    },
     /// Another process holds a lock in the clone; the next cycle retries.
     #[error("checkout {}: {message} (held by another process; retrying next cycle)", path.display())]
     Busy { path: PathBuf, message: String },
@@ -68,10 +76,16 @@ impl GitError {
             GitError::Remote { operation, .. } => operation,
             GitError::NoBranch { .. } => "no_branch",
             GitError::Local { .. } => "local",
+            GitError::TooLarge { .. } => "too_large",
             GitError::Busy { .. } => "busy",
         }
     }
 }
+
+/// The largest file read from the branch: the editor's own limit
+/// (`manifest::MAX_FILE_BYTES`), checked here from the object's header so
+/// that a huge blob is never inflated into memory just to be refused.
+pub const MAX_BLOB_BYTES: usize = 10 * 1024 * 1024;
 
 /// How old a lock file must be before it is taken for one left by a killed
 /// process rather than held by a live one.
@@ -228,7 +242,11 @@ impl Checkout {
         options
             .remote_callbacks(callbacks(&self.settings, &why))
             .prune(git2::FetchPrune::On)
-            .download_tags(AutotagOption::None);
+            .download_tags(AutotagOption::None)
+            // libgit2 follows an off-site redirect on the first request by
+            // default, and would then answer the new host's request for
+            // credentials: no redirect is followed, ever.
+            .follow_redirects(git2::RemoteRedirect::None);
         let mut remote = self
             .repo
             .find_remote(REMOTE)
@@ -327,13 +345,27 @@ impl Checkout {
                 message: format!("{path} is a symbolic link; point the target at the real file"),
             });
         }
-        let object = entry
-            .to_object(&self.repo)
-            .map_err(|e| self.local_error(e))?;
-        match object.as_blob() {
-            Some(blob) => Ok(Some(blob.content().to_vec())),
-            None => Ok(None),
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Ok(None);
         }
+        // The header gives the size without inflating the object; only a
+        // blob within the limit is read.
+        let odb = self.repo.odb().map_err(|e| self.local_error(e))?;
+        let (size, _) = odb
+            .read_header(entry.id())
+            .map_err(|e| self.local_error(e))?;
+        if size > MAX_BLOB_BYTES {
+            return Err(GitError::TooLarge {
+                path: path.to_string(),
+                size,
+                limit: MAX_BLOB_BYTES,
+            });
+        }
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| self.local_error(e))?;
+        Ok(Some(blob.content().to_vec()))
     }
 
     fn tree_at(&self, refname: &str) -> Result<git2::Tree<'_>, GitError> {
@@ -438,8 +470,103 @@ impl Checkout {
     /// Pushes the local branch. Never forced: if the remote moved, this
     /// returns [`GitError::Rejected`] and the caller starts over from a sync.
     pub fn push(&mut self) -> Result<(), GitError> {
+        if let Some(path) = local_path(&self.settings.url) {
+            let started = std::time::Instant::now();
+            let pushed = self.push_local(&path);
+            crate::metrics::get()
+                .git_duration
+                .with_label_values(&["push"])
+                .observe(started.elapsed().as_secs_f64());
+            return pushed;
+        }
         let refspec = format!("{0}:{0}", self.local_ref());
         self.push_specs(&[refspec])
+    }
+
+    /// Pushes the local branch to a repository on this machine with a
+    /// compare-and-swap on its ref.
+    ///
+    /// libgit2's local transport checks fast-forward when it connects but
+    /// then writes the ref unconditionally, so a push by another process in
+    /// between was overwritten: a person's commit vanished from the branch.
+    /// Here the objects go first, as one pack written into the remote's
+    /// object database (unreferenced, so harmless if the swap then fails),
+    /// and the branch moves only if it still points at the head this
+    /// checkout fetched. The swap holds the ref's lock file, the same one
+    /// stock git's receive-pack takes, so two writers can never both win; a
+    /// lost race is [`GitError::Rejected`], as on every other transport.
+    fn push_local(&mut self, path: &Path) -> Result<(), GitError> {
+        let local = |message: String| GitError::Local {
+            path: self.settings.checkout_dir.clone(),
+            message,
+        };
+        let rejected = |message: String| GitError::Rejected {
+            remote: redact(&self.settings.url),
+            branch: self.settings.branch.clone(),
+            message,
+        };
+        let expected = self
+            .repo
+            .refname_to_id(&self.tracking_ref())
+            .map_err(|e| self.local_error(e))?;
+        let new = self.head()?;
+        if new == expected {
+            return Ok(());
+        }
+        let remote = Repository::open_bare(path).map_err(|e| self.remote_error("push", e))?;
+        // Only what the remote lacks: everything up to the fetched head is
+        // there already.
+        let mut walk = self.repo.revwalk().map_err(|e| self.local_error(e))?;
+        walk.push(new).map_err(|e| self.local_error(e))?;
+        walk.hide(expected).map_err(|e| self.local_error(e))?;
+        let mut pack = self.repo.packbuilder().map_err(|e| self.local_error(e))?;
+        pack.insert_walk(&mut walk)
+            .map_err(|e| self.local_error(e))?;
+        let odb = remote.odb().map_err(|e| self.remote_error("push", e))?;
+        let mut writer = odb.packwriter().map_err(|e| self.remote_error("push", e))?;
+        let mut written = Ok(());
+        pack.foreach(|chunk| {
+            written = std::io::Write::write_all(&mut writer, chunk);
+            written.is_ok()
+        })
+        .map_err(|e| self.local_error(e))?;
+        written.map_err(|e| {
+            local(format!(
+                "cannot write the pack into {}: {e}",
+                path.display()
+            ))
+        })?;
+        writer.commit().map_err(|e| self.remote_error("push", e))?;
+        let swapped = remote.reference_matching(
+            &self.local_ref(),
+            new,
+            true,
+            expected,
+            "tagwatch: push (compare-and-swap)",
+        );
+        match swapped {
+            Ok(_) => {}
+            // The branch moved since the fetch (Modified), or another
+            // writer holds its lock right now and is about to move it.
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+                return Err(rejected(format!(
+                    "the branch moved since it was fetched: {}",
+                    e.message()
+                )));
+            }
+            Err(e) if e.message().contains("failed to lock file") => {
+                return Err(rejected(format!(
+                    "another writer holds the branch: {}",
+                    e.message()
+                )));
+            }
+            Err(e) => return Err(self.remote_error("push", e)),
+        }
+        // What libgit2's push would have done: the tracking ref follows.
+        self.repo
+            .reference(&self.tracking_ref(), new, true, "tagwatch: pushed")
+            .map_err(|e| self.local_error(e))?;
+        Ok(())
     }
 
     /// Force-pushes tagwatch's own branches (`tagwatch/…`) as they are
@@ -484,7 +611,9 @@ impl Checkout {
                 Ok(())
             });
             let mut options = PushOptions::new();
-            options.remote_callbacks(cbs);
+            options
+                .remote_callbacks(cbs)
+                .follow_redirects(git2::RemoteRedirect::None);
             let mut remote = self
                 .repo
                 .find_remote(REMOTE)
@@ -704,8 +833,21 @@ fn callbacks<'a>(
     };
     let mut cbs = RemoteCallbacks::new();
     let mut asked = false;
+    let configured = host_port(&settings.url);
     cbs.credentials(move |url, username, allowed| {
         let remote = redact(url);
+        // Only the configured remote's host and port get a secret. libgit2
+        // refuses a redirect to another host (see `follow_redirects`) but
+        // follows one to another port or path of the same host, which may
+        // be someone else's server.
+        let asking = host_port(url);
+        if asking.is_none() || asking != configured {
+            return Err(refuse(format!(
+                "{remote} asks for credentials, but it is not the configured remote {} \
+                 (redirected?); refusing to send them",
+                redact(&settings.url)
+            )));
+        }
         let again = std::mem::replace(&mut asked, true);
         if let Some(ssh) = settings.ssh.as_ref().filter(|_| allowed.is_ssh_key()) {
             if again {
@@ -925,6 +1067,85 @@ fn names(pattern: &str, name: &str) -> bool {
     mac.verify_slice(&hash).is_ok()
 }
 
+/// The repository directory of a remote that libgit2 would reach through
+/// its local transport: a `file://` URL, or a path to a directory that
+/// exists (libgit2 tries a path before the scp-like `host:path` form).
+fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+        return Some(PathBuf::from(percent_decode(rest)));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    let path = Path::new(url);
+    path.is_dir().then(|| path.to_path_buf())
+}
+
+/// The host (lowercased, without brackets) and port a remote URL connects
+/// to, with the scheme's default port: `https://h/…` is `(h, 443)`,
+/// `ssh://git@h:2222/…` is `(h, 2222)`, scp-like `git@h:path` is
+/// `(h, 22)`. `None` for a local path or an unparsable URL.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None if local_path(url).is_none() => {
+            // scp-like: [user@]host:path
+            let (authority, _) = url.split_once(':')?;
+            let host = authority.rsplit('@').next()?;
+            return (!host.is_empty() && !host.contains('/'))
+                .then(|| (host.to_ascii_lowercase(), 22));
+        }
+        None => return None,
+    };
+    let default = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        "ssh" | "git+ssh" | "ssh+git" => 22,
+        "git" => 9418,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        Some(p) if !p.is_empty() => p.parse().ok()?,
+        _ => default,
+    };
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
+}
+
+/// `%XX` escapes decoded, as libgit2 does for a `file://` URL's path.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The directory name of the clone of `url` at `branch`: readable (the
 /// repository's name and the branch) and unique (a hash of both), so two
 /// remotes that share a name never share a clone.
@@ -1023,6 +1244,58 @@ mod tests {
             clone_name("https://github.com/acme/gitops.git", "release")
         );
         assert!(clone_name("git@host:team/x y.git", "feat/a").starts_with("x_y@feat_a-"));
+    }
+
+    #[test]
+    fn local_remotes_are_recognised() {
+        use std::path::PathBuf;
+        assert_eq!(
+            super::local_path("file:///srv/git/a%20b.git"),
+            Some(PathBuf::from("/srv/git/a b.git"))
+        );
+        assert_eq!(
+            super::local_path("file://localhost/srv/x.git"),
+            Some(PathBuf::from("/srv/x.git"))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        assert_eq!(super::local_path(path), Some(dir.path().to_path_buf()));
+        assert_eq!(super::local_path("https://github.com/a/b.git"), None);
+        assert_eq!(super::local_path("git@github.com:a/b.git"), None);
+        assert_eq!(super::local_path("/no/such/repository.git"), None);
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_configured_host_and_port() {
+        use super::host_port;
+        let h = |host: &str, port| Some((host.to_string(), port));
+        assert_eq!(
+            host_port("https://GitHub.com/a/b.git"),
+            h("github.com", 443)
+        );
+        assert_eq!(
+            host_port("http://127.0.0.1:8080/r.git"),
+            h("127.0.0.1", 8080)
+        );
+        assert_eq!(host_port("https://u:p@host:8443/r"), h("host", 8443));
+        assert_eq!(host_port("ssh://git@host:2222/r.git"), h("host", 2222));
+        assert_eq!(host_port("git@host:team/r.git"), h("host", 22));
+        assert_eq!(host_port("http://[::1]:9/r.git"), h("::1", 9));
+        // What a redirect to another port or host would ask from.
+        assert_ne!(
+            host_port("http://127.0.0.1:8080/r.git"),
+            host_port("http://127.0.0.1:8081/r.git/info/refs?service=git-upload-pack")
+        );
+        assert_ne!(
+            host_port("https://github.com/a/b.git"),
+            host_port("https://github.com.evil.example/a/b.git")
+        );
+        assert_eq!(host_port("file:///srv/r.git"), None);
+    }
+
+    #[test]
+    fn the_blob_limit_is_the_editors() {
+        assert_eq!(super::MAX_BLOB_BYTES, crate::manifest::MAX_FILE_BYTES);
     }
 
     #[test]

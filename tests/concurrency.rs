@@ -1,7 +1,6 @@
 //! Issue 5: tagwatch under contention and crashes, against real peers —
-//! `git daemon` (whose receive-pack moves the branch by compare-and-swap;
-//! `file://` cannot, see docs/operations.md), moto as ECR, and the real
-//! binary.
+//! `git daemon` (whose receive-pack moves the branch by compare-and-swap),
+//! moto as ECR, and the real binary.
 //!
 //! - A second writer pushes to the branch every 200 ms for the whole soak
 //!   while tags keep arriving and tagwatch keeps promoting. Every one of
@@ -14,6 +13,9 @@
 //!   a pull request on the GitHub fake (tests/support/forge.rs) rebuilt at
 //!   every release; main and the pull requests converge after each
 //!   restart, and no app ever has a second pull request.
+//! - Over `file://` (issue 13 item 10), where tagwatch does the
+//!   compare-and-swap itself: a writer every 20 ms, 200 push attempts by
+//!   tagwatch, none of the writer's commits lost.
 //! - The lock files such a kill can leave in the clone, planted one by one
 //!   (the random kills almost never hit those microseconds).
 //!
@@ -101,7 +103,8 @@ fn soak(replicas: usize) {
         // Whatever fails below, the helper threads stop and the scope ends.
         let _stop = StopOnDrop(&stop);
         let seeder = s.spawn(|| scene.seed_until(&stop, XorShift::new(seed)));
-        let writer = s.spawn(|| second_writer(&url, &work.path().join("writer"), &stop));
+        let writer =
+            s.spawn(|| second_writer(&url, &work.path().join("writer"), &stop, PUSH_EVERY));
         let begin = Instant::now();
         let mut report_at = begin;
         while begin.elapsed() < window {
@@ -216,6 +219,151 @@ fn soak(replicas: usize) {
         writer.subjects.len(),
         writer.rejected,
     );
+}
+
+/// Issue 13 item 10: over `file://`, libgit2's local transport wrote the
+/// ref without a compare-and-swap, and one of 75 of a person's commits
+/// vanished. tagwatch now swaps the ref itself. A person's process pushes
+/// every 20 ms while each app gets a new release every 100 ms or so,
+/// until tagwatch has made `FILE_RACES` push attempts against it: every
+/// one of the person's commits stays, every promotion lands once.
+#[test]
+fn file_remote_push_never_overwrites_a_concurrent_commit() {
+    let _serial = serial();
+    let scene = Scene::new(2, &["dev"]);
+    let url = scene.remote.file_url();
+    let work = KeepOnFailure(tempfile::tempdir().unwrap());
+    let config = scene.write_config(work.path(), "replica", &url);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("interval = \"1s\"", "interval = \"50ms\"")
+        // Two attempts, so a lost race is retried at once (the backoff
+        // grows from the second) and the next cycle comes 50 ms later.
+        .replace("[git]\n", "[git]\npush_attempts = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config, &work.path().join("replica.log"));
+
+    let stop = AtomicBool::new(false);
+    let begin = Instant::now();
+    let writer = thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        let writer = s.spawn(|| {
+            second_writer(
+                &url,
+                &work.path().join("writer"),
+                &stop,
+                Duration::from_millis(20),
+            )
+        });
+        // One seeder per app, each as fast as moto takes new images, so
+        // nearly every cycle has a promotion to push.
+        for app in &scene.apps {
+            let (scene, stop) = (&scene, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    scene.seed_next(app);
+                    thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+        let mut report_at = begin;
+        loop {
+            daemon.assert_running();
+            assert!(
+                !writer.is_finished(),
+                "the writer stopped (its panic is above)"
+            );
+            let attempts = PushAttempts::of(&daemon);
+            if attempts.total() >= FILE_RACES || begin.elapsed() > FILE_RACE_LIMIT {
+                break;
+            }
+            if Instant::now() >= report_at {
+                eprintln!("file race +{:>2}s: {attempts:?}", begin.elapsed().as_secs());
+                report_at += Duration::from_secs(5);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap()
+    });
+    let attempts = PushAttempts::of(&daemon);
+    scene.wait_for_desired_state(std::slice::from_mut(&mut daemon), "after the races");
+    let status = daemon.stop();
+    assert!(status.success(), "tagwatch run exited with {status}");
+
+    let subjects = scene.remote.subjects();
+    let lost: Vec<_> = writer
+        .subjects
+        .iter()
+        .filter(|s| subjects.iter().filter(|t| t == s).count() != 1)
+        .collect();
+    eprintln!(
+        "file race: {attempts:?} in {:?} against {} commits of a person ({} of its pushes \
+         rejected); {} of the person's commits lost",
+        begin.elapsed(),
+        writer.subjects.len(),
+        writer.rejected,
+        lost.len(),
+    );
+    assert!(
+        lost.is_empty(),
+        "the person's commits missing or doubled after {attempts:?}: {lost:?}"
+    );
+    // Asserted after the losses, so that a slow machine cannot hide one.
+    assert!(
+        attempts.total() >= FILE_RACES,
+        "only {attempts:?} in {FILE_RACE_LIMIT:?}"
+    );
+    scene.check_history("file race");
+    scene.assert_desired_state("file race");
+    assert_fsck_clean(&scene.remote.bare());
+}
+
+/// tagwatch's push attempts in `file_remote_push_never_overwrites_a_concurrent_commit`.
+const FILE_RACES: usize = 200;
+/// How long that test may take to reach them.
+const FILE_RACE_LIMIT: Duration = Duration::from_secs(50);
+
+/// What one daemon's log says about its pushes.
+struct PushAttempts {
+    pushed: usize,
+    rejected: usize,
+    failed: usize,
+}
+
+impl PushAttempts {
+    fn of(d: &Daemon) -> PushAttempts {
+        let log = d.log_text();
+        PushAttempts {
+            pushed: count_messages(&log, "pushed"),
+            rejected: count_messages(
+                &log,
+                "push rejected; the branch moved, rebuilding on the new head",
+            ),
+            // The last attempt's rejection fails the push (and the cycle).
+            failed: log
+                .lines()
+                .filter(|l| l.contains("\"push failed\"") && l.contains("rejected"))
+                .count(),
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.pushed + self.rejected + self.failed
+    }
+}
+
+impl std::fmt::Debug for PushAttempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} push attempts ({} landed, {} rejected and retried, {} rejected on the last attempt)",
+            self.total(),
+            self.pushed,
+            self.rejected,
+            self.failed
+        )
+    }
 }
 
 /// SIGKILL at random points of a cycle that has work to do, `KILLS` times.
@@ -1080,7 +1228,7 @@ struct Writer {
 /// `PUSH_EVERY` (alternately a new file and an edit to NOTES.md, a file
 /// tagwatch never touches), pushed; on rejection `pull --rebase` and push
 /// again until it lands. Stops at `stop` with its last commit landed.
-fn second_writer(url: &str, dir: &Path, stop: &AtomicBool) -> Writer {
+fn second_writer(url: &str, dir: &Path, stop: &AtomicBool, every: Duration) -> Writer {
     let parent = dir.parent().unwrap();
     let name = dir.file_name().unwrap().to_str().unwrap();
     must(run_git(parent, &["clone", "-q", url, name]));
@@ -1115,7 +1263,7 @@ fn second_writer(url: &str, dir: &Path, stop: &AtomicBool) -> Writer {
             must(run_git(dir, &["pull", "-q", "--rebase", "origin", "main"]));
         }
         writer.subjects.push(subject);
-        thread::sleep(PUSH_EVERY.saturating_sub(tick.elapsed()));
+        thread::sleep(every.saturating_sub(tick.elapsed()));
     }
     writer
 }

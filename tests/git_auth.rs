@@ -169,3 +169,111 @@ fn a_server_that_is_down_is_one_clear_error_on_every_transport() {
         assert!(all.contains("Connection refused"), "{url}: {all}");
     }
 }
+
+/// Issue 13 item 12: the credentials callback ignored the URL it was asked
+/// for, and libgit2 follows an off-site redirect on the first request, so
+/// a remote answering `302` elsewhere handed the token to whoever was
+/// there. Now an off-site redirect is refused outright (the other host is
+/// never contacted), and a redirect libgit2 does follow (same host, another
+/// port) gets no credentials: only the configured host and port do. The
+/// other server asks for credentials as a real one would, and records
+/// every request; no `Authorization` header ever reaches it.
+#[test]
+fn the_git_token_never_follows_a_redirect_to_another_host() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    for (case, elsewhere_ip) in [("another host", "127.0.0.2"), ("another port", "127.0.0.1")] {
+        let elsewhere = HttpPeer::start(elsewhere_ip, |_| {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_string()
+        });
+        let target = format!("http://{elsewhere_ip}:{}", elsewhere.port);
+        let remote = HttpPeer::start("127.0.0.1", move |path| {
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        });
+        let work = Workdir::new(
+            &moto.endpoint,
+            &format!("http://127.0.0.1:{}/remote.git", remote.port),
+            &[("app", "app", "^1", "values.yaml")],
+        );
+        std::fs::write(work.dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+        work.edit_config(
+            "branch = \"main\"",
+            "branch = \"main\"\ntoken_file = \"token\"\nusername = \"git\"",
+        );
+
+        let out = work.once(&[]);
+        let all = show(&out);
+        assert_eq!(out.status.code(), Some(1), "{case}: {all}");
+        assert!(
+            !remote.requests().is_empty(),
+            "{case}: the configured remote was never asked: {all}"
+        );
+        let leaked: Vec<String> = elsewhere
+            .requests()
+            .into_iter()
+            .filter(|r| r.to_ascii_lowercase().contains("authorization:"))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{case}: the other server got credentials: {leaked:?}"
+        );
+        if case == "another host" {
+            assert_eq!(
+                elsewhere.requests(),
+                Vec::<String>::new(),
+                "{case}: the redirect was followed"
+            );
+        }
+        assert!(
+            all.contains("redirect"),
+            "{case}: the error should name the redirect: {all}"
+        );
+        assert!(!all.contains(TOKEN), "{case}: the token leaked: {all}");
+        eprintln!("{case}: {}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+}
+
+/// A small HTTP/1.1 peer on loopback: answers every request with what
+/// `answer` makes of its path, and keeps each request's head.
+struct HttpPeer {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpPeer {
+    fn start(ip: &str, answer: impl Fn(&str) -> String + Send + 'static) -> HttpPeer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        // Detached: it ends with the test process.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                log.lock().unwrap().push(head);
+                let _ = stream.write_all(answer(&path).as_bytes());
+            }
+        });
+        HttpPeer { port, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
