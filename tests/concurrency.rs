@@ -27,7 +27,7 @@
 //! promotions land while the writer pushes is timing, so it is printed
 //! (longest stretch without a promotion), not asserted.
 
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 mod support;
 

@@ -22,7 +22,7 @@
 
 #[path = "support/faults.rs"]
 mod faults;
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 mod support;
 

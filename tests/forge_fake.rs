@@ -3,7 +3,7 @@
 //! answer as the public API documentation says before tagwatch's forge
 //! client is tested against them.
 
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 
 use std::io::{Read, Write};

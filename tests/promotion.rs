@@ -3,7 +3,7 @@
 //! GitLab fakes (tests/support/forge.rs), after dev has soaked. Time is
 //! injected with `once --now`, never slept.
 
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 mod support;
 
