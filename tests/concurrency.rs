@@ -11,7 +11,7 @@
 //!   clone works (or is cloned again), nothing is promoted twice, and the
 //!   branch converges to the desired state.
 //! - The same 50 times with pull requests (issue 8): dev by commit, prod by
-//!   a pull request on the GitHub fake (tests/support/forge.rs) rebuilt at
+//!   a pull request on the GitHub fake (tests/support/forge/) rebuilt at
 //!   every release; main and the pull requests converge after each
 //!   restart, and no app ever has a second pull request.
 //! - The lock files such a kill can leave in the clone, planted one by one

@@ -1,4 +1,4 @@
-//! The GitHub and GitLab fakes in `tests/support/forge.rs`, driven with
+//! The GitHub and GitLab fakes in `tests/support/forge/`, driven with
 //! hand-written HTTP/1.1 requests, so that the fakes themselves are known to
 //! answer as the public API documentation says before tagwatch's forge
 //! client is tested against them.
