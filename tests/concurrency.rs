@@ -1038,25 +1038,6 @@ impl Drop for Scene {
     }
 }
 
-/// A scratch directory that is kept, and named, when the test fails: the
-/// daemons' logs are in it.
-struct KeepOnFailure(tempfile::TempDir);
-
-impl KeepOnFailure {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for KeepOnFailure {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.disable_cleanup(true);
-            eprintln!("kept the logs for inspection: {}", self.0.path().display());
-        }
-    }
-}
-
 fn values_file(app: &str, env: &str) -> String {
     format!("envs/{env}/{app}/values.yaml")
 }

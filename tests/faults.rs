@@ -1178,24 +1178,6 @@ fn clone_of(checkout: &Path) -> PathBuf {
     find_clone(checkout).expect("a clone in checkout_dir")
 }
 
-/// A scratch directory that is kept, and named, when the test fails.
-struct KeepOnFailure(tempfile::TempDir);
-
-impl KeepOnFailure {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for KeepOnFailure {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.disable_cleanup(true);
-            eprintln!("kept for inspection: {}", self.0.path().display());
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Running the binary
 // ---------------------------------------------------------------------------

@@ -8,15 +8,16 @@
 
 #[path = "support/forge/mod.rs"]
 mod forge;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use forge::{Fault, ForgeFake, GitHubConfig, GitHubFake, GitLabConfig, GitLabFake, Match};
 use serde_json::{Value, json};
+use support::{commit, git};
 
 // ---------------------------------------------------------------------------
 // A minimal HTTP/1.1 client
@@ -143,45 +144,25 @@ fn gl(method: &str, url: &str, body: Option<Value>) -> Resp {
 // A bare repository with branches
 // ---------------------------------------------------------------------------
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Person",
-            "-c",
-            "user.email=person@acme.dev",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A bare repository with `main` and each of `branches` one commit ahead.
 fn repo_with_branches(root: &Path, branches: &[&str]) -> PathBuf {
     let bare = root.join("gitops.git");
     let work = root.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    git(root, &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(
+        root,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
     git(&work, &["init", "-q", "-b", "main"]);
     std::fs::write(work.join("values.yaml"), "image:\n  tag: 1.4.2\n").unwrap();
     git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "initial"]);
+    commit(&work, "initial");
     git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
     for b in branches {
         git(&work, &["checkout", "-q", "-B", b, "main"]);
         std::fs::write(work.join("values.yaml"), format!("image:\n  tag: {b}\n")).unwrap();
-        git(&work, &["commit", "-q", "-am", b]);
+        git(&work, &["add", "."]);
+        commit(&work, b);
         git(&work, &["push", "-q", bare.to_str().unwrap(), b]);
     }
     bare
