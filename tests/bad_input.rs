@@ -290,29 +290,6 @@ fn head(repo: &Path, branch: &str) -> String {
         .to_string()
 }
 
-/// `git fsck --full --strict` of `repo` (as [`assert_fsck_clean`] runs it):
-/// what it reports, if anything.
-fn fsck(repo: &Path) -> Vec<String> {
-    let out = Command::new("git")
-        .args([
-            "fsck",
-            "--full",
-            "--strict",
-            "--no-dangling",
-            "--no-progress",
-        ])
-        .current_dir(repo)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", repo)
-        .output()
-        .expect("run git fsck");
-    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!("git fsck of the remote: {}", show(&out))]
-    }
-}
-
 /// A file's bytes on a branch.
 fn file_at(repo: &Path, branch: &str, path: &str) -> Vec<u8> {
     let out = Command::new("git")

@@ -10,7 +10,7 @@
 //!   clone works (or is cloned again), nothing is promoted twice, and the
 //!   branch converges to the desired state.
 //! - The same 50 times with pull requests (issue 8): dev by commit, prod by
-//!   a pull request on the GitHub fake (tests/support/forge.rs) rebuilt at
+//!   a pull request on the GitHub fake (tests/support/forge/) rebuilt at
 //!   every release; main and the pull requests converge after each
 //!   restart, and no app ever has a second pull request.
 //! - Over `file://` (issue 13 item 10), where tagwatch does the
@@ -29,7 +29,7 @@
 //! promotions land while the writer pushes is timing, so it is printed
 //! (longest stretch without a promotion), not asserted.
 
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 mod support;
 
@@ -1182,25 +1182,6 @@ impl Drop for Scene {
                 "kept the remote for inspection: {}",
                 self.remote.bare().display()
             );
-        }
-    }
-}
-
-/// A scratch directory that is kept, and named, when the test fails: the
-/// daemons' logs are in it.
-struct KeepOnFailure(tempfile::TempDir);
-
-impl KeepOnFailure {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for KeepOnFailure {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.disable_cleanup(true);
-            eprintln!("kept the logs for inspection: {}", self.0.path().display());
         }
     }
 }

@@ -22,7 +22,7 @@
 
 #[path = "support/faults.rs"]
 mod faults;
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 mod support;
 
@@ -1176,24 +1176,6 @@ fn find_clone(checkout: &Path) -> Option<PathBuf> {
 
 fn clone_of(checkout: &Path) -> PathBuf {
     find_clone(checkout).expect("a clone in checkout_dir")
-}
-
-/// A scratch directory that is kept, and named, when the test fails.
-struct KeepOnFailure(tempfile::TempDir);
-
-impl KeepOnFailure {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for KeepOnFailure {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.disable_cleanup(true);
-            eprintln!("kept for inspection: {}", self.0.path().display());
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -9,29 +9,12 @@
 //! test checks the same facts again from its JSON, so a script that stops
 //! checking them cannot pass either.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Python with moto: `TAGWATCH_TEST_PYTHON`, else the venv that
-/// `scripts/test` creates (as in tests/support).
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("TAGWATCH_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = root().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run scripts/test, which creates the venv with moto",
-        venv.display()
-    );
-    venv
-}
+use support::{python, root};
 
 fn int(v: &Value) -> u64 {
     v.as_f64()

@@ -1,19 +1,23 @@
-//! The GitHub and GitLab fakes in `tests/support/forge.rs`, driven with
+//! The GitHub and GitLab fakes in `tests/support/forge/`, driven with
 //! hand-written HTTP/1.1 requests, so that the fakes themselves are known to
 //! answer as the public API documentation says before tagwatch's forge
-//! client is tested against them.
+//! client is tested against them. A scenario both services share is one
+//! function run on each (`both!`: `scenario::github`, `scenario::gitlab`);
+//! tests of one service's own surface (GraphQL, Enterprise prefixes,
+//! project ids) stay under its name.
 
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use forge::{Fault, GitHubConfig, GitHubFake, GitLabConfig, GitLabFake, Match};
+use forge::{Fault, ForgeFake, GitHubConfig, GitHubFake, GitLabConfig, GitLabFake, Match};
 use serde_json::{Value, json};
+use support::{commit, git};
 
 // ---------------------------------------------------------------------------
 // A minimal HTTP/1.1 client
@@ -140,45 +144,25 @@ fn gl(method: &str, url: &str, body: Option<Value>) -> Resp {
 // A bare repository with branches
 // ---------------------------------------------------------------------------
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Person",
-            "-c",
-            "user.email=person@acme.dev",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A bare repository with `main` and each of `branches` one commit ahead.
 fn repo_with_branches(root: &Path, branches: &[&str]) -> PathBuf {
     let bare = root.join("gitops.git");
     let work = root.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    git(root, &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(
+        root,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
     git(&work, &["init", "-q", "-b", "main"]);
     std::fs::write(work.join("values.yaml"), "image:\n  tag: 1.4.2\n").unwrap();
     git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "initial"]);
+    commit(&work, "initial");
     git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
     for b in branches {
         git(&work, &["checkout", "-q", "-B", b, "main"]);
         std::fs::write(work.join("values.yaml"), format!("image:\n  tag: {b}\n")).unwrap();
-        git(&work, &["commit", "-q", "-am", b]);
+        git(&work, &["add", "."]);
+        commit(&work, b);
         git(&work, &["push", "-q", bare.to_str().unwrap(), b]);
     }
     bare
@@ -412,47 +396,6 @@ fn github_auto_merge_is_recorded_on_the_open_pull_request() {
 }
 
 #[test]
-fn github_second_pull_request_for_the_same_head_and_base_is_422() {
-    let fake = github(None);
-    let url = format!("{}/repos/acme/gitops/pulls", fake.api_url());
-    let body = json!({"title": "t", "head": BRANCH, "base": "main"});
-    assert_eq!(gh("POST", &url, Some(body.clone())).status, 201);
-    let dup = gh(
-        "POST",
-        &url,
-        Some(json!({"title": "t", "head": format!("acme:{BRANCH}"), "base": "main"})),
-    );
-    assert_eq!(dup.status, 422, "{}", dup.body);
-    let err = dup.json();
-    assert_eq!(err["message"], "Validation Failed");
-    assert_eq!(err["errors"][0]["code"], "custom");
-    assert_eq!(
-        err["errors"][0]["message"],
-        format!("A pull request already exists for acme:{BRANCH}.")
-    );
-    assert_eq!(fake.pulls().len(), 1);
-    assert_eq!(fake.create_calls(), 2);
-}
-
-#[test]
-fn github_missing_head_branch_is_422_head_invalid() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = repo_with_branches(tmp.path(), &[]);
-    let fake = github(Some(&bare));
-    let resp = gh(
-        "POST",
-        &format!("{}/repos/acme/gitops/pulls", fake.api_url()),
-        Some(json!({"title": "t", "head": BRANCH, "base": "main"})),
-    );
-    assert_eq!(resp.status, 422, "{}", resp.body);
-    assert_eq!(
-        resp.json()["errors"],
-        json!([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
-    );
-    assert!(fake.pulls().is_empty());
-}
-
-#[test]
 fn github_head_branch_without_new_commits_is_422() {
     let tmp = tempfile::tempdir().unwrap();
     let bare = repo_with_branches(tmp.path(), &[]);
@@ -577,97 +520,6 @@ fn dropping_a_fake_with_an_open_keep_alive_connection_is_prompt() {
         started.elapsed()
     );
     drop(stream);
-}
-
-#[test]
-fn github_bad_token_is_401_and_missing_user_agent_is_403() {
-    let fake = github(None);
-    let url = format!("{}/repos/acme/gitops/pulls", fake.api_url());
-    let bad = gh_with("GET", &url, None, &[("Authorization", "Bearer wrong")]);
-    assert_eq!(bad.status, 401);
-    assert_eq!(bad.json()["message"], "Bad credentials");
-    assert!(bad.json()["documentation_url"].is_string());
-    let token_scheme = gh_with(
-        "GET",
-        &url,
-        None,
-        &[("Authorization", &format!("token {GH_TOKEN}"))],
-    );
-    assert_eq!(token_scheme.status, 200);
-    let none = gh_with("GET", &url, None, &[("Authorization", "")]);
-    assert_eq!(none.status, 401);
-    assert_eq!(none.json()["message"], "Requires authentication");
-    let no_agent = gh_with("GET", &url, None, &[("User-Agent", "")]);
-    assert_eq!(no_agent.status, 403);
-    let no_version = gh_with("GET", &url, None, &[("X-GitHub-Api-Version", "")]);
-    assert_eq!(no_version.status, 400);
-    let wrong_accept = gh_with("GET", &url, None, &[("Accept", "application/json")]);
-    assert_eq!(wrong_accept.status, 415);
-}
-
-#[test]
-fn github_primary_and_secondary_rate_limits_carry_their_headers() {
-    let fake = github(None);
-    let url = format!("{}/repos/acme/gitops/pulls?state=open", fake.api_url());
-    fake.fail_next(
-        Match::route("pulls.list"),
-        1,
-        Fault::RateLimit { reset_in_secs: 60 },
-    );
-    let limited = gh("GET", &url, None);
-    assert_eq!(limited.status, 403);
-    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
-    let reset: u64 = limited
-        .header("x-ratelimit-reset")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(
-        (now + 59..=now + 62).contains(&reset),
-        "reset {reset}, now {now}"
-    );
-    assert!(
-        limited.json()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("API rate limit exceeded")
-    );
-
-    fake.fail_next(
-        Match::request("GET", "/repos/acme/gitops/pulls"),
-        1,
-        Fault::SecondaryRateLimit {
-            status: 429,
-            retry_after_secs: 1,
-        },
-    );
-    let secondary = gh("GET", &url, None);
-    assert_eq!(secondary.status, 429);
-    assert_eq!(secondary.header("retry-after"), Some("1"));
-    assert!(
-        secondary.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("secondary rate limit")
-    );
-
-    // A client that obeys retry-after: the fake's log shows the wait.
-    std::thread::sleep(Duration::from_secs(1));
-    let ok = gh("GET", &url, None);
-    assert_eq!(ok.status, 200);
-    let log = fake.requests();
-    assert_eq!(log.len(), 3);
-    assert!(log[0].injected && log[1].injected && !log[2].injected);
-    assert!(log[2].since(&log[1]) >= Duration::from_secs(1));
-
-    fake.fail_next(Match::any(), 2, Fault::Status(502));
-    assert_eq!(gh("GET", &url, None).status, 502);
-    assert_eq!(gh("GET", &url, None).status, 502);
-    assert_eq!(gh("GET", &url, None).status, 200);
 }
 
 #[test]
@@ -933,44 +785,6 @@ fn gitlab_project_by_numeric_id_works_and_an_unencoded_path_is_404() {
 }
 
 #[test]
-fn gitlab_second_merge_request_for_the_same_branches_is_409() {
-    let fake = gitlab(None);
-    let mrs = format!("{}/projects/{PROJECT}/merge_requests", fake.api_url());
-    let body = json!({"source_branch": BRANCH, "target_branch": "main", "title": "t"});
-    assert_eq!(gl("POST", &mrs, Some(body.clone())).status, 201);
-    let dup = gl("POST", &mrs, Some(body));
-    assert_eq!(dup.status, 409, "{}", dup.body);
-    assert_eq!(
-        dup.json()["message"],
-        json!(["Another open merge request already exists for this source branch: !1"])
-    );
-    let same = gl(
-        "POST",
-        &mrs,
-        Some(json!({"source_branch": "main", "target_branch": "main", "title": "t"})),
-    );
-    assert_eq!(same.status, 422);
-}
-
-#[test]
-fn gitlab_missing_source_branch_is_rejected() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bare = repo_with_branches(tmp.path(), &[]);
-    let fake = gitlab(Some(&bare));
-    let resp = gl(
-        "POST",
-        &format!("{}/projects/{PROJECT}/merge_requests", fake.api_url()),
-        Some(json!({"source_branch": BRANCH, "target_branch": "main", "title": "t"})),
-    );
-    assert_eq!(resp.status, 400, "{}", resp.body);
-    assert_eq!(
-        resp.json()["message"]["source_branch"],
-        json!(["does not exist"])
-    );
-    assert!(fake.merge_requests().is_empty());
-}
-
-#[test]
 fn gitlab_unknown_field_missing_field_and_wrong_type_are_rejected() {
     let fake = gitlab(None);
     let mrs = format!("{}/projects/{PROJECT}/merge_requests", fake.api_url());
@@ -1030,59 +844,6 @@ fn gitlab_unknown_field_missing_field_and_wrong_type_are_rejected() {
 }
 
 #[test]
-fn gitlab_bad_token_is_401_and_bearer_works() {
-    let fake = gitlab(None);
-    let url = format!("{}/projects/{PROJECT}/merge_requests", fake.api_url());
-    let bad = send("GET", &url, &[("PRIVATE-TOKEN", "nope")], None);
-    assert_eq!(bad.status, 401);
-    assert_eq!(bad.json(), json!({"message": "401 Unauthorized"}));
-    let none = send("GET", &url, &[], None);
-    assert_eq!(none.status, 401);
-    let bearer = format!("Bearer {GL_TOKEN}");
-    let ok = send("GET", &url, &[("Authorization", &bearer)], None);
-    assert_eq!(ok.status, 200, "{}", ok.body);
-}
-
-#[test]
-fn gitlab_rate_limit_is_429_with_retry_after_and_ratelimit_headers() {
-    let fake = gitlab(None);
-    let url = format!("{}/projects/{PROJECT}/merge_requests", fake.api_url());
-    fake.fail_next(
-        Match::route("mr.create"),
-        1,
-        Fault::RateLimit { reset_in_secs: 1 },
-    );
-    let body = json!({"source_branch": BRANCH, "target_branch": "main", "title": "t"});
-    let limited = gl("POST", &url, Some(body.clone()));
-    assert_eq!(limited.status, 429);
-    assert_eq!(limited.header("retry-after"), Some("1"));
-    assert_eq!(limited.header("ratelimit-remaining"), Some("0"));
-    assert!(
-        limited
-            .header("ratelimit-reset")
-            .unwrap()
-            .parse::<u64>()
-            .is_ok()
-    );
-    assert!(
-        limited
-            .header("ratelimit-resettime")
-            .unwrap()
-            .ends_with(" GMT")
-    );
-    assert_eq!(limited.body, "Retry later\n");
-    assert!(
-        fake.merge_requests().is_empty(),
-        "a throttled create creates nothing"
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(gl("POST", &url, Some(body)).status, 201);
-    let log = fake.requests();
-    assert!(log[1].since(&log[0]) >= Duration::from_secs(1));
-    assert_eq!(fake.create_calls(), 2);
-}
-
-#[test]
 fn gitlab_user_lookup_is_exact_and_answers_an_array() {
     let fake = gitlab(None);
     fake.add_user(9, "carol");
@@ -1128,29 +889,337 @@ fn gitlab_merge_without_auto_merge_merges_and_a_closed_mr_cannot_merge() {
     assert_eq!(again.status, 405);
 }
 
-#[test]
-fn lists_paginate_with_link_and_x_next_page_headers() {
-    let hub = github(None);
-    for n in 0..3 {
-        hub.seed_pull("octocat", &format!("feature-{n}"), "main", "t");
-    }
-    let url = format!("{}/repos/acme/gitops/pulls", hub.api_url());
-    let first = gh("GET", &format!("{url}?state=open&per_page=2"), None);
-    assert_eq!(first.json().as_array().unwrap().len(), 2);
-    assert_eq!(first.json()[0]["number"], 3, "newest first");
-    let link = first.header("link").unwrap();
-    assert!(link.contains("page=2>; rel=\"next\""), "{link}");
-    let second = gh("GET", &format!("{url}?state=open&per_page=2&page=2"), None);
-    assert_eq!(second.json().as_array().unwrap().len(), 1);
-    assert!(second.header("link").is_none());
+// ---------------------------------------------------------------------------
+// The same scenarios on both forges
+// ---------------------------------------------------------------------------
 
-    let lab = gitlab(None);
-    for n in 0..3 {
-        lab.seed_merge_request(7, &format!("feature-{n}"), "main", "t");
-    }
-    let mrs = format!("{}/projects/{PROJECT}/merge_requests", lab.api_url());
-    let first = gl("GET", &format!("{mrs}?per_page=2"), None);
-    assert_eq!(first.json().as_array().unwrap().len(), 2);
-    assert_eq!(first.header("x-next-page"), Some("2"));
-    assert_eq!(first.header("x-total"), Some("3"));
+/// Either fake with its own wire: the scenarios below are written once and
+/// run on each (`scenario::github`, `scenario::gitlab`); what differs is
+/// in the `match` on the forge, side by side.
+enum Wire {
+    Hub(GitHubFake),
+    Lab(GitLabFake),
 }
+
+#[derive(Clone, Copy)]
+enum Kind {
+    GitHub,
+    GitLab,
+}
+
+impl Wire {
+    fn start(kind: Kind, git_dir: Option<&Path>) -> Wire {
+        match kind {
+            Kind::GitHub => Wire::Hub(github(git_dir)),
+            Kind::GitLab => Wire::Lab(gitlab(git_dir)),
+        }
+    }
+
+    fn fake(&self) -> &dyn ForgeFake {
+        match self {
+            Wire::Hub(f) => f,
+            Wire::Lab(f) => f,
+        }
+    }
+
+    /// The collection of pull or merge requests.
+    fn collection(&self) -> String {
+        match self {
+            Wire::Hub(f) => format!("{}/repos/acme/gitops/pulls", f.api_url()),
+            Wire::Lab(f) => format!("{}/projects/{PROJECT}/merge_requests", f.api_url()),
+        }
+    }
+
+    /// A request with the headers tagwatch sends to this forge.
+    fn call(&self, method: &str, url: &str, body: Option<Value>) -> Resp {
+        match self {
+            Wire::Hub(_) => gh(method, url, body),
+            Wire::Lab(_) => gl(method, url, body),
+        }
+    }
+
+    /// The create body for a request from `head` into `base`.
+    fn open_body(&self, head: &str, base: &str) -> Value {
+        match self {
+            Wire::Hub(_) => json!({"title": "t", "head": head, "base": base}),
+            Wire::Lab(_) => json!({"source_branch": head, "target_branch": base, "title": "t"}),
+        }
+    }
+
+    /// How many requests the fake holds.
+    fn stored(&self) -> usize {
+        match self {
+            Wire::Hub(f) => f.pulls().len(),
+            Wire::Lab(f) => f.merge_requests().len(),
+        }
+    }
+}
+
+/// Runs a scenario `fn(Kind)` on each forge.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn github() {
+                super::$name(super::Kind::GitHub);
+            }
+
+            #[test]
+            fn gitlab() {
+                super::$name(super::Kind::GitLab);
+            }
+        }
+    };
+}
+
+/// GitHub: 422 `custom` "A pull request already exists"; GitLab: 409 with
+/// the message array (and 422 for the same source and target).
+fn second_request_for_the_same_branches_is_refused(kind: Kind) {
+    let w = Wire::start(kind, None);
+    let url = w.collection();
+    assert_eq!(
+        w.call("POST", &url, Some(w.open_body(BRANCH, "main")))
+            .status,
+        201
+    );
+    match &w {
+        Wire::Hub(fake) => {
+            let dup = gh(
+                "POST",
+                &url,
+                Some(json!({"title": "t", "head": format!("acme:{BRANCH}"), "base": "main"})),
+            );
+            assert_eq!(dup.status, 422, "{}", dup.body);
+            let err = dup.json();
+            assert_eq!(err["message"], "Validation Failed");
+            assert_eq!(err["errors"][0]["code"], "custom");
+            assert_eq!(
+                err["errors"][0]["message"],
+                format!("A pull request already exists for acme:{BRANCH}.")
+            );
+            assert_eq!(fake.pulls().len(), 1);
+            assert_eq!(fake.create_calls(), 2);
+        }
+        Wire::Lab(_) => {
+            let dup = gl("POST", &url, Some(w.open_body(BRANCH, "main")));
+            assert_eq!(dup.status, 409, "{}", dup.body);
+            assert_eq!(
+                dup.json()["message"],
+                json!(["Another open merge request already exists for this source branch: !1"])
+            );
+            let same = gl("POST", &url, Some(w.open_body("main", "main")));
+            assert_eq!(same.status, 422);
+        }
+    }
+}
+both!(second_request_for_the_same_branches_is_refused);
+
+/// A head (source) branch the repository lacks: GitHub 422 `head invalid`,
+/// GitLab 400 `source_branch does not exist`; nothing is stored.
+fn missing_source_branch_is_refused(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = repo_with_branches(tmp.path(), &[]);
+    let w = Wire::start(kind, Some(&bare));
+    let resp = w.call("POST", &w.collection(), Some(w.open_body(BRANCH, "main")));
+    match kind {
+        Kind::GitHub => {
+            assert_eq!(resp.status, 422, "{}", resp.body);
+            assert_eq!(
+                resp.json()["errors"],
+                json!([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+            );
+        }
+        Kind::GitLab => {
+            assert_eq!(resp.status, 400, "{}", resp.body);
+            assert_eq!(
+                resp.json()["message"]["source_branch"],
+                json!(["does not exist"])
+            );
+        }
+    }
+    assert_eq!(w.stored(), 0);
+}
+both!(missing_source_branch_is_refused);
+
+/// A wrong or missing token is 401 with the service's body; the other
+/// accepted schemes work.
+fn bad_token_is_401(kind: Kind) {
+    let w = Wire::start(kind, None);
+    let url = w.collection();
+    match &w {
+        Wire::Hub(_) => {
+            let bad = gh_with("GET", &url, None, &[("Authorization", "Bearer wrong")]);
+            assert_eq!(bad.status, 401);
+            assert_eq!(bad.json()["message"], "Bad credentials");
+            assert!(bad.json()["documentation_url"].is_string());
+            let token_scheme = gh_with(
+                "GET",
+                &url,
+                None,
+                &[("Authorization", &format!("token {GH_TOKEN}"))],
+            );
+            assert_eq!(token_scheme.status, 200);
+            let none = gh_with("GET", &url, None, &[("Authorization", "")]);
+            assert_eq!(none.status, 401);
+            assert_eq!(none.json()["message"], "Requires authentication");
+            // And what GitHub asks of every client besides the token.
+            let no_agent = gh_with("GET", &url, None, &[("User-Agent", "")]);
+            assert_eq!(no_agent.status, 403);
+            let no_version = gh_with("GET", &url, None, &[("X-GitHub-Api-Version", "")]);
+            assert_eq!(no_version.status, 400);
+            let wrong_accept = gh_with("GET", &url, None, &[("Accept", "application/json")]);
+            assert_eq!(wrong_accept.status, 415);
+        }
+        Wire::Lab(_) => {
+            let bad = send("GET", &url, &[("PRIVATE-TOKEN", "nope")], None);
+            assert_eq!(bad.status, 401);
+            assert_eq!(bad.json(), json!({"message": "401 Unauthorized"}));
+            let none = send("GET", &url, &[], None);
+            assert_eq!(none.status, 401);
+            let bearer = format!("Bearer {GL_TOKEN}");
+            let ok = send("GET", &url, &[("Authorization", &bearer)], None);
+            assert_eq!(ok.status, 200, "{}", ok.body);
+        }
+    }
+}
+both!(bad_token_is_401);
+
+/// Rate limits answer with each service's status and headers, create
+/// nothing, and the log shows a client that waited as told.
+fn rate_limits_carry_their_headers(kind: Kind) {
+    let w = Wire::start(kind, None);
+    match &w {
+        Wire::Hub(fake) => {
+            let url = format!("{}?state=open", w.collection());
+            fake.fail_next(
+                Match::route("pulls.list"),
+                1,
+                Fault::RateLimit { reset_in_secs: 60 },
+            );
+            let limited = gh("GET", &url, None);
+            assert_eq!(limited.status, 403);
+            assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+            let reset: u64 = limited
+                .header("x-ratelimit-reset")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(
+                (now + 59..=now + 62).contains(&reset),
+                "reset {reset}, now {now}"
+            );
+            assert!(
+                limited.json()["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("API rate limit exceeded")
+            );
+
+            fake.fail_next(
+                Match::request("GET", "/repos/acme/gitops/pulls"),
+                1,
+                Fault::SecondaryRateLimit {
+                    status: 429,
+                    retry_after_secs: 1,
+                },
+            );
+            let secondary = gh("GET", &url, None);
+            assert_eq!(secondary.status, 429);
+            assert_eq!(secondary.header("retry-after"), Some("1"));
+            assert!(
+                secondary.json()["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("secondary rate limit")
+            );
+
+            // A client that obeys retry-after: the fake's log shows the wait.
+            std::thread::sleep(Duration::from_secs(1));
+            let ok = gh("GET", &url, None);
+            assert_eq!(ok.status, 200);
+            let log = fake.requests();
+            assert_eq!(log.len(), 3);
+            assert!(log[0].injected && log[1].injected && !log[2].injected);
+            assert!(log[2].since(&log[1]) >= Duration::from_secs(1));
+
+            fake.fail_next(Match::any(), 2, Fault::Status(502));
+            assert_eq!(gh("GET", &url, None).status, 502);
+            assert_eq!(gh("GET", &url, None).status, 502);
+            assert_eq!(gh("GET", &url, None).status, 200);
+        }
+        Wire::Lab(fake) => {
+            let url = w.collection();
+            fake.fail_next(
+                Match::route("mr.create"),
+                1,
+                Fault::RateLimit { reset_in_secs: 1 },
+            );
+            let body = w.open_body(BRANCH, "main");
+            let limited = gl("POST", &url, Some(body.clone()));
+            assert_eq!(limited.status, 429);
+            assert_eq!(limited.header("retry-after"), Some("1"));
+            assert_eq!(limited.header("ratelimit-remaining"), Some("0"));
+            assert!(
+                limited
+                    .header("ratelimit-reset")
+                    .unwrap()
+                    .parse::<u64>()
+                    .is_ok()
+            );
+            assert!(
+                limited
+                    .header("ratelimit-resettime")
+                    .unwrap()
+                    .ends_with(" GMT")
+            );
+            assert_eq!(limited.body, "Retry later\n");
+            assert!(
+                fake.merge_requests().is_empty(),
+                "a throttled create creates nothing"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            assert_eq!(gl("POST", &url, Some(body)).status, 201);
+            let log = fake.requests();
+            assert!(log[1].since(&log[0]) >= Duration::from_secs(1));
+            assert_eq!(fake.create_calls(), 2);
+        }
+    }
+}
+both!(rate_limits_carry_their_headers);
+
+/// Lists page: GitHub with `link: <…page=2>; rel="next"`, newest first;
+/// GitLab with `x-next-page` and `x-total`.
+fn lists_paginate(kind: Kind) {
+    let w = Wire::start(kind, None);
+    let url = w.collection();
+    match &w {
+        Wire::Hub(hub) => {
+            for n in 0..3 {
+                hub.seed_pull("octocat", &format!("feature-{n}"), "main", "t");
+            }
+            let first = gh("GET", &format!("{url}?state=open&per_page=2"), None);
+            assert_eq!(first.json().as_array().unwrap().len(), 2);
+            assert_eq!(first.json()[0]["number"], 3, "newest first");
+            let link = first.header("link").unwrap();
+            assert!(link.contains("page=2>; rel=\"next\""), "{link}");
+            let second = gh("GET", &format!("{url}?state=open&per_page=2&page=2"), None);
+            assert_eq!(second.json().as_array().unwrap().len(), 1);
+            assert!(second.header("link").is_none());
+        }
+        Wire::Lab(lab) => {
+            for n in 0..3 {
+                lab.seed_merge_request(7, &format!("feature-{n}"), "main", "t");
+            }
+            let first = gl("GET", &format!("{url}?per_page=2"), None);
+            assert_eq!(first.json().as_array().unwrap().len(), 2);
+            assert_eq!(first.header("x-next-page"), Some("2"));
+            assert_eq!(first.header("x-total"), Some("3"));
+        }
+    }
+    w.fake().assert_no_client_errors();
+}
+both!(lists_paginate);

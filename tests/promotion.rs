@@ -1,9 +1,9 @@
 //! Promotion between environments, through the real binary: dev commits
 //! straight to main, prod goes through a pull request on the GitHub and
-//! GitLab fakes (tests/support/forge.rs), after dev has soaked. Time is
+//! GitLab fakes (tests/support/forge/), after dev has soaked. Time is
 //! injected with `once --now`, never slept.
 
-#[path = "support/forge.rs"]
+#[path = "support/forge/mod.rs"]
 mod forge;
 mod support;
 

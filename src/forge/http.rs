@@ -1,7 +1,10 @@
 //! The HTTP client GitHub and GitLab share: JSON in and out, the token read
 //! from its file on every request, bounded retries for server errors and
 //! dropped connections, and rate limits obeyed by waiting as the response
-//! says (`retry-after`, or the reset time), never by looping.
+//! says (`retry-after`, or the reset time), never by looping. Redirects are
+//! never followed and answers are read up to [`MAX_BODY`], so neither a
+//! misconfigured nor a hostile `api_url` can take the token elsewhere or
+//! exhaust memory.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +22,11 @@ const ATTEMPTS: u32 = 4;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// What a 429 without any timing header waits.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+/// The largest answer read. The biggest documented answer tagwatch asks
+/// for is a list of ten pull requests (tens of KiB); anything near this is
+/// not the API answering, and reading it whole would let whoever answers
+/// `api_url` grow the daemon's memory without bound.
+pub const MAX_BODY: usize = 4 << 20;
 
 /// How the token travels.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +84,11 @@ impl Api {
             .user_agent(concat!("tagwatch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
+            // reqwest drops `Authorization` on a redirect to another host,
+            // but not GitLab's `PRIVATE-TOKEN`: following one would hand the
+            // token to whichever host `api_url` points at. The APIs do not
+            // redirect, so a redirect is an error (see `call`).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ForgeError {
                 forge: name.clone(),
@@ -168,17 +181,40 @@ impl Api {
                 }
             };
             let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                    .unwrap_or_else(|| "nowhere (no location header)".to_string());
+                return Err(self.error(
+                    ErrorKind::Protocol,
+                    format!(
+                        "{what}: the forge answered {} redirecting to {location}; tagwatch does not follow redirects with credentials (check api_url)",
+                        status.as_u16()
+                    ),
+                ));
+            }
             let wait = rate_limit_wait(status, response.headers());
             // A body cut off mid-way is a transport failure, not an empty
             // answer: retried like one, and reported as one.
-            let text = match response.text().await {
+            let text = match read_capped(response).await {
                 Ok(text) => text,
-                Err(e) if !last => {
+                Err(Read::TooLarge) => {
+                    return Err(self.error(
+                        ErrorKind::Protocol,
+                        format!(
+                            "{what}: the answer is larger than {} MiB; tagwatch stops reading there (is api_url the forge's API?)",
+                            MAX_BODY >> 20
+                        ),
+                    ));
+                }
+                Err(Read::Cut(e)) if !last => {
                     warn!(forge = %self.name, request = %what, attempt, error = %without_url(&e), "answer cut off; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
-                Err(e) => {
+                Err(Read::Cut(e)) => {
                     return Err(self.error(
                         ErrorKind::Transport,
                         format!("{what}: the answer was cut off: {}", without_url(&e)),
@@ -227,6 +263,34 @@ impl Api {
             .await?
             .ok(self, what)
     }
+}
+
+/// Why an answer's body could not be read.
+enum Read {
+    /// The connection failed part-way.
+    Cut(reqwest::Error),
+    /// It went past [`MAX_BODY`].
+    TooLarge,
+}
+
+/// The body as text, read chunk by chunk so that no more than
+/// [`MAX_BODY`] is ever held: a `content-length` over the cap is refused
+/// before reading, and a body without one is cut off at the cap.
+async fn read_capped(mut response: reqwest::Response) -> Result<String, Read> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Err(Read::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Read::Cut)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(Read::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// How long a rate-limited response asks to wait, or `None` if it is not

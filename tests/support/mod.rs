@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "eu-west-1";
 
-fn root() -> PathBuf {
+/// The repository's root (where Cargo.toml is).
+pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python with moto installed: `TAGWATCH_TEST_PYTHON`, else the venv
 /// that `scripts/test` creates.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("TAGWATCH_TEST_PYTHON") {
         return PathBuf::from(p);
     }
@@ -929,10 +930,10 @@ pub fn promotions(repo: &Path, branch: &str) -> Vec<Landed> {
         .collect()
 }
 
-/// `git fsck --full --strict` on `repo`; panics unless it exits 0 and
-/// reports nothing (dangling objects, which a rejected push may leave on a
-/// server, are not corruption and are not reported).
-pub fn assert_fsck_clean(repo: &Path) {
+/// `git fsck --full --strict` of `repo`: what it reports, if anything
+/// (dangling objects, which a rejected push may leave on a server, are not
+/// corruption and are not reported).
+pub fn fsck(repo: &Path) -> Vec<String> {
     let out = Command::new("git")
         .args([
             "fsck",
@@ -946,10 +947,38 @@ pub fn assert_fsck_clean(repo: &Path) {
         .env("HOME", repo)
         .output()
         .expect("run git fsck");
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "git fsck in {}: {}",
-        repo.display(),
-        show(&out)
-    );
+    if out.status.success() && out.stdout.is_empty() && out.stderr.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("git fsck of {}: {}", repo.display(), show(&out))]
+    }
+}
+
+/// [`fsck`] that panics on any report.
+pub fn assert_fsck_clean(repo: &Path) {
+    let reports = fsck(repo);
+    assert!(reports.is_empty(), "{}", reports.join("\n"));
+}
+
+/// A scratch directory that is kept, and named, when the test fails: logs
+/// and clones in it are what a failure needs looking at.
+pub struct KeepOnFailure(pub tempfile::TempDir);
+
+impl KeepOnFailure {
+    pub fn new() -> KeepOnFailure {
+        KeepOnFailure(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for KeepOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.disable_cleanup(true);
+            eprintln!("kept for inspection: {}", self.0.path().display());
+        }
+    }
 }
