@@ -1,11 +1,26 @@
 //! The HTTP endpoints on `listen`: `/metrics`, `/healthz`, `/readyz`,
 //! `/status` (JSON) and `/` (the same, as a page a person reads).
 //!
-//! The server is small on purpose and defends itself: a connection must
-//! send its request headers within [`HEADER_TIMEOUT`], may live at most
-//! [`CONNECTION_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at
-//! once (more wait in the kernel's backlog). A slow or hostile client
-//! cannot hold the process, and nothing here can block a cycle.
+//! The server is small on purpose and defends itself, because anyone who
+//! can reach the port could otherwise get the pod restarted: a liveness
+//! probe that waits behind other clients fails, and the kubelet kills a
+//! healthy daemon. So (see [`serve`]):
+//!
+//! - a connection's first request line is read before it counts against
+//!   any limit, and the probes (`/healthz`, `/readyz`) are served from
+//!   their own [`PROBE_CONNECTIONS`] slots, one request per connection,
+//!   so no number of other clients can starve them;
+//! - every other connection takes one of [`MAX_CONNECTIONS`] slots, at
+//!   most [`MAX_CONNECTIONS_PER_CLIENT`] per client address, and is
+//!   answered 503 at once when none is free (not parked in the backlog);
+//! - a connection must send each request's headers within
+//!   [`HEADER_TIMEOUT`], which is also how long a kept-alive connection
+//!   may sit idle, and lives at most [`CONNECTION_TIMEOUT`];
+//! - at most [`MAX_OPEN`] sockets are open in any stage (more wait in the
+//!   kernel's backlog), which bounds file descriptors.
+//!
+//! Nothing here can block a cycle. manifests/networkpolicy.yaml keeps all
+//! but the scraper and the kubelet off the port in a cluster.
 //!
 //! What the pages show is the [`Board`]: every target's last known state,
 //! written by the daemon after each cycle. It is a view of the last
@@ -23,17 +38,37 @@ use axum::routing::get;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use crate::metrics;
 use crate::reconcile::{CycleReport, Outcome};
 use crate::trailers::format_time;
 
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+mod listener;
+pub use listener::serve;
+
+/// How long a client may take to send a request's headers, and so how
+/// long a kept-alive connection may sit idle: hyper starts this timer
+/// whenever it waits for a request head, the first or the next.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest any connection lives, however busy.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once, probes aside.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Of those, how many one client address may hold: a single scraper or
+/// browser needs one or two, and one address cannot take them all.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 8;
+/// Slots kept for `/healthz` and `/readyz` alone. The kubelet opens a
+/// connection per probe and there are two probes; the rest is headroom.
+pub const PROBE_CONNECTIONS: usize = 8;
+/// Of those, how many one address may hold, so that a client sending
+/// probe paths slowly cannot take the kubelet's slots either.
+pub const PROBE_CONNECTIONS_PER_CLIENT: usize = 4;
+/// Sockets open in any stage, including those whose request line is
+/// still being read; bounds file descriptors.
+pub const MAX_OPEN: usize = 256;
+/// A request line longer than this is not a probe's (it is still served,
+/// as an ordinary connection).
+const REQUEST_LINE_LIMIT: usize = 1024;
 
 /// One app/env as the last cycles left it.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -277,48 +312,6 @@ fn router(board: Arc<Board>) -> Router {
 /// Binds `addr`; an error here (port taken) is a start-up failure.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
-}
-
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, board: Arc<Board>, shutdown: CancellationToken) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "serving /metrics, /healthz, /readyz, /status");
-    }
-    let app = router(board);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(%peer, error = %e, "connection ended"),
-                Err(_) => debug!(%peer, "connection timed out"),
-            }
-        });
-    }
 }
 
 /// A response for tests of the router without a socket.

@@ -367,6 +367,7 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         ("ConfigMap", 2),
         ("Deployment", 1),
         ("Namespace", 1),
+        ("NetworkPolicy", 1),
         ("PrometheusRule", 1),
         ("Service", 1),
         ("ServiceAccount", 1),
@@ -393,7 +394,57 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         .arg(&path)
         .arg("1.32.0,1.37.0")
         .arg("monitoring.coreos.com"));
-    assert_eq!(out.matches("valid:").count(), 2 * 6, "{out}");
+    assert_eq!(out.matches("valid:").count(), 2 * 7, "{out}");
+}
+
+/// Issue 13 item 14: only the metrics scraper may reach the port. The
+/// policy selects the pod, restricts ingress, and has one rule: the pod's
+/// `http` port, from pods that match both a namespace and a pod selector
+/// (two separate entries would admit a whole namespace, or every
+/// Prometheus-labelled pod anywhere).
+#[test]
+fn network_policy_admits_only_the_scraper_to_the_port() {
+    let objects = rendered();
+    let deployment = object(&objects, "Deployment", "tagwatch");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let policy = object(&objects, "NetworkPolicy", "tagwatch");
+    let spec = &policy["spec"];
+    assert!(selects(&spec["podSelector"]["matchLabels"], pod_labels));
+    assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+    let rules = spec["ingress"].as_array().expect("ingress rules");
+    assert_eq!(rules.len(), 1, "one rule: the scraper");
+    assert_eq!(
+        rules[0]["ports"],
+        json!([{"port": "http", "protocol": "TCP"}])
+    );
+    let from = rules[0]["from"].as_array().expect("a from list");
+    assert_eq!(from.len(), 1, "{from:?}");
+    let peer = from[0].as_object().unwrap();
+    assert_eq!(
+        peer.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["namespaceSelector", "podSelector"],
+        "one peer with both selectors"
+    );
+    for selector in ["namespaceSelector", "podSelector"] {
+        assert!(
+            !peer[selector]["matchLabels"]
+                .as_object()
+                .unwrap()
+                .is_empty(),
+            "an empty {selector} admits everything"
+        );
+    }
+    // The port it names is the one the container serves and the scrape uses.
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "http")
+    );
+    let monitor = object(&objects, "ServiceMonitor", "tagwatch");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
 }
 
 #[test]
