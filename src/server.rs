@@ -99,6 +99,11 @@ struct BoardState {
     /// When the last cycle finished.
     last_cycle: Option<OffsetDateTime>,
     interval: Duration,
+    /// The extra pause the daemon takes before its next cycle because the
+    /// registry throttled (0 when it is not backing off): the readiness
+    /// window stretches by as much, so a daemon that backs off on purpose
+    /// is not reported as stalled.
+    backoff: Duration,
 }
 
 #[derive(Serialize)]
@@ -179,19 +184,42 @@ impl Board {
         }
     }
 
-    /// Ready once a cycle has finished within three intervals.
+    /// Sets the pause the daemon takes before its next cycle beyond the
+    /// interval (see [`Board::ready`]).
+    pub fn set_backoff(&self, pause: Duration) {
+        let mut s = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        s.backoff = pause;
+    }
+
+    /// Ready means "this pod can do its job": a cycle has finished within
+    /// three intervals plus the current throttling backoff. What the cycle
+    /// found does not matter. A target that fails every cycle (a missing
+    /// repository, a token that cannot push) is for the alerts and
+    /// `/status`: it is nearly always outside the pod, so a new pod would
+    /// fail it too, and holding readiness back would only block the
+    /// rollout that might fix it, while a not-ready daemon gains nothing
+    /// (it serves no traffic; the Service publishes it regardless). A
+    /// daemon whose cycles stop finishing, or hang, is not ready.
     fn ready(&self) -> Result<(), String> {
         let s = self.inner.read().unwrap_or_else(|e| e.into_inner());
         match s.last_cycle {
             None => Err("no cycle has finished yet".into()),
             Some(at) => {
                 let age = OffsetDateTime::now_utc() - at;
-                if age.unsigned_abs() <= s.interval * 3 {
+                let window = s.interval.saturating_mul(3).saturating_add(s.backoff);
+                if age.unsigned_abs() <= window {
                     Ok(())
-                } else {
+                } else if s.backoff.is_zero() {
                     Err(format!(
                         "the last cycle finished {}s ago, more than 3 intervals",
                         age.whole_seconds()
+                    ))
+                } else {
+                    Err(format!(
+                        "the last cycle finished {}s ago, more than 3 intervals and the {}s \
+                         throttling backoff",
+                        age.whole_seconds(),
+                        s.backoff.as_secs()
                     ))
                 }
             }
@@ -349,5 +377,30 @@ mod tests {
         );
         board.record(&CycleReport::default());
         assert_eq!(call(board, "GET", "/readyz").await.status(), 200);
+    }
+
+    /// Issue 13: the pauses of the throttling backoff (up to 8 intervals)
+    /// exceeded the three-interval window, so a daemon backing off on
+    /// purpose was not ready.
+    #[test]
+    fn the_readiness_window_stretches_by_the_backoff() {
+        let board = Board::new(Duration::from_secs(10), std::iter::empty());
+        let finished_ago = |secs: i64| {
+            board.inner.write().unwrap().last_cycle =
+                Some(OffsetDateTime::now_utc() - time::Duration::seconds(secs));
+        };
+        finished_ago(25);
+        assert!(board.ready().is_ok());
+        finished_ago(35);
+        let why = board.ready().unwrap_err();
+        assert!(why.contains("more than 3 intervals"), "{why}");
+        board.set_backoff(Duration::from_secs(80));
+        finished_ago(105);
+        assert!(board.ready().is_ok(), "within 3 intervals and the backoff");
+        finished_ago(115);
+        let why = board.ready().unwrap_err();
+        assert!(why.contains("the 80s throttling backoff"), "{why}");
+        board.set_backoff(Duration::ZERO);
+        assert!(board.ready().is_err());
     }
 }

@@ -378,3 +378,64 @@ fn healthz_answers_at_once_under_64_kept_alive_connections_from_one_address() {
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Issue 13 item 9: `/readyz` stayed 200 while a target failed every
+/// cycle, and docs/operations.md said it would not. Readiness means the
+/// daemon's cycles finish (docs/operations.md, "Endpoints"); a target that
+/// fails every cycle shows in `/status`, the metrics and the alerts. Over
+/// more than three intervals of failing cycles, `/readyz` stays 200 and
+/// `/status` names the failure.
+#[test]
+fn readyz_stays_200_while_one_target_fails_every_cycle() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1)]);
+    let remote = GitRemote::new(&[
+        ("dev.yaml", "image:\n  tag: 1.0.0\n"),
+        ("gone.yaml", "image:\n  tag: 1.0.0\n"),
+    ]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            ("app", "app", "^1", "dev.yaml"),
+            ("gone", "no-such-repo", "^1", "gone.yaml"),
+        ],
+    );
+    let (mut child, port) = start_daemon(&work);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while request(port, "GET", "/readyz").0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Five intervals of cycles in which `gone` fails.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert_eq!(request(port, "GET", "/readyz"), (200, "ready\n".into()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, json) = request(port, "GET", "/status");
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(status["ready"], true);
+    let gone = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["app"] == "gone")
+        .unwrap();
+    assert!(
+        gone["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("registry: ")),
+        "{json}"
+    );
+    let (_, scrape) = request(port, "GET", "/metrics");
+    assert!(
+        scrape.contains(r#"tagwatch_app_errors_total{app="gone",kind="registry"}"#),
+        "{scrape}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -1001,6 +1001,88 @@ impl Drop for Tmpfs {
 }
 
 // ---------------------------------------------------------------------------
+// Scenario 7: readiness while the daemon backs off, and the daemon's signals
+// ---------------------------------------------------------------------------
+
+/// Issue 13 (the backoff gap): under throttling the daemon pauses 2, 4,
+/// 8 × `interval` between cycles, longer than the three-interval readiness
+/// window, so a healthy daemon that backed off on purpose answered 503.
+/// The window now stretches by the current backoff: every ECR call is
+/// throttled until the pause reaches its 8 × cap, `/readyz` answers 200
+/// throughout, `tagwatch_cycle_backoff_seconds` steps through exactly
+/// 2, 4 and 8 intervals (the interval is 2 s), and once the registry
+/// recovers it returns to 0.
+#[test]
+fn s7_readyz_stays_200_during_the_throttling_backoff() {
+    let scene = Scene::new(&["app"]);
+    let port = free_port();
+    let config = scene.config(
+        "2s",
+        &format!("127.0.0.1:{port}"),
+        &scene.remote.file_url(),
+        "",
+    );
+    let mut daemon = Daemon::start(&config, &scene.work.path().join("daemon.log"));
+    wait_for(&mut daemon, Duration::from_secs(30), "a first cycle", |d| {
+        cycles(d) >= 1
+    });
+    let ready = || http(&format!("http://127.0.0.1:{port}"), "GET", "/readyz", "");
+    assert_eq!(ready().0, 200, "ready after the first cycle");
+
+    scene.ecr.add(
+        Rule::new(Fault::ecr_throttling())
+            .label("throttled")
+            .when(|r| r.aws_operation() == Some("DescribeImages")),
+    );
+    let mut seen: Vec<f64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        daemon.assert_running();
+        let (status, body) = ready();
+        let backoff = gauge(&metrics(port), "tagwatch_cycle_backoff_seconds");
+        assert_eq!(
+            status,
+            200,
+            "/readyz during a {backoff} s backoff: {body}\n{}",
+            tail(&daemon.log_text(), 30)
+        );
+        if seen.last() != Some(&backoff) {
+            seen.push(backoff);
+        }
+        if backoff == 16.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backoff never reached 8 intervals: {seen:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    // The pause after the first, second and third throttled cycle.
+    assert_eq!(seen, [0.0, 4.0, 8.0, 16.0], "backoff values seen in order");
+    // Still ready well past three intervals since the last cycle.
+    sleep_watching(&mut daemon, Duration::from_secs(8));
+    assert_eq!(ready().0, 200);
+
+    scene.ecr.clear();
+    wait_for(
+        &mut daemon,
+        Duration::from_secs(60),
+        "the backoff to end once ECR recovers",
+        |_| gauge(&metrics(port), "tagwatch_cycle_backoff_seconds") == 0.0,
+    );
+    assert_eq!(ready().0, 200);
+    assert!(daemon.stop().success());
+}
+
+/// The value of a metric without labels.
+fn gauge(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the scrape:\n{text}"))
+}
+
+// ---------------------------------------------------------------------------
 // The scene: moto behind a proxy, a GitOps repository, a work directory
 // ---------------------------------------------------------------------------
 
