@@ -5,6 +5,10 @@
 //! peer, per request rate, or for a time window. Disk-full runs on a small
 //! tmpfs mounted over `checkout_dir`.
 //!
+//! Scenario 7 (issue 13) drives the daemon's own reactions: readiness
+//! during its throttling backoff, and SIGTERM (once, twice) during a push
+//! the proxy holds open.
+//!
 //! Durations are scaled for CI: the issue's two-minute throttling window is
 //! 20 s here (the daemon runs a cycle a second instead of every two
 //! minutes, so the window still spans about twenty cycles). The waits that
@@ -1073,6 +1077,130 @@ fn s7_readyz_stays_200_during_the_throttling_backoff() {
     );
     assert_eq!(ready().0, 200);
     assert!(daemon.stop().success());
+}
+
+/// A push to `git daemon` held open by the proxy (`hold`: latency before
+/// it reaches the server), with `tagwatch run` started on a release, so its
+/// first cycle pushes. Returns the scene (and its servers), the daemon and
+/// its log, once the held push is under way.
+fn daemon_held_in_a_push(
+    hold: Duration,
+) -> (Scene, GitDaemon, Proxy, std::process::Child, PathBuf) {
+    let scene = Scene::new(&["app"]);
+    let server = GitDaemon::start(scene.remote.dir.path());
+    let git = Proxy::tcp(&format!("127.0.0.1:{}", server.port));
+    let url = format!("git://127.0.0.1:{}/remote.git", git.port());
+    scene.release("app", "1.1.0");
+    git.add(
+        Rule::new(Fault::Latency(hold))
+            .label("held")
+            .when(|r| r.is_git_push())
+            .times(1),
+    );
+    let config = scene.config("2m", "127.0.0.1:0", &url, "");
+    let log = scene.work.path().join("daemon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = tagwatch_command()
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "tagwatch=debug")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !git.log().iter().any(Exchange::injected) {
+        assert!(
+            Instant::now() < deadline,
+            "no push reached the proxy:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    (scene, server, git, child, log)
+}
+
+fn kill(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits up to `limit` for the exit; kills the process if it has not.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Issue 13, shutdown: SIGTERM while a push is under way (held 4 s by the
+/// proxy) lets the cycle finish: the push lands, after the signal, and the
+/// daemon exits 0 once it has.
+#[test]
+fn s7_sigterm_during_a_push_lets_it_land_and_exits_0() {
+    let hold = Duration::from_secs(4);
+    let (scene, _server, git, mut child, log) = daemon_held_in_a_push(hold);
+    let signalled = Instant::now();
+    kill(&child, "TERM");
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", tail(&text, 40)));
+    assert_eq!(status.code(), Some(0), "{}", tail(&text, 40));
+    let push = git.log().into_iter().find(Exchange::injected).unwrap();
+    let ended = push.ended.expect("the push ended");
+    assert!(
+        ended > signalled,
+        "the push was over before the signal: not a shutdown during a push"
+    );
+    assert_eq!(scene.tag_on_main("app"), "1.1.0", "{}", tail(&text, 40));
+    assert_eq!(scene.check_history().len(), 1);
+    assert_eq!(count_messages(&text, "shut down"), 1, "{}", tail(&text, 40));
+}
+
+/// A second signal exits at once, push or no push: exit status 130 (the
+/// shell's code for SIGINT, which is what an operator pressing Ctrl-C
+/// twice expects), and the held push never reaches the server.
+#[test]
+fn s7_a_second_signal_exits_at_once_with_130() {
+    let (scene, _server, _git, mut child, log) = daemon_held_in_a_push(Duration::from_secs(30));
+    let head = scene.head();
+    kill(&child, "TERM");
+    thread::sleep(Duration::from_millis(500));
+    let second = Instant::now();
+    kill(&child, "TERM");
+    let status = exit_within(&mut child, Duration::from_secs(5));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 5 s after the second signal:\n{}",
+            tail(&text, 40)
+        )
+    });
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{}", tail(&text, 40));
+    assert_eq!(scene.head(), head, "the held push landed");
+    assert_eq!(
+        count_messages(&text, "second signal; exiting without finishing the cycle"),
+        1,
+        "{}",
+        tail(&text, 40)
+    );
 }
 
 /// The value of a metric without labels.
