@@ -195,3 +195,88 @@ fn sighup_reloads_and_a_broken_file_keeps_the_old_configuration() {
     assert!(log_has("configuration reloaded"));
     assert!(daemon.stop().success());
 }
+
+/// Issue 13 item 18: the SQS client had none of the ECR client's timeouts,
+/// so a long poll whose answer never came held event handling for ever.
+/// Here "SQS" is a bare TCP listener that accepts and never answers: the
+/// receive ends at the shared 30 s attempt timeout, the loop logs it and
+/// polls again 5 s later, cycles go on meanwhile, and SIGTERM during the
+/// next stalled poll stops the daemon at once.
+#[test]
+fn a_stalled_sqs_long_poll_times_out_and_the_loop_carries_on() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1)]);
+    let remote = GitRemote::new(&[("values.yaml", "image:\n  tag: 1.0.0\n")]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("app", "app", "^1", "values.yaml")],
+    );
+    // The silent peer: every connection is accepted and kept, unanswered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sqs = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (accepted, held) = (Arc::clone(&accepted), Arc::clone(&held));
+        std::thread::spawn(move || {
+            for stream in silent.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    work.edit_config("interval = \"2m\"", "interval = \"1s\"");
+    work.edit_config(
+        "[git]",
+        &format!("[aws.events]\nsqs_queue_url = \"{sqs}/123456789012/tagwatch-events\"\n\n[git]"),
+    );
+    let log = work.dir.path().join("daemon.log");
+    let started = Instant::now();
+    let daemon = Daemon::start_with_env(&work.config, &log, &[("AWS_ENDPOINT_URL_SQS", &sqs)]);
+    let timed_out = "cannot receive from the event queue; retrying in 5 s";
+    while daemon.count(timed_out) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "a stalled long poll never ended (accepted {} connections):\n{}",
+            accepted.load(Ordering::SeqCst),
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    let text = daemon.log_text();
+    let line = text
+        .lines()
+        .find(|l| l.contains(timed_out))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("timed out"), "{line}");
+    // The attempt timeout (30 s), once: not the SDK's three attempts.
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(45),
+        "the poll ended after {took:?}"
+    );
+    // It carries on: another poll 5 s later, and cycles went on meanwhile.
+    let polls = accepted.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while accepted.load(Ordering::SeqCst) <= polls {
+        assert!(Instant::now() < deadline, "no poll after the timeout");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.count("cycle finished") >= 10,
+        "cycles were held up: {}",
+        daemon.count("cycle finished")
+    );
+    let stopping = Instant::now();
+    assert!(daemon.stop().success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop during a stalled poll",
+        stopping.elapsed()
+    );
+}
