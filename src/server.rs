@@ -243,9 +243,7 @@ impl Board {
         let s = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut page = String::from(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>tagwatch</title>\
-             <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
-             td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f4f4f4}\
-             .err{color:#b00}.wait{color:#a60}code{font-size:13px}</style></head><body>",
+             <link rel=\"stylesheet\" href=\"/style.css\"></head><body>",
         );
         page.push_str(&format!(
             "<h1>tagwatch</h1><p>{} · last cycle: {} · <a href=\"/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p>",
@@ -258,11 +256,7 @@ impl Board {
         page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th></tr>");
         let cell = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
         for r in s.rows.values() {
-            let pr = r
-                .pull_request
-                .as_deref()
-                .map(|u| format!("<a href=\"{0}\">{0}</a>", escape(u)))
-                .unwrap_or_default();
+            let pr = r.pull_request.as_deref().map(pr_link).unwrap_or_default();
             page.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"wait\">{}</td><td>{pr}</td><td class=\"err\">{}</td><td>{}</td></tr>",
                 escape(&r.app),
@@ -277,6 +271,43 @@ impl Board {
         page.push_str("</table></body></html>\n");
         page
     }
+}
+
+/// A pull request's address as a link when it is `https:`, else as text:
+/// it comes from the forge's answer, and a `javascript:` or `data:` link
+/// on a page the team clicks through would run whatever a compromised or
+/// fake forge put there.
+fn pr_link(url: &str) -> String {
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    if https {
+        format!("<a href=\"{0}\">{0}</a>", escape(url))
+    } else {
+        escape(url)
+    }
+}
+
+/// The page's style, served as a file so that the page's Content Security
+/// Policy can forbid every inline style and script.
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f4f4f4}\
+.err{color:#b00}.wait{color:#a60}code{font-size:13px}\n";
+
+/// The page needs no script at all, and only its own stylesheet. It may
+/// not be framed (clickjacking), and forms and `<base>` are off.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; \
+form-action 'none'; frame-ancestors 'none'";
+
+/// Every response: the browser must believe the content type it is given.
+/// A page, JSON and metrics all carry text from peers (tags, errors, PR
+/// titles); sniffed as HTML, that text would be markup.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// HTML-escapes text from the config, the registry or a peer.
@@ -332,9 +363,20 @@ fn router(board: Arc<Board>) -> Router {
         )
         .route(
             "/",
-            get(move || async move { Html(b3.html()).into_response() }),
+            get(move || async move {
+                (
+                    [(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)],
+                    Html(b3.html()),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::map_response(nosniff))
 }
 
 /// Binds `addr`; an error here (port taken) is a start-up failure.
@@ -357,6 +399,96 @@ async fn call(board: Arc<Board>, method: &str, path: &str) -> axum::response::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13 item 19: the page gets a Content Security Policy (no
+    /// script, no inline style) and every response `nosniff`.
+    #[tokio::test]
+    async fn every_response_is_nosniff_and_the_page_has_a_strict_csp() {
+        let board = Arc::new(Board::new(Duration::from_secs(60), std::iter::empty()));
+        for path in [
+            "/",
+            "/status",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/style.css",
+            "/nope",
+        ] {
+            let response = call(Arc::clone(&board), "GET", path).await;
+            assert_eq!(
+                response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+                "nosniff",
+                "{path}"
+            );
+        }
+        let page = call(Arc::clone(&board), "GET", "/").await;
+        let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'self';"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        // The page must then hold no inline style or script to break.
+        let html = board.html();
+        for inline in ["<style", "<script", " style=", " onload=", " onclick="] {
+            assert!(!html.contains(inline), "{inline:?} in the page:\n{html}");
+        }
+        let css = call(board, "GET", "/style.css").await;
+        assert_eq!(css.status(), 200);
+        assert_eq!(
+            css.headers()[header::CONTENT_TYPE],
+            "text/css; charset=utf-8"
+        );
+    }
+
+    /// Issue 13 item 19: a pull request's address is a link only when it
+    /// is `https:`; anything else (`javascript:`, `data:`, `http:`) is text.
+    #[test]
+    fn pull_request_links_are_links_only_when_https() {
+        let board = Board::new(
+            Duration::from_secs(60),
+            [
+                ("a", "good"),
+                ("a", "script"),
+                ("a", "plain"),
+                ("a", "upper"),
+            ]
+            .into_iter()
+            .map(|(a, e)| (a.to_string(), e.to_string())),
+        );
+        {
+            let mut s = board.inner.write().unwrap();
+            for (env, url) in [
+                ("good", "https://github.com/acme/gitops/pull/7"),
+                ("script", "javascript:alert(document.domain)//https://x"),
+                ("plain", "http://forge.internal/pr/1"),
+                ("upper", "HTTPS://github.com/acme/gitops/pull/8"),
+            ] {
+                s.rows
+                    .get_mut(&("a".into(), env.into()))
+                    .unwrap()
+                    .pull_request = Some(url.into());
+            }
+        }
+        let html = board.html();
+        assert!(html.contains(
+            "<a href=\"https://github.com/acme/gitops/pull/7\">https://github.com/acme/gitops/pull/7</a>"
+        ));
+        assert!(html.contains("<a href=\"HTTPS://github.com/acme/gitops/pull/8\">"));
+        assert!(
+            html.contains("<td>javascript:alert(document.domain)//https://x</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>http://forge.internal/pr/1</td>"),
+            "{html}"
+        );
+        // Two links: the https ones, whatever the scheme's case.
+        let links = html.matches("<a href=\"").count() - 2; // JSON, metrics
+        assert_eq!(links, 2, "{html}");
+    }
 
     #[test]
     fn text_from_peers_is_escaped() {

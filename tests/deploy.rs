@@ -308,6 +308,15 @@ fn dockerfile_stubs_every_cargo_target_and_copies_only_what_the_context_has() {
         bases.iter().all(|b| b.contains("bookworm")),
         "both stages should be Debian 12 (bookworm): {bases:?}"
     );
+    // Issue 13 item 19: each base pinned by digest beside its tag.
+    let pinned =
+        Regex::new(r"^[a-z0-9./-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}( AS [a-z]+)?$").unwrap();
+    for base in &bases {
+        assert!(
+            pinned.is_match(base),
+            "FROM {base}: pin it as name:tag@sha256:<64 hex>"
+        );
+    }
     let last_user = dockerfile
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
@@ -368,6 +377,7 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         ("Deployment", 1),
         ("Namespace", 1),
         ("NetworkPolicy", 1),
+        ("PodDisruptionBudget", 1),
         ("PrometheusRule", 1),
         ("Service", 1),
         ("ServiceAccount", 1),
@@ -394,7 +404,7 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         .arg(&path)
         .arg("1.32.0,1.37.0")
         .arg("monitoring.coreos.com"));
-    assert_eq!(out.matches("valid:").count(), 2 * 7, "{out}");
+    assert_eq!(out.matches("valid:").count(), 2 * 8, "{out}");
 }
 
 /// Issue 13 item 14: only the metrics scraper may reach the port. The
@@ -402,6 +412,31 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
 /// `http` port, from pods that match both a namespace and a pod selector
 /// (two separate entries would admit a whole namespace, or every
 /// Prometheus-labelled pod anywhere).
+/// Issue 13 item 19: no Kubernetes API token in the pod (tagwatch never
+/// calls the API; IRSA's token is its own projected volume), and a
+/// disruption budget that lets drains through one pod at a time.
+#[test]
+fn no_api_token_is_mounted_and_a_disruption_budget_covers_the_pod() {
+    let objects = rendered();
+    let account = object(&objects, "ServiceAccount", "tagwatch");
+    assert_eq!(account["automountServiceAccountToken"], false);
+    let deployment = object(&objects, "Deployment", "tagwatch");
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(pod["spec"]["serviceAccountName"], "tagwatch");
+
+    let budget = object(&objects, "PodDisruptionBudget", "tagwatch");
+    let spec = &budget["spec"];
+    assert!(selects(
+        &spec["selector"]["matchLabels"],
+        &pod["metadata"]["labels"]
+    ));
+    // Never `minAvailable: 1` on one replica: that refuses every eviction.
+    assert_eq!(spec["maxUnavailable"], 1);
+    assert!(spec.get("minAvailable").is_none());
+    assert_eq!(spec["unhealthyPodEvictionPolicy"], "AlwaysAllow");
+}
+
 #[test]
 fn network_policy_admits_only_the_scraper_to_the_port() {
     let objects = rendered();

@@ -433,6 +433,30 @@ fn readyz_stays_200_while_one_target_fails_every_cycle() {
         scrape.contains(r#"tagwatch_app_errors_total{app="gone",kind="registry"}"#),
         "{scrape}"
     );
+    // Issue 13 item 19, through the binary: the page's policy and nosniff.
+    for path in ["/", "/status", "/metrics", "/readyz"] {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+        assert_eq!(
+            head.contains("\r\ncontent-security-policy: default-src 'none'; style-src 'self';"),
+            path == "/",
+            "{path}: {head}"
+        );
+    }
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
