@@ -5,7 +5,12 @@
 # Both stages are Debian 12 (bookworm), so the binary runs against the same
 # glibc and OpenSSL it was linked with.
 
-FROM rust:1.95-slim-bookworm AS build
+# Base images are pinned by digest as well as tag, so a rebuild uses the
+# same bytes until someone bumps them on purpose; the tag says what the
+# digest is. Bump both together: `docker buildx imagetools inspect
+# rust:1.95-slim-bookworm` (and debian:bookworm-slim below) prints the
+# index digest. tests/deploy.rs checks every FROM is pinned.
+FROM rust:1.95-slim-bookworm@sha256:d7482085ff5b415f84dba5647ae71606650bdef00db7aeb69f4b3d170c3e4082 AS build
 WORKDIR /src
 # pkg-config and libssl-dev: git2 and the openssl crate link the system
 # OpenSSL (libssl.so.3, libcrypto.so.3). libgit2 and libssh2 are built from
@@ -45,7 +50,7 @@ RUN find src benches -name '*.rs' -exec touch {} + \
 # libssl3 and zlib1g exactly; copying .so files from the build stage works
 # until the next OpenSSL fix, which apt here brings with every image build.
 # zlib1g, libgcc-s1 and glibc are already in the slim image.
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim@sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \

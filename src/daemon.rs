@@ -138,6 +138,7 @@ pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: Ca
             let pause = backoff.pause(ctx.registry.throttled(), ctx.config.interval);
             let seconds = pause.map_or(0.0, |p| p.as_secs_f64());
             metrics::get().cycle_backoff.set(seconds);
+            ctx.board.set_backoff(pause.unwrap_or_default());
             pause
         } else {
             None

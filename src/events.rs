@@ -31,6 +31,13 @@ use crate::metrics;
 
 /// The longest long poll SQS allows.
 const WAIT_SECONDS: i32 = 20;
+// A long poll is one attempt of the SDK: it must end, answered, well within
+// the attempt timeout the SQS client shares with ECR, or every empty poll
+// would be cut off as a stall.
+const _: () = assert!(
+    (WAIT_SECONDS as u64) + 5 <= crate::registry::ecr::ATTEMPT_TIMEOUT.as_secs(),
+    "the SQS long poll must fit inside the attempt timeout"
+);
 /// A burst of pushes ends when the queue has been quiet this long.
 const QUIET: Duration = Duration::from_millis(500);
 /// How many invalid message ids are remembered, to log each once.
@@ -104,7 +111,9 @@ pub struct Queue {
 
 impl Queue {
     pub async fn connect(settings: &EventSettings, region: Option<&str>) -> Queue {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        // The ECR client's timeouts: a stalled long poll ends at the
+        // attempt timeout instead of holding event handling for ever.
+        let mut loader = crate::registry::ecr::sdk_loader();
         if let Some(region) = region {
             loader = loader.region(aws_config::Region::new(region.to_string()));
         }
@@ -122,6 +131,14 @@ impl Queue {
             .queue_url(&self.url)
             .max_number_of_messages(10)
             .wait_time_seconds(wait)
+            // One attempt: the loop in `run` is the retry (after 5 s, and
+            // watching for shutdown), so a stalled poll costs one attempt
+            // timeout, not the SDK's three.
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1)),
+            )
             .send()
             .await
             .map(|out| out.messages.unwrap_or_default())

@@ -1,11 +1,26 @@
 //! The HTTP endpoints on `listen`: `/metrics`, `/healthz`, `/readyz`,
 //! `/status` (JSON) and `/` (the same, as a page a person reads).
 //!
-//! The server is small on purpose and defends itself: a connection must
-//! send its request headers within [`HEADER_TIMEOUT`], may live at most
-//! [`CONNECTION_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at
-//! once (more wait in the kernel's backlog). A slow or hostile client
-//! cannot hold the process, and nothing here can block a cycle.
+//! The server is small on purpose and defends itself, because anyone who
+//! can reach the port could otherwise get the pod restarted: a liveness
+//! probe that waits behind other clients fails, and the kubelet kills a
+//! healthy daemon. So (see [`serve`]):
+//!
+//! - a connection's first request line is read before it counts against
+//!   any limit, and the probes (`/healthz`, `/readyz`) are served from
+//!   their own [`PROBE_CONNECTIONS`] slots, one request per connection,
+//!   so no number of other clients can starve them;
+//! - every other connection takes one of [`MAX_CONNECTIONS`] slots, at
+//!   most [`MAX_CONNECTIONS_PER_CLIENT`] per client address, and is
+//!   answered 503 at once when none is free (not parked in the backlog);
+//! - a connection must send each request's headers within
+//!   [`HEADER_TIMEOUT`], which is also how long a kept-alive connection
+//!   may sit idle, and lives at most [`CONNECTION_TIMEOUT`];
+//! - at most [`MAX_OPEN`] sockets are open in any stage (more wait in the
+//!   kernel's backlog), which bounds file descriptors.
+//!
+//! Nothing here can block a cycle. manifests/networkpolicy.yaml keeps all
+//! but the scraper and the kubelet off the port in a cluster.
 //!
 //! What the pages show is the [`Board`]: every target's last known state,
 //! written by the daemon after each cycle. It is a view of the last
@@ -23,17 +38,37 @@ use axum::routing::get;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use crate::cycle::{CycleReport, Outcome};
 use crate::metrics;
 use crate::trailers::format_time;
 
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+mod listener;
+pub use listener::serve;
+
+/// How long a client may take to send a request's headers, and so how
+/// long a kept-alive connection may sit idle: hyper starts this timer
+/// whenever it waits for a request head, the first or the next.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest any connection lives, however busy.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once, probes aside.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Of those, how many one client address may hold: a single scraper or
+/// browser needs one or two, and one address cannot take them all.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 8;
+/// Slots kept for `/healthz` and `/readyz` alone. The kubelet opens a
+/// connection per probe and there are two probes; the rest is headroom.
+pub const PROBE_CONNECTIONS: usize = 8;
+/// Of those, how many one address may hold, so that a client sending
+/// probe paths slowly cannot take the kubelet's slots either.
+pub const PROBE_CONNECTIONS_PER_CLIENT: usize = 4;
+/// Sockets open in any stage, including those whose request line is
+/// still being read; bounds file descriptors.
+pub const MAX_OPEN: usize = 256;
+/// A request line longer than this is not a probe's (it is still served,
+/// as an ordinary connection).
+const REQUEST_LINE_LIMIT: usize = 1024;
 
 /// One app/env as the last cycles left it.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -67,6 +102,11 @@ struct BoardState {
     /// When the last cycle finished.
     last_cycle: Option<OffsetDateTime>,
     interval: Duration,
+    /// The extra pause the daemon takes before its next cycle because the
+    /// registry throttled (0 when it is not backing off): the readiness
+    /// window stretches by as much, so a daemon that backs off on purpose
+    /// is not reported as stalled.
+    backoff: Duration,
 }
 
 #[derive(Serialize)]
@@ -138,19 +178,42 @@ impl Board {
         }
     }
 
-    /// Ready once a cycle has finished within three intervals.
+    /// Sets the pause the daemon takes before its next cycle beyond the
+    /// interval (see [`Board::ready`]).
+    pub fn set_backoff(&self, pause: Duration) {
+        let mut s = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        s.backoff = pause;
+    }
+
+    /// Ready means "this pod can do its job": a cycle has finished within
+    /// three intervals plus the current throttling backoff. What the cycle
+    /// found does not matter. A target that fails every cycle (a missing
+    /// repository, a token that cannot push) is for the alerts and
+    /// `/status`: it is nearly always outside the pod, so a new pod would
+    /// fail it too, and holding readiness back would only block the
+    /// rollout that might fix it, while a not-ready daemon gains nothing
+    /// (it serves no traffic; the Service publishes it regardless). A
+    /// daemon whose cycles stop finishing, or hang, is not ready.
     fn ready(&self) -> Result<(), String> {
         let s = self.inner.read().unwrap_or_else(|e| e.into_inner());
         match s.last_cycle {
             None => Err("no cycle has finished yet".into()),
             Some(at) => {
                 let age = OffsetDateTime::now_utc() - at;
-                if age.unsigned_abs() <= s.interval * 3 {
+                let window = s.interval.saturating_mul(3).saturating_add(s.backoff);
+                if age.unsigned_abs() <= window {
                     Ok(())
-                } else {
+                } else if s.backoff.is_zero() {
                     Err(format!(
                         "the last cycle finished {}s ago, more than 3 intervals",
                         age.whole_seconds()
+                    ))
+                } else {
+                    Err(format!(
+                        "the last cycle finished {}s ago, more than 3 intervals and the {}s \
+                         throttling backoff",
+                        age.whole_seconds(),
+                        s.backoff.as_secs()
                     ))
                 }
             }
@@ -174,9 +237,7 @@ impl Board {
         let s = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut page = String::from(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>tagwatch</title>\
-             <style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
-             td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f4f4f4}\
-             .err{color:#b00}.wait{color:#a60}code{font-size:13px}</style></head><body>",
+             <link rel=\"stylesheet\" href=\"/style.css\"></head><body>",
         );
         page.push_str(&format!(
             "<h1>tagwatch</h1><p>{} · last cycle: {} · <a href=\"/status\">JSON</a> · <a href=\"/metrics\">metrics</a></p>",
@@ -189,11 +250,7 @@ impl Board {
         page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th></tr>");
         let cell = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
         for r in s.rows.values() {
-            let pr = r
-                .pull_request
-                .as_deref()
-                .map(|u| format!("<a href=\"{0}\">{0}</a>", escape(u)))
-                .unwrap_or_default();
+            let pr = r.pull_request.as_deref().map(pr_link).unwrap_or_default();
             page.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"wait\">{}</td><td>{pr}</td><td class=\"err\">{}</td><td>{}</td></tr>",
                 escape(&r.app),
@@ -208,6 +265,43 @@ impl Board {
         page.push_str("</table></body></html>\n");
         page
     }
+}
+
+/// A pull request's address as a link when it is `https:`, else as text:
+/// it comes from the forge's answer, and a `javascript:` or `data:` link
+/// on a page the team clicks through would run whatever a compromised or
+/// fake forge put there.
+fn pr_link(url: &str) -> String {
+    let https = url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    if https {
+        format!("<a href=\"{0}\">{0}</a>", escape(url))
+    } else {
+        escape(url)
+    }
+}
+
+/// The page's style, served as a file so that the page's Content Security
+/// Policy can forbid every inline style and script.
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f4f4f4}\
+.err{color:#b00}.wait{color:#a60}code{font-size:13px}\n";
+
+/// The page needs no script at all, and only its own stylesheet. It may
+/// not be framed (clickjacking), and forms and `<base>` are off.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; \
+form-action 'none'; frame-ancestors 'none'";
+
+/// Every response: the browser must believe the content type it is given.
+/// A page, JSON and metrics all carry text from peers (tags, errors, PR
+/// titles); sniffed as HTML, that text would be markup.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// HTML-escapes text from the config, the registry or a peer.
@@ -263,56 +357,25 @@ fn router(board: Arc<Board>) -> Router {
         )
         .route(
             "/",
-            get(move || async move { Html(b3.html()).into_response() }),
+            get(move || async move {
+                (
+                    [(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)],
+                    Html(b3.html()),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::map_response(nosniff))
 }
 
 /// Binds `addr`; an error here (port taken) is a start-up failure.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
-}
-
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, board: Arc<Board>, shutdown: CancellationToken) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "serving /metrics, /healthz, /readyz, /status");
-    }
-    let app = router(board);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(%peer, error = %e, "connection ended"),
-                Err(_) => debug!(%peer, "connection timed out"),
-            }
-        });
-    }
 }
 
 /// A response for tests of the router without a socket.
@@ -330,6 +393,96 @@ async fn call(board: Arc<Board>, method: &str, path: &str) -> axum::response::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13 item 19: the page gets a Content Security Policy (no
+    /// script, no inline style) and every response `nosniff`.
+    #[tokio::test]
+    async fn every_response_is_nosniff_and_the_page_has_a_strict_csp() {
+        let board = Arc::new(Board::new(Duration::from_secs(60), std::iter::empty()));
+        for path in [
+            "/",
+            "/status",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/style.css",
+            "/nope",
+        ] {
+            let response = call(Arc::clone(&board), "GET", path).await;
+            assert_eq!(
+                response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+                "nosniff",
+                "{path}"
+            );
+        }
+        let page = call(Arc::clone(&board), "GET", "/").await;
+        let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'self';"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        // The page must then hold no inline style or script to break.
+        let html = board.html();
+        for inline in ["<style", "<script", " style=", " onload=", " onclick="] {
+            assert!(!html.contains(inline), "{inline:?} in the page:\n{html}");
+        }
+        let css = call(board, "GET", "/style.css").await;
+        assert_eq!(css.status(), 200);
+        assert_eq!(
+            css.headers()[header::CONTENT_TYPE],
+            "text/css; charset=utf-8"
+        );
+    }
+
+    /// Issue 13 item 19: a pull request's address is a link only when it
+    /// is `https:`; anything else (`javascript:`, `data:`, `http:`) is text.
+    #[test]
+    fn pull_request_links_are_links_only_when_https() {
+        let board = Board::new(
+            Duration::from_secs(60),
+            [
+                ("a", "good"),
+                ("a", "script"),
+                ("a", "plain"),
+                ("a", "upper"),
+            ]
+            .into_iter()
+            .map(|(a, e)| (a.to_string(), e.to_string())),
+        );
+        {
+            let mut s = board.inner.write().unwrap();
+            for (env, url) in [
+                ("good", "https://github.com/acme/gitops/pull/7"),
+                ("script", "javascript:alert(document.domain)//https://x"),
+                ("plain", "http://forge.internal/pr/1"),
+                ("upper", "HTTPS://github.com/acme/gitops/pull/8"),
+            ] {
+                s.rows
+                    .get_mut(&("a".into(), env.into()))
+                    .unwrap()
+                    .pull_request = Some(url.into());
+            }
+        }
+        let html = board.html();
+        assert!(html.contains(
+            "<a href=\"https://github.com/acme/gitops/pull/7\">https://github.com/acme/gitops/pull/7</a>"
+        ));
+        assert!(html.contains("<a href=\"HTTPS://github.com/acme/gitops/pull/8\">"));
+        assert!(
+            html.contains("<td>javascript:alert(document.domain)//https://x</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td>http://forge.internal/pr/1</td>"),
+            "{html}"
+        );
+        // Two links: the https ones, whatever the scheme's case.
+        let links = html.matches("<a href=\"").count() - 2; // JSON, metrics
+        assert_eq!(links, 2, "{html}");
+    }
 
     #[test]
     fn text_from_peers_is_escaped() {
@@ -350,5 +503,30 @@ mod tests {
         );
         board.record(&CycleReport::default());
         assert_eq!(call(board, "GET", "/readyz").await.status(), 200);
+    }
+
+    /// Issue 13: the pauses of the throttling backoff (up to 8 intervals)
+    /// exceeded the three-interval window, so a daemon backing off on
+    /// purpose was not ready.
+    #[test]
+    fn the_readiness_window_stretches_by_the_backoff() {
+        let board = Board::new(Duration::from_secs(10), std::iter::empty());
+        let finished_ago = |secs: i64| {
+            board.inner.write().unwrap().last_cycle =
+                Some(OffsetDateTime::now_utc() - time::Duration::seconds(secs));
+        };
+        finished_ago(25);
+        assert!(board.ready().is_ok());
+        finished_ago(35);
+        let why = board.ready().unwrap_err();
+        assert!(why.contains("more than 3 intervals"), "{why}");
+        board.set_backoff(Duration::from_secs(80));
+        finished_ago(105);
+        assert!(board.ready().is_ok(), "within 3 intervals and the backoff");
+        finished_ago(115);
+        let why = board.ready().unwrap_err();
+        assert!(why.contains("the 80s throttling backoff"), "{why}");
+        board.set_backoff(Duration::ZERO);
+        assert!(board.ready().is_err());
     }
 }

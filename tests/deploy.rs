@@ -308,6 +308,15 @@ fn dockerfile_stubs_every_cargo_target_and_copies_only_what_the_context_has() {
         bases.iter().all(|b| b.contains("bookworm")),
         "both stages should be Debian 12 (bookworm): {bases:?}"
     );
+    // Issue 13 item 19: each base pinned by digest beside its tag.
+    let pinned =
+        Regex::new(r"^[a-z0-9./-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}( AS [a-z]+)?$").unwrap();
+    for base in &bases {
+        assert!(
+            pinned.is_match(base),
+            "FROM {base}: pin it as name:tag@sha256:<64 hex>"
+        );
+    }
     let last_user = dockerfile
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
@@ -367,6 +376,8 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         ("ConfigMap", 2),
         ("Deployment", 1),
         ("Namespace", 1),
+        ("NetworkPolicy", 1),
+        ("PodDisruptionBudget", 1),
         ("PrometheusRule", 1),
         ("Service", 1),
         ("ServiceAccount", 1),
@@ -393,7 +404,82 @@ fn manifests_render_and_validate_against_the_kubernetes_schemas() {
         .arg(&path)
         .arg("1.32.0,1.37.0")
         .arg("monitoring.coreos.com"));
-    assert_eq!(out.matches("valid:").count(), 2 * 6, "{out}");
+    assert_eq!(out.matches("valid:").count(), 2 * 8, "{out}");
+}
+
+/// Issue 13 item 14: only the metrics scraper may reach the port. The
+/// policy selects the pod, restricts ingress, and has one rule: the pod's
+/// `http` port, from pods that match both a namespace and a pod selector
+/// (two separate entries would admit a whole namespace, or every
+/// Prometheus-labelled pod anywhere).
+/// Issue 13 item 19: no Kubernetes API token in the pod (tagwatch never
+/// calls the API; IRSA's token is its own projected volume), and a
+/// disruption budget that lets drains through one pod at a time.
+#[test]
+fn no_api_token_is_mounted_and_a_disruption_budget_covers_the_pod() {
+    let objects = rendered();
+    let account = object(&objects, "ServiceAccount", "tagwatch");
+    assert_eq!(account["automountServiceAccountToken"], false);
+    let deployment = object(&objects, "Deployment", "tagwatch");
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(pod["spec"]["serviceAccountName"], "tagwatch");
+
+    let budget = object(&objects, "PodDisruptionBudget", "tagwatch");
+    let spec = &budget["spec"];
+    assert!(selects(
+        &spec["selector"]["matchLabels"],
+        &pod["metadata"]["labels"]
+    ));
+    // Never `minAvailable: 1` on one replica: that refuses every eviction.
+    assert_eq!(spec["maxUnavailable"], 1);
+    assert!(spec.get("minAvailable").is_none());
+    assert_eq!(spec["unhealthyPodEvictionPolicy"], "AlwaysAllow");
+}
+
+#[test]
+fn network_policy_admits_only_the_scraper_to_the_port() {
+    let objects = rendered();
+    let deployment = object(&objects, "Deployment", "tagwatch");
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let policy = object(&objects, "NetworkPolicy", "tagwatch");
+    let spec = &policy["spec"];
+    assert!(selects(&spec["podSelector"]["matchLabels"], pod_labels));
+    assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+    let rules = spec["ingress"].as_array().expect("ingress rules");
+    assert_eq!(rules.len(), 1, "one rule: the scraper");
+    assert_eq!(
+        rules[0]["ports"],
+        json!([{"port": "http", "protocol": "TCP"}])
+    );
+    let from = rules[0]["from"].as_array().expect("a from list");
+    assert_eq!(from.len(), 1, "{from:?}");
+    let peer = from[0].as_object().unwrap();
+    assert_eq!(
+        peer.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["namespaceSelector", "podSelector"],
+        "one peer with both selectors"
+    );
+    for selector in ["namespaceSelector", "podSelector"] {
+        assert!(
+            !peer[selector]["matchLabels"]
+                .as_object()
+                .unwrap()
+                .is_empty(),
+            "an empty {selector} admits everything"
+        );
+    }
+    // The port it names is the one the container serves and the scrape uses.
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "http")
+    );
+    let monitor = object(&objects, "ServiceMonitor", "tagwatch");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
 }
 
 #[test]

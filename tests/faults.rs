@@ -5,6 +5,10 @@
 //! peer, per request rate, or for a time window. Disk-full runs on a small
 //! tmpfs mounted over `checkout_dir`.
 //!
+//! Scenario 7 (issue 13) drives the daemon's own reactions: readiness
+//! during its throttling backoff, and SIGTERM (once, twice) during a push
+//! the proxy holds open.
+//!
 //! Durations are scaled for CI: the issue's two-minute throttling window is
 //! 20 s here (the daemon runs a cycle a second instead of every two
 //! minutes, so the window still spans about twenty cycles). The waits that
@@ -998,6 +1002,212 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 7: readiness while the daemon backs off, and the daemon's signals
+// ---------------------------------------------------------------------------
+
+/// Issue 13 (the backoff gap): under throttling the daemon pauses 2, 4,
+/// 8 × `interval` between cycles, longer than the three-interval readiness
+/// window, so a healthy daemon that backed off on purpose answered 503.
+/// The window now stretches by the current backoff: every ECR call is
+/// throttled until the pause reaches its 8 × cap, `/readyz` answers 200
+/// throughout, `tagwatch_cycle_backoff_seconds` steps through exactly
+/// 2, 4 and 8 intervals (the interval is 2 s), and once the registry
+/// recovers it returns to 0.
+#[test]
+fn s7_readyz_stays_200_during_the_throttling_backoff() {
+    let scene = Scene::new(&["app"]);
+    let port = free_port();
+    let config = scene.config(
+        "2s",
+        &format!("127.0.0.1:{port}"),
+        &scene.remote.file_url(),
+        "",
+    );
+    let mut daemon = Daemon::start(&config, &scene.work.path().join("daemon.log"));
+    wait_for(&mut daemon, Duration::from_secs(30), "a first cycle", |d| {
+        cycles(d) >= 1
+    });
+    let ready = || http(&format!("http://127.0.0.1:{port}"), "GET", "/readyz", "");
+    assert_eq!(ready().0, 200, "ready after the first cycle");
+
+    scene.ecr.add(
+        Rule::new(Fault::ecr_throttling())
+            .label("throttled")
+            .when(|r| r.aws_operation() == Some("DescribeImages")),
+    );
+    let mut seen: Vec<f64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        daemon.assert_running();
+        let (status, body) = ready();
+        let backoff = gauge(&metrics(port), "tagwatch_cycle_backoff_seconds");
+        assert_eq!(
+            status,
+            200,
+            "/readyz during a {backoff} s backoff: {body}\n{}",
+            tail(&daemon.log_text(), 30)
+        );
+        if seen.last() != Some(&backoff) {
+            seen.push(backoff);
+        }
+        if backoff == 16.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backoff never reached 8 intervals: {seen:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    // The pause after the first, second and third throttled cycle.
+    assert_eq!(seen, [0.0, 4.0, 8.0, 16.0], "backoff values seen in order");
+    // Still ready well past three intervals since the last cycle.
+    sleep_watching(&mut daemon, Duration::from_secs(8));
+    assert_eq!(ready().0, 200);
+
+    scene.ecr.clear();
+    wait_for(
+        &mut daemon,
+        Duration::from_secs(60),
+        "the backoff to end once ECR recovers",
+        |_| gauge(&metrics(port), "tagwatch_cycle_backoff_seconds") == 0.0,
+    );
+    assert_eq!(ready().0, 200);
+    assert!(daemon.stop().success());
+}
+
+/// A push to `git daemon` held open by the proxy (`hold`: latency before
+/// it reaches the server), with `tagwatch run` started on a release, so its
+/// first cycle pushes. Returns the scene (and its servers), the daemon and
+/// its log, once the held push is under way.
+fn daemon_held_in_a_push(
+    hold: Duration,
+) -> (Scene, GitDaemon, Proxy, std::process::Child, PathBuf) {
+    let scene = Scene::new(&["app"]);
+    let server = GitDaemon::start(scene.remote.dir.path());
+    let git = Proxy::tcp(&format!("127.0.0.1:{}", server.port));
+    let url = format!("git://127.0.0.1:{}/remote.git", git.port());
+    scene.release("app", "1.1.0");
+    git.add(
+        Rule::new(Fault::Latency(hold))
+            .label("held")
+            .when(|r| r.is_git_push())
+            .times(1),
+    );
+    let config = scene.config("2m", "127.0.0.1:0", &url, "");
+    let log = scene.work.path().join("daemon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = tagwatch_command()
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "tagwatch=debug")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !git.log().iter().any(Exchange::injected) {
+        assert!(
+            Instant::now() < deadline,
+            "no push reached the proxy:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    (scene, server, git, child, log)
+}
+
+fn kill(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits up to `limit` for the exit; kills the process if it has not.
+fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Issue 13, shutdown: SIGTERM while a push is under way (held 4 s by the
+/// proxy) lets the cycle finish: the push lands, after the signal, and the
+/// daemon exits 0 once it has.
+#[test]
+fn s7_sigterm_during_a_push_lets_it_land_and_exits_0() {
+    let hold = Duration::from_secs(4);
+    let (scene, _server, git, mut child, log) = daemon_held_in_a_push(hold);
+    let signalled = Instant::now();
+    kill(&child, "TERM");
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", tail(&text, 40)));
+    assert_eq!(status.code(), Some(0), "{}", tail(&text, 40));
+    let push = git.log().into_iter().find(Exchange::injected).unwrap();
+    let ended = push.ended.expect("the push ended");
+    assert!(
+        ended > signalled,
+        "the push was over before the signal: not a shutdown during a push"
+    );
+    assert_eq!(scene.tag_on_main("app"), "1.1.0", "{}", tail(&text, 40));
+    assert_eq!(scene.check_history().len(), 1);
+    assert_eq!(count_messages(&text, "shut down"), 1, "{}", tail(&text, 40));
+}
+
+/// A second signal exits at once, push or no push: exit status 130 (the
+/// shell's code for SIGINT, which is what an operator pressing Ctrl-C
+/// twice expects), and the held push never reaches the server.
+#[test]
+fn s7_a_second_signal_exits_at_once_with_130() {
+    let (scene, _server, _git, mut child, log) = daemon_held_in_a_push(Duration::from_secs(30));
+    let head = scene.head();
+    kill(&child, "TERM");
+    thread::sleep(Duration::from_millis(500));
+    let second = Instant::now();
+    kill(&child, "TERM");
+    let status = exit_within(&mut child, Duration::from_secs(5));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 5 s after the second signal:\n{}",
+            tail(&text, 40)
+        )
+    });
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{}", tail(&text, 40));
+    assert_eq!(scene.head(), head, "the held push landed");
+    assert_eq!(
+        count_messages(&text, "second signal; exiting without finishing the cycle"),
+        1,
+        "{}",
+        tail(&text, 40)
+    );
+}
+
+/// The value of a metric without labels.
+fn gauge(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the scrape:\n{text}"))
 }
 
 // ---------------------------------------------------------------------------

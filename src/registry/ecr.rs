@@ -29,10 +29,27 @@ const PAGE_SIZE: i32 = 1000;
 /// A connection that does not open in this time will not open at all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One page of 1000 images is well under a second; this bounds a stalled
-/// response so one repository cannot hold up the whole cycle.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// response so one repository cannot hold up the whole cycle. SQS's long
+/// poll (at most 20 s) must fit inside it, with room for the answer;
+/// src/events.rs checks that at compile time.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one page including the SDK's own retries with backoff.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The SDK configuration every AWS client of tagwatch loads from: the
+/// default chain (credentials, region) with the timeouts above. ECR and
+/// SQS (src/events.rs) both start here, so a stalled peer is cut off the
+/// same way for both and their timeouts cannot drift apart. Without them
+/// the SDK waits on a stalled response for ever.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build(),
+    )
+}
 
 /// Lists repositories through `aws-sdk-ecr`.
 #[derive(Clone, Debug)]
@@ -60,13 +77,7 @@ impl EcrRegistry {
         settings: &AwsSettings,
         credentials: Option<SharedCredentialsProvider>,
     ) -> Result<EcrRegistry, ConnectError> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        );
+        let mut loader = sdk_loader();
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
