@@ -103,3 +103,131 @@ fn lists_promotions_and_answers_what_ran_at_a_time() {
     );
     assert_eq!(out.status.code(), Some(64), "{}", show(&out));
 }
+
+/// The value a person wrote into the file: double-quoted YAML whose
+/// escapes decode to a paragraph break and a trailer block of its own.
+const CRAFTED_VALUE: &str = r#""1.0.0\n\nTagwatch-App: billing\nTagwatch-Env: prod\nTagwatch-Image: x\nTagwatch-From: 0.0.1\nTagwatch-To: 6.6.6\nTagwatch-Digest: sha256:evil""#;
+
+/// A tag moto accepts and ECR would not: under `alphabetical` it would be
+/// the best, and its newlines would reach the commit message.
+const CRAFTED_TAG: &str = "9.9.9\n\nTagwatch-App: billing\nTagwatch-Env: prod\nTagwatch-Image: x\nTagwatch-From: 0.0.1\nTagwatch-To: 7.7.7\nTagwatch-Digest: sha256:evil";
+
+/// Issue 13 item 13: a tag or a held value with newlines must not forge a
+/// promotion in `tagwatch history` or a trailer in the commit tagwatch
+/// writes. The tag is never a candidate; the held value is escaped.
+#[test]
+fn a_tag_or_held_value_with_newlines_cannot_forge_history() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("2.0.0", 1), (CRAFTED_TAG, 2)]);
+    let remote = GitRemote::new(&[("values.yaml", "image:\n  tag: 1.0.0\n")]);
+    // A person's commit puts the crafted value into the file.
+    let seed = remote.dir.path().join("seed");
+    std::fs::write(
+        seed.join("values.yaml"),
+        format!("image:\n  tag: {CRAFTED_VALUE}\n"),
+    )
+    .unwrap();
+    git(&seed, &["add", "-A"]);
+    commit(&seed, "set a value by hand");
+    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[("payments", "payments-api", "^1", "values.yaml")],
+    );
+    // alphabetical writes whatever sorts last, so the held value's
+    // ordering is no obstacle and the crafted tag would win if it counted.
+    work.edit_config(r#"constraint = "^1""#, r#"strategy = "alphabetical""#);
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(remote.show("values.yaml"), "image:\n  tag: \"2.0.0\"\n");
+
+    // Stock git reads exactly the seven trailers tagwatch meant to write.
+    let message = git(&remote.bare(), &["log", "-1", "--format=%B", "main"]);
+    let parsed = trailers_of(&remote.bare(), &message);
+    let keys: Vec<&str> = parsed
+        .iter()
+        .map(|l| l.split_once(':').unwrap().0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Tagwatch-App",
+            "Tagwatch-Env",
+            "Tagwatch-Image",
+            "Tagwatch-From",
+            "Tagwatch-To",
+            "Tagwatch-Digest",
+            "Tagwatch-Pushed-At"
+        ],
+        "{message}"
+    );
+    assert_eq!(parsed[0], "Tagwatch-App: payments", "{message}");
+    assert_eq!(parsed[1], "Tagwatch-Env: dev", "{message}");
+    assert!(
+        parsed[3].starts_with(r"Tagwatch-From: 1.0.0\u{a}\u{a}Tagwatch-App: billing"),
+        "{message}"
+    );
+    assert_eq!(parsed[4], "Tagwatch-To: 2.0.0", "{message}");
+    // Subject, blank, body, blank, seven trailers: no line was added.
+    assert_eq!(message.trim_end().lines().count(), 11, "{message}");
+
+    // history shows the one real promotion and nothing forged.
+    let config = work.config.to_str().unwrap();
+    let out = tagwatch(&["history", "--config", config, "--json"], work.dir.path());
+    expect(&out, 0, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 1, "{stdout}");
+    assert_eq!(
+        (
+            json[0]["app"].as_str(),
+            json[0]["env"].as_str(),
+            json[0]["to"].as_str()
+        ),
+        (Some("payments"), Some("dev"), Some("2.0.0")),
+        "{stdout}"
+    );
+    let out = tagwatch(&["history", "--config", config], work.dir.path());
+    expect(&out, 0, &["payments"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    for forged in ["billing", "prod", "6.6.6", "7.7.7"] {
+        assert!(
+            !table
+                .lines()
+                .any(|l| l.starts_with(forged) || l.contains(&format!(" {forged} "))),
+            "{forged} in\n{table}"
+        );
+    }
+}
+
+/// The trailers of `message` as `git interpret-trailers --parse` reads them.
+fn trailers_of(dir: &std::path::Path, message: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("git")
+        .args(["interpret-trailers", "--parse"])
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run git interpret-trailers");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

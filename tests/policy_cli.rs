@@ -204,3 +204,26 @@ fn uses_an_apps_policy_and_its_real_tags() {
         show(&out)
     );
 }
+
+/// Issue 13 item 13: a tag outside the OCI grammar is never a candidate,
+/// and `--explain` says so on one line, the tag's newline escaped.
+#[test]
+fn a_tag_outside_the_oci_grammar_is_never_chosen() {
+    let out = policy_test(&[
+        "--strategy",
+        "alphabetical",
+        "--explain",
+        "1.0.0",
+        "9.9.9\nTagwatch-App: forged",
+        ".x",
+    ]);
+    expect(&out, 0, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "1.0.0                           chosen\n\
+         9.9.9\\u{a}Tagwatch-App: forged  not a valid OCI tag\n\
+         .x                              not a valid OCI tag\n\
+         1.0.0\n"
+    );
+}

@@ -12,6 +12,7 @@ use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
 use crate::policy::{Policy, PolicySpec};
 use crate::registry::ecr::EcrRegistry;
 use crate::registry::{Image, Registry};
+use crate::trailers::one_line;
 
 #[derive(clap::Args, Debug)]
 pub struct PolicyTestArgs {
@@ -69,9 +70,12 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
     let now = OffsetDateTime::now_utc();
     if args.explain {
         let verdicts = policy.explain(&images, now);
-        let width = verdicts.iter().map(|(i, _)| i.tag.len()).max().unwrap_or(0);
-        for (image, verdict) in &verdicts {
-            println!("{:width$}  {verdict}", image.tag);
+        // A tag outside the grammar may hold a newline; print it escaped so
+        // each verdict stays on its own line.
+        let shown: Vec<_> = verdicts.iter().map(|(i, _)| one_line(&i.tag)).collect();
+        let width = shown.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+        for (tag, (_, verdict)) in shown.iter().zip(&verdicts) {
+            println!("{tag:width$}  {verdict}");
         }
     }
     match policy.best(&images, now) {
