@@ -24,15 +24,15 @@
 //! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
 //! - [`reconcile`]: one cycle, from listings to a pushed branch.
 //! - [`daemon`]: the polling loop and its shutdown.
-//! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`].
+//! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`]. Its
+//!   `demo` module is `tagwatch demo`, a self-contained walkthrough on
+//!   loopback.
 //! - [`telemetry`]: logging set-up.
-//! - [`demo`]: `tagwatch demo`, a self-contained walkthrough on loopback.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod events;
 pub mod forge;
 pub mod format;

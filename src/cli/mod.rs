@@ -2,6 +2,7 @@
 //! status. 0 is success, 1 is a failed app, 64 (`EX_USAGE`) is a bad
 //! configuration or bad arguments, reported before any network I/O.
 
+pub mod demo;
 mod edit;
 mod history;
 mod policy_test;
@@ -195,7 +196,7 @@ pub async fn run(command: Command) -> u8 {
         Command::Promote(args) => promote::run(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
-        Command::Demo { dir } => match crate::demo::run(dir).await {
+        Command::Demo { dir } => match demo::run(dir).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("tagwatch demo: {e:#}");

@@ -18,7 +18,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use git2::{DiffFormat, Oid, Repository, Signature, build::TreeUpdateBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::print_report;
+use super::print_report;
 use crate::daemon::Context;
 use crate::reconcile::Mode;
 use crate::registry::ecr::EcrRegistry;
@@ -120,7 +120,7 @@ async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
     )?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("== tagwatch demo in {}", dir.display());
-    println!("{}", crate::cli::summary(&config));
+    println!("{}", super::summary(&config));
     println!(
         "   GitOps remote: {}   ECR endpoint: http://{addr}\n",
         remote.display()
