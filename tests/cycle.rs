@@ -584,3 +584,84 @@ images:
         ],
     );
 }
+
+/// `tagwatch demo --dir D` (issue 13, first contact): it says what it is
+/// doing before it does it, shows prod's pull-request path against its
+/// in-process GitHub endpoint (opened once, rebuilt for the newer tag),
+/// keeps D and says so, and ends with where to go next.
+#[test]
+fn demo_opens_a_pull_request_and_keeps_its_dir() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("demo");
+    let out = tagwatch_command()
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("tagwatch demo: starting "),
+        "the first line should say what is coming:\n{stdout}"
+    );
+    for expected in [
+        "payments/prod: proposed 1.4.1 -> 1.4.2 (http://127.0.0.1:",
+        "/acme/gitops/pull/1)",
+        "#1 (open) payments: promote prod to 1.4.2",
+        "#1 (open, updated 1 time) payments: promote prod to 1.4.3",
+        "tagwatch/payments/prod -> main",
+        "| payments | prod | `envs/prod/payments/values.yaml` | `1.4.1` | `1.4.3` |",
+        &format!("The demo's files are kept in {}", dir.display()),
+        "== Where to go next",
+        "docs/promotion.md",
+        "manifests/, Dockerfile",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("pull/2"),
+        "one pull request, not two:\n{stdout}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("tagwatch policy test"),
+        "it should end with where to go next:\n{stdout}"
+    );
+    // The directory is kept: its config still checks, and the remote holds
+    // prod's proposal branch while main keeps prod at 1.4.1.
+    let config = dir.join("tagwatch.toml");
+    let out = tagwatch(&["check", "--config", config.to_str().unwrap()], &dir);
+    expect(&out, 0, &["ok: 2 apps, 3 targets"]);
+    let remote = dir.join("gitops.git");
+    assert_eq!(
+        git(
+            &remote,
+            &["log", "--format=%s", "tagwatch/payments/prod", "-1"]
+        )
+        .trim(),
+        "payments: prod 1.4.1 -> 1.4.3"
+    );
+    assert!(
+        git(&remote, &["show", "main:envs/prod/payments/values.yaml"]).contains("tag: 1.4.1 "),
+        "main's prod must wait for the merge"
+    );
+    // A second run into the same directory is refused, not mixed in.
+    let out = tagwatch_command()
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not empty"),
+        "{}",
+        show(&out)
+    );
+}

@@ -75,10 +75,12 @@ pub enum Command {
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Walk through a promotion on loopback: a throwaway GitOps repository and
-    /// a local ECR-compatible endpoint, no AWS or GitHub needed.
+    /// Walk through a promotion on loopback: a throwaway GitOps repository, a
+    /// local ECR-compatible endpoint and a local GitHub-compatible one (dev by
+    /// a commit, prod by a pull request); no AWS or GitHub needed.
     Demo {
-        /// Keep the demo's files in this directory instead of a temporary one.
+        /// Keep the demo's files in this directory (new or empty) instead of a
+        /// temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },

@@ -1,13 +1,17 @@
 //! `tagwatch demo`: a promotion from start to finish on loopback.
 //!
 //! It makes a throwaway GitOps repository (a bare git repository on disk),
-//! starts a small ECR-compatible endpoint ([`fake_ecr`]), writes a config
-//! pointing at both, and then runs real cycles through the same code as
-//! `tagwatch once`: the same config loader, the same aws-sdk-ecr client,
-//! the same policy, splice and commit. Between cycles it "pushes" tags the
-//! way CI would, and prints each commit tagwatch makes.
+//! starts a small ECR-compatible endpoint ([`fake_ecr`]) and a small
+//! GitHub-compatible one ([`fake_github`]), writes a config pointing at
+//! them, and then runs real cycles through the same code as `tagwatch
+//! once`: the same config loader, the same aws-sdk-ecr client, the same
+//! GitHub client, policy, splice, commit and pull request. dev takes each
+//! new tag by a commit, prod by a pull request. Between cycles it "pushes"
+//! tags the way CI would, and prints each commit and pull request tagwatch
+//! makes. It ends with where to go next.
 
 pub mod fake_ecr;
+pub mod fake_github;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,9 +27,10 @@ use crate::daemon::Context;
 use crate::reconcile::Mode;
 use crate::registry::ecr::EcrRegistry;
 use fake_ecr::FakeEcr;
+use fake_github::FakeGitHub;
 
 const PAYMENTS_VALUES: &str = "\
-# Helm values for payments in dev.
+# Helm values for payments in ENV.
 # Owned by the payments team; tagwatch updates image.tag only.
 
 replicaCount: 2
@@ -46,6 +51,9 @@ image:
   tag: 1.9
 ";
 
+/// The GitHub repository the demo's forge serves.
+const FORGE_REPOSITORY: &str = "acme/gitops";
+
 const CONFIG: &str = r#"interval = "2m"
 listen = "127.0.0.1:9090"
 
@@ -59,6 +67,13 @@ branch = "main"
 checkout_dir = "checkout"
 author = "tagwatch <tagwatch@acme.dev>"
 
+# prod changes need a reviewer: they arrive as pull requests.
+[forge]
+kind = "github"
+repository = "REPOSITORY"
+api_url = "FORGE"
+token_file = "forge-token"
+
 [[apps]]
 name = "payments"
 repository = "payments-api"
@@ -69,6 +84,12 @@ ignore = ["*-debug"]
 env = "dev"
 file = "envs/dev/payments/values.yaml"
 key = "image.tag"
+
+[[apps.targets]]
+env = "prod"
+file = "envs/prod/payments/values.yaml"
+key = "image.tag"
+update = "pull-request"
 
 [[apps]]
 name = "ledger"
@@ -81,24 +102,79 @@ file = "envs/dev/ledger/values.yaml"
 key = "image.tag"
 "#;
 
-/// Runs the walkthrough in `dir`, or in a temporary directory removed at
-/// the end.
+/// Runs the walkthrough in `dir`, kept afterwards, or in a temporary
+/// directory removed at the end.
 pub async fn run(dir: Option<PathBuf>) -> Result<()> {
+    // First, before anything that can take a moment: say what is coming.
+    println!(
+        "tagwatch demo: starting a throwaway GitOps repository, an ECR-compatible endpoint and a \
+         GitHub-compatible endpoint on loopback (no AWS or GitHub account needed)..."
+    );
     let temp;
-    let dir = match dir {
+    let (dir, kept) = match dir {
         Some(dir) => {
+            if std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some()) {
+                anyhow::bail!(
+                    "{} is not empty; give --dir a new or empty directory",
+                    dir.display()
+                );
+            }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            dir
+            (std::fs::canonicalize(&dir).unwrap_or(dir), true)
         }
         None => {
             temp = tempfile::tempdir().context("creating a temporary directory")?;
-            temp.path().to_path_buf()
+            (temp.path().to_path_buf(), false)
         }
     };
     let stop = CancellationToken::new();
     let result = walkthrough(&dir, stop.clone()).await;
     stop.cancel();
-    result
+    if kept {
+        println!(
+            "\nThe demo's files are kept in {0}:\n   \
+             {0}/tagwatch.toml         the configuration it ran with\n   \
+             {0}/gitops.git            the GitOps remote: git --git-dir {0}/gitops.git log --stat --all\n   \
+             {0}/checkout              tagwatch's own clone",
+            dir.display()
+        );
+    } else {
+        println!(
+            "\nThe demo's files were in a temporary directory, now removed; \
+             `tagwatch demo --dir DIR` keeps them."
+        );
+    }
+    result?;
+    next_steps(kept.then_some(dir.as_path()));
+    Ok(())
+}
+
+fn next_steps(dir: Option<&Path>) {
+    println!(
+        "\n== Where to go next\n   \
+         README.md                 install, and the commands below\n   \
+         docs/configuration.md     every key: policies, formats, targets, [forge]\n   \
+         docs/promotion.md         promotion paths: promote_from, soak, pull requests\n   \
+         docs/operations.md        running it in a cluster: metrics, /status, alerts\n   \
+         manifests/, Dockerfile    the Kubernetes install"
+    );
+    // These two read only files and git, so they work on the kept
+    // directory after the demo's endpoints are gone.
+    if let Some(dir) = dir {
+        let config = dir.join("tagwatch.toml");
+        println!(
+            "\n   On what the demo left:\n   \
+             tagwatch check --config {0}      validate a configuration\n   \
+             tagwatch history --config {0}    what was promoted, from the trailers",
+            config.display()
+        );
+    }
+    println!(
+        "\n   With your own tagwatch.toml:\n   \
+         tagwatch check --config tagwatch.toml                 validate it, before any network I/O\n   \
+         tagwatch once --config tagwatch.toml --dry-run        see what one cycle would change\n   \
+         tagwatch policy test --constraint '^1.4' 1.4.2 2.0.0  try a policy on tags"
+    );
 }
 
 async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
@@ -109,20 +185,30 @@ async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
     ecr.push("payments-api", "1.4.2");
     ecr.push("ledger", "1.9");
     let addr = ecr
-        .serve(stop)
+        .serve(stop.clone())
         .await
         .context("starting the demo ECR endpoint")?;
+    let github = FakeGitHub::new(FORGE_REPOSITORY, remote.clone());
+    let forge_addr = github
+        .serve(stop)
+        .await
+        .context("starting the demo GitHub endpoint")?;
 
     let config_path = dir.join("tagwatch.toml");
+    std::fs::write(dir.join("forge-token"), "demo-token\n")?;
     std::fs::write(
         &config_path,
-        CONFIG.replace("ENDPOINT", &format!("http://{addr}")),
+        CONFIG
+            .replace("ENDPOINT", &format!("http://{addr}"))
+            .replace("FORGE", &format!("http://{forge_addr}"))
+            .replace("REPOSITORY", FORGE_REPOSITORY),
     )?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("== tagwatch demo in {}", dir.display());
+    println!("\n== tagwatch demo in {}", dir.display());
     println!("{}", super::summary(&config));
     println!(
-        "   GitOps remote: {}   ECR endpoint: http://{addr}\n",
+        "   GitOps remote: {}\n   ECR endpoint: http://{addr}   GitHub endpoint: http://{forge_addr} ({FORGE_REPOSITORY})\n   \
+         dev takes each new tag by a commit; prod by a pull request.",
         remote.display()
     );
 
@@ -132,12 +218,20 @@ async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
         Some(SharedCredentialsProvider::new(credentials)),
     )
     .await?;
-    let ctx = Context::new(config, Arc::new(registry), None);
+    let forge = config
+        .forge
+        .as_ref()
+        .map(crate::forge::connect)
+        .transpose()?;
+    let ctx = Context::new(config, Arc::new(registry), forge);
 
     let mut seen = head(&remote)?;
-    step("cycle 1: the registry has payments-api 1.4.1, 1.4.2 and ledger 1.9");
+    step(
+        "cycle 1: the registry has payments-api 1.4.1, 1.4.2 and ledger 1.9; dev is committed, prod is proposed",
+    );
     print_report(&ctx.cycle(Mode::Apply).await);
     seen = show_new_commits(&remote, seen)?;
+    show_pulls(&github);
 
     step("CI pushes payments-api 1.4.3, 1.4.4-debug, 1.5.0-rc.1, 2.0.0 and ledger 1.10");
     for tag in ["1.4.3", "1.4.4-debug", "1.5.0-rc.1", "2.0.0"] {
@@ -147,18 +241,59 @@ async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
     step("dry run: what would change");
     print_report(&ctx.cycle(Mode::DryRun).await);
     step(
-        "cycle 2: 1.4.3 is the highest in ^1.4 (pre-releases, ignored tags and 2.0.0 are not); ledger gets a quoted \"1.10\"",
+        "cycle 2: 1.4.3 is the highest in ^1.4 (pre-releases, ignored tags and 2.0.0 are not); ledger gets a quoted \"1.10\"; prod's pull request is rebuilt for 1.4.3, not opened twice",
     );
     print_report(&ctx.cycle(Mode::Apply).await);
     seen = show_new_commits(&remote, seen)?;
+    show_pulls(&github);
 
-    step("cycle 3: nothing new, so no commit");
+    step("cycle 3: nothing new, so no commit and no new pull request");
     print_report(&ctx.cycle(Mode::Apply).await);
     if head(&remote)? != seen {
         anyhow::bail!("cycle 3 made a commit, but nothing had changed");
     }
+    let pulls = github.pulls();
+    if pulls.len() != 1 {
+        anyhow::bail!(
+            "expected one pull request for prod, the forge holds {}",
+            pulls.len()
+        );
+    }
     println!("\nThe GitOps remote still holds the same head: {seen}");
+    println!(
+        "prod changes when a person merges pull request #{}; tagwatch then finds prod at the new tag and leaves it.",
+        pulls[0].number
+    );
     Ok(())
+}
+
+/// Prints the pull requests the demo's forge holds, with their Markdown.
+fn show_pulls(github: &FakeGitHub) {
+    let pulls = github.pulls();
+    let count = pulls.len();
+    println!(
+        "\nThe GitHub endpoint holds {count} pull {}:",
+        plural(count, "request", "requests")
+    );
+    for p in pulls {
+        let state = if p.open { "open" } else { "closed" };
+        let updated = match p.updates {
+            0 => String::new(),
+            n => format!(", updated {n} {}", plural(n as usize, "time", "times")),
+        };
+        println!(
+            "\n#{} ({state}{updated}) {}\n   {} -> {}\n",
+            p.number, p.title, p.head, p.base
+        );
+        for line in p.body.lines() {
+            println!("    {line}");
+        }
+    }
+}
+
+/// `singular` for one, `plural` otherwise.
+fn plural<'a>(n: usize, singular: &'a str, plural: &'a str) -> &'a str {
+    if n == 1 { singular } else { plural }
 }
 
 fn step(title: &str) {
@@ -173,11 +308,18 @@ fn seed_gitops(path: &Path) -> Result<()> {
     let empty = repo.find_tree(empty)?;
     let mut update = TreeUpdateBuilder::new();
     for (file, text) in [
-        ("envs/dev/payments/values.yaml", PAYMENTS_VALUES),
-        ("envs/dev/ledger/values.yaml", LEDGER_VALUES),
+        (
+            "envs/dev/payments/values.yaml",
+            PAYMENTS_VALUES.replace("ENV", "dev"),
+        ),
+        (
+            "envs/prod/payments/values.yaml",
+            PAYMENTS_VALUES.replace("ENV", "prod"),
+        ),
+        ("envs/dev/ledger/values.yaml", LEDGER_VALUES.to_string()),
         (
             "README.md",
-            "# gitops\n\nArgo CD syncs envs/ into the clusters.\n",
+            "# gitops\n\nArgo CD syncs envs/ into the clusters.\n".to_string(),
         ),
     ] {
         let blob = repo.blob(text.as_bytes())?;
