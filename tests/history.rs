@@ -46,13 +46,17 @@ fn lists_promotions_and_answers_what_ran_at_a_time() {
         .lines()
         .map(str::to_string)
         .collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(
-        lines[0].contains("  payments  dev  1.4.3 -> 1.4.4  sha256:"),
+        lines[0].starts_with("TIME ") && lines[0].contains("  CHANGE  "),
         "{lines:?}"
     );
     assert!(
-        lines[1].contains("  payments  dev  1.4.2 -> 1.4.3  sha256:"),
+        lines[1].contains("  payments  dev  1.4.3 -> 1.4.4  sha256:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].contains("  payments  dev  1.4.2 -> 1.4.3  sha256:"),
         "{lines:?}"
     );
 
@@ -89,7 +93,7 @@ fn lists_promotions_and_answers_what_ran_at_a_time() {
     );
     expect(&out, 0, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert_eq!(stdout.lines().count(), 2, "a header and one line: {stdout}");
     assert!(stdout.contains("1.4.2 -> 1.4.3"), "{stdout}");
 
     let out = tagwatch(
@@ -102,6 +106,116 @@ fn lists_promotions_and_answers_what_ran_at_a_time() {
         work.dir.path(),
     );
     assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Issue 13: `history` had no header and ragged columns, and `--at` left
+/// out an env whose value a person committed, so "what ran at 14:00"
+/// answered with a promotion that had since been overwritten. Now each
+/// configured env's value at that time is read from the file, and one set
+/// by a person's commit is listed as set by hand.
+#[test]
+fn history_at_includes_values_set_by_hand_under_a_header() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.3", 1)]);
+    let remote = GitRemote::new(&[
+        ("values.yaml", "image:\n  tag: 1.4.2\n"),
+        ("ledger.yaml", "image:\n  tag: 0.1.0\n"),
+    ]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        &remote.file_url(),
+        &[
+            ("payments", "payments-api", "^1.4", "values.yaml"),
+            ("ledger", "ledger", "^0.1", "ledger.yaml"),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let after_seed = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = work.once(&[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("payments/dev: promoted 1.4.2 -> 1.4.3"),
+        "{}",
+        show(&out)
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let after_promotion = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
+    std::thread::sleep(Duration::from_millis(1100));
+    // A person pins a hotfix by hand.
+    let seed = remote.dir.path().join("seed");
+    git(&seed, &["pull", "-q", "--ff-only", "origin", "main"]);
+    std::fs::write(seed.join("values.yaml"), "image:\n  tag: 1.4.3-hotfix.1\n").unwrap();
+    git(&seed, &["add", "-A"]);
+    commit(&seed, "pin the hotfix");
+    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    let hand = git(&remote.bare(), &["rev-parse", "main"]);
+
+    let config = work.config.to_str().unwrap();
+    let at = |when: time::OffsetDateTime, extra: &[&str]| {
+        let when = rfc3339(when);
+        let mut args = vec!["history", "--config", config, "--at", &when];
+        args.extend_from_slice(extra);
+        let out = tagwatch(&args, work.dir.path());
+        expect(&out, 0, &[]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Now: payments runs the hand-pinned hotfix; ledger its seeded value.
+    let now = at(
+        time::OffsetDateTime::now_utc() + Duration::from_secs(5),
+        &[],
+    );
+    let lines: Vec<&str> = now.lines().collect();
+    assert_eq!(lines.len(), 3, "{now}");
+    assert!(
+        lines[0].starts_with("TIME ") && lines[0].trim_end().ends_with("SET BY"),
+        "{now}"
+    );
+    let payments = lines.iter().find(|l| l.contains(" payments ")).unwrap();
+    assert!(payments.contains(" 1.4.3-hotfix.1 "), "{now}");
+    assert!(payments.contains(&hand[..12]), "{now}");
+    assert!(payments.trim_end().ends_with("hand"), "{now}");
+    let ledger = lines.iter().find(|l| l.contains(" ledger ")).unwrap();
+    assert!(
+        ledger.contains(" 0.1.0 ") && ledger.trim_end().ends_with("hand"),
+        "{now}"
+    );
+    // Aligned: every column starts where its header does.
+    for column in ["APP", "ENV", "CHANGE", "COMMIT", "SET BY"] {
+        let x = lines[0].find(column).unwrap();
+        for line in &lines[1..] {
+            assert!(
+                line[..x].ends_with("  ") && !line[x..].starts_with(' '),
+                "{column} not aligned in:\n{now}"
+            );
+        }
+    }
+
+    // Between the promotion and the hand edit: tagwatch's promotion.
+    let then = at(after_promotion, &["--app", "payments"]);
+    assert_eq!(then.lines().count(), 2, "{then}");
+    assert!(then.contains("payments  dev  1.4.2 -> 1.4.3"), "{then}");
+    assert!(
+        then.lines()
+            .nth(1)
+            .unwrap()
+            .trim_end()
+            .ends_with("tagwatch"),
+        "{then}"
+    );
+
+    // Before any promotion: the seeded value, set by hand.
+    let before = at(after_seed, &["--app", "payments", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(before.trim()).unwrap();
+    assert_eq!(
+        (json["to"].as_str(), json["set_by"].as_str()),
+        (Some("1.4.2"), Some("hand")),
+        "{before}"
+    );
 }
 
 /// The value a person wrote into the file: double-quoted YAML whose
