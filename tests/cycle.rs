@@ -609,7 +609,7 @@ fn demo_opens_a_pull_request_and_keeps_its_dir() {
         "payments/prod: proposed 1.4.1 -> 1.4.2 (http://127.0.0.1:",
         "/acme/gitops/pull/1)",
         "#1 (open) payments: promote prod to 1.4.2",
-        "#1 (open, updated 1 time) payments: promote prod to 1.4.3",
+        "#1 (open, updated once) payments: promote prod to 1.4.3",
         "tagwatch/payments/prod -> main",
         "| payments | prod | `envs/prod/payments/values.yaml` | `1.4.1` | `1.4.3` |",
         &format!("The demo's files are kept in {}", dir.display()),
@@ -663,5 +663,24 @@ fn demo_opens_a_pull_request_and_keeps_its_dir() {
         String::from_utf8_lossy(&out.stderr).contains("is not empty"),
         "{}",
         show(&out)
+    );
+}
+
+/// Issue 13: `check` said "1 apps, 1 targets, 1 repositories".
+#[test]
+fn check_says_one_app_not_one_apps() {
+    let work = Workdir::new(
+        "http://127.0.0.1:9",
+        "file:///nonexistent",
+        &[("payments", "payments-api", "^1", "values.yaml")],
+    );
+    let out = tagwatch(
+        &["check", "--config", work.config.to_str().unwrap()],
+        work.dir.path(),
+    );
+    expect(
+        &out,
+        0,
+        &["ok: 1 app, 1 target, 1 repository (interval 2m, branch main)"],
     );
 }

@@ -237,21 +237,27 @@ fn parse_now(text: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2026-11-22T14:00:00Z"))
 }
 
-/// `3 apps, 5 targets, 2 repositories (interval 2m, branch main)`.
+/// `3 apps, 5 targets, 2 repositories (interval 2m, branch main)`, or
+/// `1 app, 1 target, 1 repository`.
 pub fn summary(config: &Config) -> String {
     let targets: usize = config.apps.iter().map(|a| a.targets.len()).sum();
     let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
     repositories.sort_unstable();
     repositories.dedup();
     format!(
-        "{}: ok: {} apps, {} targets, {} repositories (interval {}, branch {})",
+        "{}: ok: {}, {}, {} (interval {}, branch {})",
         config.source.display(),
-        config.apps.len(),
-        targets,
-        repositories.len(),
+        count(config.apps.len(), "app", "apps"),
+        count(targets, "target", "targets"),
+        count(repositories.len(), "repository", "repositories"),
         humantime::format_duration(config.interval),
         config.git.branch,
     )
+}
+
+/// `1 app`, `2 apps`: a number and its noun in the right form.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// One line per target on stdout, plus the diff in a dry run.

@@ -475,11 +475,11 @@ impl Policy {
             }
         }
         let parts: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
-        format!(
-            "none of {} tags qualifies: {}",
-            images.len(),
-            parts.join(", ")
-        )
+        let none = match images.len() {
+            1 => "the one tag does not qualify".to_string(),
+            n => format!("none of {n} tags qualifies"),
+        };
+        format!("{none}: {}", parts.join(", "))
     }
 }
 
@@ -500,10 +500,10 @@ fn parse_extract(x: &str, allow: Option<&Regex>) -> Result<Group, SpecError> {
         Ok(i) => {
             return Err(spec_error(
                 "extract",
-                format!(
-                    "allow has {} capture groups, so ${i} does not exist",
-                    allow.captures_len() - 1
-                ),
+                match allow.captures_len() - 1 {
+                    1 => format!("allow has 1 capture group, so ${i} does not exist"),
+                    n => format!("allow has {n} capture groups, so ${i} does not exist"),
+                },
             ));
         }
         Err(_) if allow.capture_names().flatten().any(|n| n == name) => {

@@ -262,7 +262,7 @@ const SPEC_ERRORS: &[SpecErrorRow] = &[
     ("extract without allow has nothing to capture from", r#"strategy = "numeric", extract = '$1'"#, "extract", None, "needs an allow regex"),
     ("extract naming a group allow lacks", r#"strategy = "numeric", allow = '^main-(?P<build>\d+)$', extract = '$bulid'"#, "extract", None, r#"no capture group named "bulid""#),
     ("extract ${…} naming a group allow lacks", r#"strategy = "numeric", allow = '^main-(?P<build>\d+)$', extract = '${nope}'"#, "extract", None, r#"no capture group named "nope""#),
-    ("extract naming an index allow lacks", r#"strategy = "numeric", allow = '^main-(\d+)$', extract = '$2'"#, "extract", None, "1 capture groups, so $2 does not exist"),
+    ("extract naming an index allow lacks", r#"strategy = "numeric", allow = '^main-(\d+)$', extract = '$2'"#, "extract", None, "allow has 1 capture group, so $2 does not exist"),
     ("extract with newest would do nothing", r#"strategy = "newest", allow = '^main-(\d+)$', extract = '$1'"#, "extract", None, "newest strategy does not order by tag text"),
     ("extract with digest would do nothing", r#"strategy = "digest", constraint = "stable", allow = '^(stable)$', extract = '$1'"#, "extract", None, "digest strategy does not order by tag text"),
     ("a constraint with newest would do nothing", r#"strategy = "newest", constraint = "^1""#, "constraint", None, "newest strategy takes no constraint"),
@@ -402,7 +402,7 @@ const GUARDS: &[DecideRow] = &[
     ("digest: writes the digest behind the followed tag", STABLE, &["stable#sha256:new", "latest#sha256:other"], "sha256:old", Want::Promote("sha256:new")),
     ("digest: keeps when the file already holds that digest", STABLE, &["stable#sha256:aaa", "latest#sha256:bbb"], "sha256:aaa", Want::Keep),
     ("digest: a file holding the tag name gets the digest", STABLE, &["stable#sha256:aaa"], "stable", Want::Promote("sha256:aaa")),
-    ("digest: the followed tag is gone, nothing is written", STABLE, &["latest#sha256:bbb"], "sha256:aaa", Want::NoCandidate(&["none of 1 tags qualifies", "1 not the followed tag"])),
+    ("digest: the followed tag is gone, nothing is written", STABLE, &["latest#sha256:bbb"], "sha256:aaa", Want::NoCandidate(&["the one tag does not qualify: 1 not the followed tag"])),
     // nothing to write
     ("an empty repository writes nothing", r#"strategy = "semver""#, &[], "1.0.0", Want::NoCandidate(&["the repository holds no tagged images"])),
     ("everything outside the range writes nothing and counts why", r#"constraint = "^3""#, &["1.0.0", "2.0.0", "latest"], "3.0.0", Want::NoCandidate(&["none of 3 tags qualifies", "2 outside the range", "1 not a version"])),

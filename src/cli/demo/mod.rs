@@ -22,7 +22,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use git2::{DiffFormat, Oid, Repository, Signature, build::TreeUpdateBuilder};
 use tokio_util::sync::CancellationToken;
 
-use super::print_report;
+use super::{count, print_report};
 use crate::daemon::Context;
 use crate::reconcile::Mode;
 use crate::registry::ecr::EcrRegistry;
@@ -270,16 +270,16 @@ async fn walkthrough(dir: &Path, stop: CancellationToken) -> Result<()> {
 /// Prints the pull requests the demo's forge holds, with their Markdown.
 fn show_pulls(github: &FakeGitHub) {
     let pulls = github.pulls();
-    let count = pulls.len();
     println!(
-        "\nThe GitHub endpoint holds {count} pull {}:",
-        plural(count, "request", "requests")
+        "\nThe GitHub endpoint holds {}:",
+        count(pulls.len(), "pull request", "pull requests")
     );
     for p in pulls {
         let state = if p.open { "open" } else { "closed" };
         let updated = match p.updates {
             0 => String::new(),
-            n => format!(", updated {n} {}", plural(n as usize, "time", "times")),
+            1 => ", updated once".to_string(),
+            n => format!(", updated {n} times"),
         };
         println!(
             "\n#{} ({state}{updated}) {}\n   {} -> {}\n",
@@ -289,11 +289,6 @@ fn show_pulls(github: &FakeGitHub) {
             println!("    {line}");
         }
     }
-}
-
-/// `singular` for one, `plural` otherwise.
-fn plural<'a>(n: usize, singular: &'a str, plural: &'a str) -> &'a str {
-    if n == 1 { singular } else { plural }
 }
 
 fn step(title: &str) {
