@@ -684,3 +684,65 @@ fn check_says_one_app_not_one_apps() {
         &["ok: 1 app, 1 target, 1 repository (interval 2m, branch main)"],
     );
 }
+
+/// Issue 13, first contact: with no AWS credentials at all, each target's
+/// failure was the SDK's six-line account of every provider it tried. It
+/// is one line saying what to set.
+#[test]
+fn no_aws_credentials_is_one_short_line_not_an_sdk_dump() {
+    let remote = GitRemote::new(&[
+        ("values.yaml", "image:\n  tag: 1.4.2\n"),
+        ("other.yaml", "image:\n  tag: 0.1.0\n"),
+    ]);
+    // Nothing answers here; the request is never signed, so never sent.
+    let work = Workdir::new(
+        "http://127.0.0.1:9",
+        &remote.file_url(),
+        &[
+            ("payments", "payments-api", "^1.4", "values.yaml"),
+            ("other", "other-api", "^0.1", "other.yaml"),
+        ],
+    );
+    let out = tagwatch_command()
+        .args(["once", "--config", work.config.to_str().unwrap()])
+        .args(["--log-format", "json"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .current_dir(work.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per target:\n{}", show(&out));
+    for (line, name, repository) in [
+        (lines[0], "payments/dev", "payments-api"),
+        (lines[1], "other/dev", "other-api"),
+    ] {
+        assert_eq!(
+            line,
+            format!(
+                "{name}: failed (registry): repository \"{repository}\": no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile with AWS_PROFILE, or IRSA on EKS; against a local endpoint any values will do)"
+            ),
+            "{}",
+            show(&out)
+        );
+    }
+    // The logs too: every line is a JSON object, none the SDK's provider list.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not one JSON line: {line:?}\n{stderr}"
+        );
+        assert!(
+            !line.contains("Ec2InstanceMetadata") && !line.contains("Attempted"),
+            "{stderr}"
+        );
+    }
+}
