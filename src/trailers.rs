@@ -140,6 +140,24 @@ pub fn one_line(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `value` as a Markdown code span that is safe in a table cell of a pull
+/// request's body: on one line ([`one_line`]), `|` escaped (GitHub and
+/// GitLab split cells on it even inside code), and fenced with more
+/// backticks than any run inside it, so a value cannot close the span and
+/// inject a link, an image or a mention.
+pub fn markdown_code(value: &str) -> String {
+    let text = one_line(value).replace('|', "\\|");
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A span that starts or ends with a backtick needs a space inside the
+    // fence; CommonMark strips one space from each side.
+    if text.starts_with('`') || text.ends_with('`') {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
@@ -248,6 +266,21 @@ mod tests {
             assert_eq!(one_line(value), want, "{value:?}");
         }
         assert!(matches!(one_line("1.4.3"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn markdown_code_cannot_leave_its_span_or_cell() {
+        #[rustfmt::skip]
+        let rows = [
+            ("1.4.3", "`1.4.3`"),
+            ("a|b", "`a\\|b`"),
+            ("x`](https://evil)`", "`` x`](https://evil)` ``"),
+            ("``", "``` `` ```"),
+            ("1.0\n| forged | row |", "`1.0\\u{a}\\| forged \\| row \\|`"),
+        ];
+        for (value, want) in rows {
+            assert_eq!(markdown_code(value), want, "{value:?}");
+        }
     }
 
     #[test]
