@@ -155,6 +155,19 @@ impl fmt::Display for Format {
     }
 }
 
+/// Whether `value` is an image reference (`registry/repository:tag`,
+/// `name:tag`, either with `@digest`) rather than a bare tag, a
+/// `tag@digest` or a digest. A bare tag cannot hold `/` or `:` (OCI tag
+/// grammar), so a value with a `/` or a `:tag` is a reference, unless it
+/// is a digest (`sha256:…`, `sha512:…`).
+pub fn is_image_reference(value: &str) -> bool {
+    let digest = value.split_once(':').is_some_and(|(algorithm, hex)| {
+        matches!(algorithm, "sha256" | "sha384" | "sha512")
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    });
+    !digest && ImageRef::parse(value).is_some_and(|r| r.name.contains('/') || r.tag.is_some())
+}
+
 /// `name[:tag][@digest]`, where `name` may carry a registry host with a
 /// port (`localhost:5000/app`), so the tag is after the last `:` that
 /// follows the last `/`.
@@ -342,6 +355,27 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_are_told_from_tags_and_digests() {
+        #[rustfmt::skip]
+        let rows = [
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:main-102-aaaaaaa", true),
+            ("reg.io/acme/app:1.9@sha256:aa", true),
+            ("localhost:5000/app:1.0", true),
+            ("reg.io/acme/app", true),
+            ("nginx:1.25", true),
+            ("nginx:125", true),
+            ("main-102-aaaaaaa", false),
+            ("1.9", false),
+            ("1.9@sha256:aa", false),
+            ("sha256:0123abcd", false),
+            ("", false),
+        ];
+        for (value, reference) in rows {
+            assert_eq!(is_image_reference(value), reference, "{value:?}");
+        }
+    }
 
     const PARTS: Parts<'static> = Parts {
         registry: "123456789012.dkr.ecr.eu-west-1.amazonaws.com",

@@ -33,7 +33,9 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
 //! - [`metrics`]: the Prometheus families (a leaf; [`cycle::export`] records).
 //! - [`daemon`]: the polling loop, reloads and shutdown.
-//! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`].
+//! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`]. Its
+//!   `demo` module is `tagwatch demo`, a self-contained walkthrough on
+//!   loopback.
 //! - [`telemetry`]: logging set-up.
 #![forbid(unsafe_code)]
 
@@ -43,7 +45,6 @@ pub mod cli;
 pub mod config;
 pub mod cycle;
 pub mod daemon;
-pub mod demo;
 pub mod events;
 pub mod forge;
 pub mod format;

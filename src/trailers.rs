@@ -4,7 +4,16 @@
 //! --parse` reads them, and later features (history, soak times, duplicate
 //! detection) derive their state from them instead of storing any. So the
 //! format lives in exactly one place, here, as pure code.
+//!
+//! Every value written into a message goes through [`one_line`] first: the
+//! held value comes from a file anyone with write access can edit, and a
+//! registry may hold a tag with a newline in it (moto does; ECR does not).
+//! Unescaped, `1.0.0\n\nTagwatch-App: …` would end the paragraph and start
+//! a forged trailer block inside a commit tagwatch authored (and may sign).
+//! Reading back refuses any value with a control character, and any key
+//! given twice, so a message that got round the escaping is not a record.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use time::OffsetDateTime;
@@ -33,7 +42,13 @@ pub struct Location<'a> {
 impl Promotion {
     /// The subject, `payments: dev 1.4.2 -> 1.4.3`.
     pub fn subject(&self) -> String {
-        format!("{}: {} {} -> {}", self.app, self.env, self.from, self.to)
+        format!(
+            "{}: {} {} -> {}",
+            one_line(&self.app),
+            one_line(&self.env),
+            one_line(&self.from),
+            one_line(&self.to)
+        )
     }
 
     /// The full commit message: subject, a body naming the file and key,
@@ -42,10 +57,16 @@ impl Promotion {
         let mut m = String::new();
         let _ = writeln!(m, "{}", self.subject());
         let _ = writeln!(m);
-        let _ = writeln!(m, "Set {} in {} to {}.", at.key, at.file, self.to);
+        let _ = writeln!(
+            m,
+            "Set {} in {} to {}.",
+            one_line(at.key),
+            one_line(at.file),
+            one_line(&self.to)
+        );
         let _ = writeln!(m);
         for (key, value) in self.trailers() {
-            let _ = writeln!(m, "{key}: {value}");
+            let _ = writeln!(m, "{key}: {}", one_line(&value));
         }
         m
     }
@@ -67,13 +88,23 @@ impl Promotion {
 
     /// Reads a promotion back from a commit message; `None` for commits
     /// tagwatch did not write. Only the last paragraph is read, as git does.
+    /// A value with a control character, or a `Tagwatch-*` key given twice,
+    /// makes the whole message `None`: tagwatch never writes either, so such
+    /// a message is not one of its records.
     pub fn parse(message: &str) -> Option<Promotion> {
         let last = message.trim_end().rsplit("\n\n").next()?;
         let get = |key: &str| {
-            last.lines().find_map(|line| {
+            // `split('\n')`, not `lines()`: a carriage return before the
+            // newline is part of the value, and refused with it.
+            let mut values = last.split('\n').filter_map(|line| {
                 let (k, v) = line.split_once(':')?;
-                (k.trim() == key).then(|| v.trim().to_string())
-            })
+                (k.trim() == key).then_some(v)
+            });
+            let value = values.next()?;
+            if values.next().is_some() || value.chars().any(needs_escape) {
+                return None;
+            }
+            Some(value.trim().to_string())
         };
         Some(Promotion {
             app: get("Tagwatch-App")?,
@@ -86,6 +117,49 @@ impl Promotion {
                 .and_then(|s| OffsetDateTime::parse(&s, &Rfc3339).ok()),
         })
     }
+}
+
+/// `value` as it may stand on one line of a commit message, a pull
+/// request's title or a log line: each control character (newline, carriage
+/// return, tab, escape, DEL, C1) and each Unicode line or paragraph
+/// separator becomes a visible `\u{..}` escape. Everything else is kept, so
+/// an ordinary tag or value reads as written, and nothing is refused: the
+/// record of what was written stays, it just cannot break a line.
+pub fn one_line(value: &str) -> Cow<'_, str> {
+    if !value.chars().any(needs_escape) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if needs_escape(c) {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `value` as a Markdown code span that is safe in a table cell of a pull
+/// request's body: on one line ([`one_line`]), `|` escaped (GitHub and
+/// GitLab split cells on it even inside code), and fenced with more
+/// backticks than any run inside it, so a value cannot close the span and
+/// inject a link, an image or a mention.
+pub fn markdown_code(value: &str) -> String {
+    let text = one_line(value).replace('|', "\\|");
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A span that starts or ends with a backtick needs a space inside the
+    // fence; CommonMark strips one space from each side.
+    if text.starts_with('`') || text.ends_with('`') {
+        format!("{fence} {text} {fence}")
+    } else {
+        format!("{fence}{text}{fence}")
+    }
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// RFC 3339 in UTC with whole seconds, `2026-11-21T10:00:00Z`, the form ECR
@@ -135,6 +209,98 @@ mod tests {
              Tagwatch-Digest: sha256:0123abcd\n\
              Tagwatch-Pushed-At: 2026-11-21T10:00:00Z\n"
         );
+    }
+
+    /// Issue 13 item 13: a held value and a tag crafted to end the paragraph
+    /// and start a trailer block of their own stay on their own lines.
+    #[test]
+    fn crafted_newlines_cannot_forge_trailers() {
+        let forged = "1.0.0\n\nTagwatch-App: billing\nTagwatch-Env: prod\nTagwatch-Image: x\nTagwatch-From: 0\nTagwatch-To: 6.6.6\nTagwatch-Digest: sha256:evil";
+        let p = Promotion {
+            from: forged.into(),
+            to: "1.4.3\r\nTagwatch-To: 9".into(),
+            ..sample()
+        };
+        let m = p.message(&Location {
+            file: "envs/dev\n\nTagwatch-App: x/values.yaml",
+            key: "image.tag",
+        });
+        // Subject, blank, body, blank, seven trailers: nothing else.
+        let lines: Vec<&str> = m.lines().collect();
+        assert_eq!(lines.len(), 11, "{m}");
+        assert_eq!(
+            lines[0],
+            "payments: dev 1.0.0\\u{a}\\u{a}Tagwatch-App: billing\\u{a}Tagwatch-Env: prod\\u{a}Tagwatch-Image: x\\u{a}Tagwatch-From: 0\\u{a}Tagwatch-To: 6.6.6\\u{a}Tagwatch-Digest: sha256:evil -> 1.4.3\\u{d}\\u{a}Tagwatch-To: 9"
+        );
+        assert_eq!(
+            lines[4..]
+                .iter()
+                .filter(|l| l.starts_with("Tagwatch-App:"))
+                .count(),
+            1
+        );
+        // It reads back as what tagwatch wrote, escapes and all; the app
+        // and env are the real ones.
+        let back = Promotion::parse(&m).expect("still a promotion");
+        assert_eq!((back.app.as_str(), back.env.as_str()), ("payments", "dev"));
+        assert_eq!(back.to, "1.4.3\\u{d}\\u{a}Tagwatch-To: 9");
+        assert!(!back.from.contains('\n'));
+    }
+
+    #[test]
+    fn one_line_escapes_only_what_breaks_a_line() {
+        #[rustfmt::skip]
+        let rows = [
+            ("1.4.3", "1.4.3"),
+            ("main-102-aaaaaaa", "main-102-aaaaaaa"),
+            ("a\nb", "a\\u{a}b"),
+            ("a\r\n", "a\\u{d}\\u{a}"),
+            ("tab\there", "tab\\u{9}here"),
+            ("\u{1b}[31mred", "\\u{1b}[31mred"),
+            ("del\u{7f}", "del\\u{7f}"),
+            ("c1\u{85}", "c1\\u{85}"),
+            ("ls\u{2028}ps\u{2029}", "ls\\u{2028}ps\\u{2029}"),
+            ("ünïcode ok", "ünïcode ok"),
+        ];
+        for (value, want) in rows {
+            assert_eq!(one_line(value), want, "{value:?}");
+        }
+        assert!(matches!(one_line("1.4.3"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn markdown_code_cannot_leave_its_span_or_cell() {
+        #[rustfmt::skip]
+        let rows = [
+            ("1.4.3", "`1.4.3`"),
+            ("a|b", "`a\\|b`"),
+            ("x`](https://evil)`", "`` x`](https://evil)` ``"),
+            ("``", "``` `` ```"),
+            ("1.0\n| forged | row |", "`1.0\\u{a}\\| forged \\| row \\|`"),
+        ];
+        for (value, want) in rows {
+            assert_eq!(markdown_code(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn parse_refuses_control_characters_and_repeated_keys() {
+        let good = sample().message(&Location {
+            file: "f.yaml",
+            key: "k",
+        });
+        assert!(Promotion::parse(&good).is_some());
+        // A carriage return or an escape sequence inside a value: not ours.
+        let cr = good.replace("Tagwatch-To: 1.4.3", "Tagwatch-To: 1.4.3\r");
+        assert_eq!(Promotion::parse(&cr), None);
+        let esc = good.replace("Tagwatch-To: 1.4.3", "Tagwatch-To: \u{1b}[2K1.4.3");
+        assert_eq!(Promotion::parse(&esc), None);
+        // A key given twice: which one is true? Neither.
+        let twice = good.replace(
+            "Tagwatch-Env: dev\n",
+            "Tagwatch-Env: dev\nTagwatch-Env: prod\n",
+        );
+        assert_eq!(Promotion::parse(&twice), None);
     }
 
     #[test]

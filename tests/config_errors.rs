@@ -295,7 +295,7 @@ fn errors_in_an_included_file_name_that_file() {
 fn check_accepts_the_example_and_included_apps() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = tagwatch(&["check", "--config", "config.example.toml"], root);
-    expect(&out, 0, &["ok: 1 apps, 1 targets, 1 repositories"]);
+    expect(&out, 0, &["ok: 1 app, 1 target, 1 repository"]);
 
     let out = check_with_include(
         "[[apps]]\nname = \"orders\"\nrepository = \"orders\"\n[[apps.targets]]\nenv = \"dev\"\nfile = \"o.yaml\"\nkey = \"image.tag\"\n[[apps.targets]]\nenv = \"prod\"\nfile = \"p.yaml\"\nkey = \"image.tag\"\n",

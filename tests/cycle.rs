@@ -585,3 +585,165 @@ images:
         ],
     );
 }
+
+/// `tagwatch demo --dir D` (issue 13, first contact): it says what it is
+/// doing before it does it, shows prod's pull-request path against its
+/// in-process GitHub endpoint (opened once, rebuilt for the newer tag),
+/// keeps D and says so, and ends with where to go next.
+#[test]
+fn demo_opens_a_pull_request_and_keeps_its_dir() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("demo");
+    let out = tagwatch_command()
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("tagwatch demo: starting "),
+        "the first line should say what is coming:\n{stdout}"
+    );
+    for expected in [
+        "payments/prod: proposed 1.4.1 -> 1.4.2 (http://127.0.0.1:",
+        "/acme/gitops/pull/1)",
+        "#1 (open) payments: promote prod to 1.4.2",
+        "#1 (open, updated once) payments: promote prod to 1.4.3",
+        "tagwatch/payments/prod -> main",
+        "| payments | prod | `envs/prod/payments/values.yaml` | `1.4.1` | `1.4.3` |",
+        &format!("The demo's files are kept in {}", dir.display()),
+        "== Where to go next",
+        "docs/promotion.md",
+        "manifests/, Dockerfile",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("pull/2"),
+        "one pull request, not two:\n{stdout}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("tagwatch policy test"),
+        "it should end with where to go next:\n{stdout}"
+    );
+    // The directory is kept: its config still checks, and the remote holds
+    // prod's proposal branch while main keeps prod at 1.4.1.
+    let config = dir.join("tagwatch.toml");
+    let out = tagwatch(&["check", "--config", config.to_str().unwrap()], &dir);
+    expect(&out, 0, &["ok: 2 apps, 3 targets"]);
+    let remote = dir.join("gitops.git");
+    assert_eq!(
+        git(
+            &remote,
+            &["log", "--format=%s", "tagwatch/payments/prod", "-1"]
+        )
+        .trim(),
+        "payments: prod 1.4.1 -> 1.4.3"
+    );
+    assert!(
+        git(&remote, &["show", "main:envs/prod/payments/values.yaml"]).contains("tag: 1.4.1 "),
+        "main's prod must wait for the merge"
+    );
+    // A second run into the same directory is refused, not mixed in.
+    let out = tagwatch_command()
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not empty"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Issue 13: `check` said "1 apps, 1 targets, 1 repositories".
+#[test]
+fn check_says_one_app_not_one_apps() {
+    let work = Workdir::new(
+        "http://127.0.0.1:9",
+        "file:///nonexistent",
+        &[("payments", "payments-api", "^1", "values.yaml")],
+    );
+    let out = tagwatch(
+        &["check", "--config", work.config.to_str().unwrap()],
+        work.dir.path(),
+    );
+    expect(
+        &out,
+        0,
+        &["ok: 1 app, 1 target, 1 repository (interval 2m, branch main)"],
+    );
+}
+
+/// Issue 13, first contact: with no AWS credentials at all, each target's
+/// failure was the SDK's six-line account of every provider it tried. It
+/// is one line saying what to set.
+#[test]
+fn no_aws_credentials_is_one_short_line_not_an_sdk_dump() {
+    let remote = GitRemote::new(&[
+        ("values.yaml", "image:\n  tag: 1.4.2\n"),
+        ("other.yaml", "image:\n  tag: 0.1.0\n"),
+    ]);
+    // Nothing answers here; the request is never signed, so never sent.
+    let work = Workdir::new(
+        "http://127.0.0.1:9",
+        &remote.file_url(),
+        &[
+            ("payments", "payments-api", "^1.4", "values.yaml"),
+            ("other", "other-api", "^0.1", "other.yaml"),
+        ],
+    );
+    let out = tagwatch_command()
+        .args(["once", "--config", work.config.to_str().unwrap()])
+        .args(["--log-format", "json"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .current_dir(work.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per target:\n{}", show(&out));
+    for (line, name, repository) in [
+        (lines[0], "payments/dev", "payments-api"),
+        (lines[1], "other/dev", "other-api"),
+    ] {
+        assert_eq!(
+            line,
+            format!(
+                "{name}: failed (registry): repository \"{repository}\": no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile with AWS_PROFILE, or IRSA on EKS; against a local endpoint any values will do)"
+            ),
+            "{}",
+            show(&out)
+        );
+    }
+    // The logs too: every line is a JSON object, none the SDK's provider list.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not one JSON line: {line:?}\n{stderr}"
+        );
+        assert!(
+            !line.contains("Ec2InstanceMetadata") && !line.contains("Attempted"),
+            "{stderr}"
+        );
+    }
+}

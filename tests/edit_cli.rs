@@ -168,3 +168,49 @@ fn a_template_that_does_not_fit_the_current_value_is_refused() {
         "image: nginx:1.25\n"
     );
 }
+
+/// Issue 13 item 8: the default `--format tag` over an image reference
+/// wrote the bare tag, so a container's `image:` became `main-103-bbbbbbb`.
+/// The reference is kept and only its tag replaced; a digest-pinned one
+/// without a digest to write is refused; a whole reference as VALUE is
+/// written as given; a bare tag field is unchanged in behaviour.
+#[test]
+fn set_keeps_an_image_reference_with_the_default_format() {
+    const DEPLOY: &str = "spec:\n  containers:\n    - name: web\n      image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:main-102-aaaaaaa\n    - name: side\n      image: reg.io/side:1.0@sha256:aa\n  tag: main-102-aaaaaaa\n";
+    let key = "spec.containers[name=web].image";
+    #[rustfmt::skip]
+    let cases: &[(&[&str], i32, &str, &str)] = &[
+        // arguments after FILE, exit, the file afterwards, on stdout or stderr
+        (&[key, "main-103-bbbbbbb"], 0,
+            &DEPLOY.replace("web:main-102-aaaaaaa", "web:main-103-bbbbbbb"),
+            "web:main-102-aaaaaaa -> 123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:main-103-bbbbbbb (kept the image reference the field held)"),
+        (&[key, "main-103-bbbbbbb", "--format", "tag"], 0,
+            &DEPLOY.replace("web:main-102-aaaaaaa", "web:main-103-bbbbbbb"), "(kept the image reference"),
+        (&[key, "main-102-aaaaaaa"], 0, DEPLOY, "already 123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:main-102-aaaaaaa"),
+        (&[key, "reg.io/other/web:7"], 0,
+            &DEPLOY.replace("123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:main-102-aaaaaaa", "reg.io/other/web:7"), "-> reg.io/other/web:7\n"),
+        (&["spec.containers[name=side].image", "2.0"], 64, DEPLOY, "writes a digest, and none is known"),
+        (&["spec.containers[name=side].image", "2.0@sha256:bb"], 0,
+            &DEPLOY.replace("side:1.0@sha256:aa", "side:2.0@sha256:bb"), "(kept the image reference"),
+        (&["spec.tag", "main-103-bbbbbbb"], 0,
+            &DEPLOY.replace("tag: main-102-aaaaaaa", "tag: main-103-bbbbbbb"), "main-102-aaaaaaa -> main-103-bbbbbbb\n"),
+    ];
+    for (args, code, expected, says) in cases {
+        let (dir, path) = file_with(DEPLOY);
+        let mut full = vec!["set", path.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let out = tagwatch(&full, dir.path());
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", show(&out));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            *expected,
+            "{args:?}"
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains(says), "{args:?}: {}", show(&out));
+    }
+}

@@ -204,3 +204,111 @@ fn uses_an_apps_policy_and_its_real_tags() {
         show(&out)
     );
 }
+
+/// Issue 13 item 13: a tag outside the OCI grammar is never a candidate,
+/// and `--explain` says so on one line, the tag's newline escaped.
+#[test]
+fn a_tag_outside_the_oci_grammar_is_never_chosen() {
+    let out = policy_test(&[
+        "--strategy",
+        "alphabetical",
+        "--explain",
+        "1.0.0",
+        "9.9.9\nTagwatch-App: forged",
+        ".x",
+    ]);
+    expect(&out, 0, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "1.0.0                           chosen\n\
+         9.9.9\\u{a}Tagwatch-App: forged  not a valid OCI tag\n\
+         .x                              not a valid OCI tag\n\
+         1.0.0\n"
+    );
+}
+
+/// Issue 13 item 6: `--app` without a configuration used to test the
+/// default policy in silence. It is a usage error naming both ways to
+/// give one; `--config` or `--env` without `--app` are too.
+#[test]
+fn policy_test_app_without_config_is_a_usage_error() {
+    for (args, says) in [
+        (
+            &["--app", "payments"][..],
+            "--app \"payments\" needs a configuration: pass --config FILE or set TAGWATCH_CONFIG",
+        ),
+        (&["--config", "t.toml", "1.0.0"][..], "--config needs --app"),
+        (&["--env", "prod", "1.0.0"][..], "--env needs --app"),
+    ] {
+        let out = tagwatch_command()
+            .env_remove("TAGWATCH_CONFIG")
+            .args(["policy", "test"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", show(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+}
+
+/// Issue 13 item 6: `TAGWATCH_CONFIG` stands in for `--config`, as it does
+/// for every other subcommand, and `--env` tests the env's own constraint.
+#[test]
+fn policy_test_honours_tagwatch_config_and_env_constraint() {
+    let moto = Moto::start();
+    moto.seed("payments-api", &[("1.4.2", 1), ("1.4.3", 2), ("2.0.0", 3)]);
+    let work = Workdir::new(
+        &moto.endpoint,
+        "file:///nonexistent",
+        &[("payments", "payments-api", "^1.4", "v.yaml")],
+    );
+    std::fs::write(
+        &work.config,
+        std::fs::read_to_string(&work.config).unwrap()
+            + "\n[[apps.targets]]\nenv = \"prod\"\nfile = \"p.yaml\"\nkey = \"image.tag\"\nconstraint = \"^2\"\n",
+    )
+    .unwrap();
+    let config = work.config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        tagwatch_command()
+            .env("TAGWATCH_CONFIG", config)
+            .args(["policy", "test", "--app", "payments"])
+            .args(args)
+            .current_dir(work.dir.path())
+            .output()
+            .unwrap()
+    };
+    // The app's policy (^1.4), from the config TAGWATCH_CONFIG names.
+    let out = run(&[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1.4.3\n",
+        "{}",
+        show(&out)
+    );
+    // dev has no constraint of its own, so it is the app's.
+    let out = run(&["--env", "dev"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1.4.3\n",
+        "{}",
+        show(&out)
+    );
+    // prod's own ^2.
+    let out = run(&["--env", "prod", "--explain"]);
+    expect(&out, 0, &["1.4.3  outside the range", "\n2.0.0\n"]);
+    // An env the app does not have names the ones it has.
+    let out = run(&["--env", "staging"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no env \"staging\"; envs: dev, prod"),
+        "{}",
+        show(&out)
+    );
+}

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{EXIT_FAILED, EXIT_USAGE};
-use crate::format::{Format, Parts};
+use crate::format::{self, Format, Parts};
 use crate::manifest::{self, Document, KeyPath};
 
 #[derive(clap::Args, Debug)]
@@ -17,7 +17,9 @@ pub struct SetArgs {
     key: String,
     /// TAG, TAG@DIGEST, or a digest (sha256:…), rendered by --format.
     value: String,
-    /// tag (default), digest, tag@digest, image, or a template.
+    /// tag (default), digest, tag@digest, image, or a template. With
+    /// `tag`, a field holding an image reference keeps it and gets the new
+    /// tag (as `image` would); pass the whole reference as VALUE to replace it.
     #[arg(long, default_value = "tag")]
     format: String,
     /// The document of a multi-document file: a 0-based index, or
@@ -76,7 +78,20 @@ fn try_set(args: &SetArgs) -> Result<String, Refused> {
     let format = Format::parse(&args.format)?;
     let document = args.document.clone().unwrap_or_default();
     let (src, key, current) = read(&args.file, &args.key, &document)?;
+    // A bare tag over an image reference: keep the reference and replace
+    // its tag. Writing the bare tag would break the manifest (a container
+    // `image:` of just `main-103-bbbbbbb`) with exit 0, and a CI job that
+    // passes `set FILE KEY $TAG` means the new tag, not a new shape.
+    let kept = matches!(format, Format::Tag)
+        && format::is_image_reference(&current)
+        && !format::is_image_reference(&args.value);
+    let format = if kept { Format::Image } else { format };
     let value = render(&format, &current, &args.value)?;
+    let note = if kept {
+        " (kept the image reference the field held)"
+    } else {
+        ""
+    };
     match manifest::set(&src, &key, &document, &value).map_err(|e| e.to_string())? {
         None => Ok(format!(
             "{}: {}: already {value}",
@@ -87,7 +102,7 @@ fn try_set(args: &SetArgs) -> Result<String, Refused> {
             write_atomically(&args.file, &new)
                 .map_err(|e| Refused::Io(format!("cannot write: {e}")))?;
             Ok(format!(
-                "{}: {}: {current} -> {value}",
+                "{}: {}: {current} -> {value}{note}",
                 args.file.display(),
                 args.key
             ))

@@ -1,15 +1,20 @@
 //! `tagwatch history`: past promotions, read from the GitOps branch's
 //! `Tagwatch-*` trailers — the only record there is, and the one a
-//! rollback starts from. `--at` answers "what did prod run at 14:00".
+//! rollback starts from. `--at` answers "what did prod run at 14:00",
+//! including values a person committed by hand, read from the file as the
+//! branch held it then.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
+use crate::config::Target;
 use crate::gitops::{Checkout, Recorded};
-use crate::trailers::format_time;
+use crate::manifest;
+use crate::trailers::{format_time, one_line};
 
 /// How far back the branch is read: far enough for years of promotions in
 /// most repositories, bounded so a huge history cannot stall the command.
@@ -54,15 +59,42 @@ pub async fn run(args: HistoryArgs) -> u8 {
         return EXIT_USAGE;
     }
     let git = config.git.clone();
+    // The targets `--at` reads the files of: (app, env, target).
+    let targets: Vec<(String, Target)> = config
+        .apps
+        .iter()
+        .filter(|a| args.app.as_ref().is_none_or(|n| &a.name == n))
+        .flat_map(|a| {
+            a.targets
+                .iter()
+                .filter(|t| args.env.as_ref().is_none_or(|e| &t.env == e))
+                .map(|t| (a.name.clone(), t.clone()))
+        })
+        .collect();
+    let (at, app, env, limit) = (args.at, args.app.clone(), args.env.clone(), args.limit);
     let read = tokio::task::spawn_blocking(move || {
         let mut checkout = Checkout::open_or_create(&git)?;
         // Fetch only: a daemon may be using this clone right now.
         let head = checkout.fetch()?;
-        Ok::<_, crate::gitops::GitError>(checkout.promotions(head, MAX_COMMITS).collect::<Vec<_>>())
+        let all: Vec<Recorded> = checkout.promotions(head, MAX_COMMITS).collect();
+        let wanted = |r: &&Recorded| {
+            app.as_ref().is_none_or(|a| &r.promotion.app == a)
+                && env.as_ref().is_none_or(|e| &r.promotion.env == e)
+        };
+        let rows = match at {
+            Some(at) => what_ran_at(&checkout, head, &all, &targets, at, wanted),
+            None => all
+                .iter()
+                .filter(wanted)
+                .take(limit)
+                .map(Row::promoted)
+                .collect(),
+        };
+        Ok::<_, crate::gitops::GitError>(rows)
     })
     .await;
-    let all = match read {
-        Ok(Ok(all)) => all,
+    let rows = match read {
+        Ok(Ok(rows)) => rows,
         Ok(Err(e)) => {
             eprintln!("{e}");
             return EXIT_FAILED;
@@ -72,46 +104,228 @@ pub async fn run(args: HistoryArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let wanted = |r: &&Recorded| {
-        args.app.as_ref().is_none_or(|a| &r.promotion.app == a)
-            && args.env.as_ref().is_none_or(|e| &r.promotion.env == e)
-    };
-    let shown: Vec<&Recorded> = match args.at {
-        // Newest first, so the first one seen per app/env at or before the
-        // time is what it ran then.
-        Some(at) => {
-            let mut seen = HashSet::new();
-            all.iter()
-                .filter(wanted)
-                .filter(|r| r.at <= at)
-                .filter(|r| seen.insert((r.promotion.app.clone(), r.promotion.env.clone())))
-                .collect()
+    if args.json {
+        for r in &rows {
+            println!("{}", r.json());
         }
-        None => all.iter().filter(wanted).take(args.limit).collect(),
-    };
-    for r in shown {
-        let p = &r.promotion;
-        if args.json {
-            let line = serde_json::json!({
-                "time": format_time(r.at), "app": p.app, "env": p.env, "from": p.from, "to": p.to,
-                "digest": p.digest, "image": p.image, "commit": r.commit,
-                "pushed_at": p.pushed_at.map(format_time),
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "{}  {}  {}  {} -> {}  {}  {}",
-                format_time(r.at),
-                p.app,
-                p.env,
-                p.from,
-                p.to,
-                short(&p.digest, 19),
-                short(&r.commit, 12)
-            );
-        }
+    } else {
+        print!("{}", table(&rows, args.at.is_some()));
     }
     0
+}
+
+/// One line of output: a promotion from the trailers, or (for `--at`) a
+/// value a person wrote into the file.
+struct Row {
+    time: OffsetDateTime,
+    app: String,
+    env: String,
+    from: String,
+    to: String,
+    digest: String,
+    image: String,
+    commit: String,
+    pushed_at: Option<OffsetDateTime>,
+    /// Set by a commit that is not a promotion of this app and env.
+    by_hand: bool,
+}
+
+impl Row {
+    fn promoted(r: &Recorded) -> Row {
+        let p = &r.promotion;
+        Row {
+            time: r.at,
+            app: p.app.clone(),
+            env: p.env.clone(),
+            from: p.from.clone(),
+            to: p.to.clone(),
+            digest: p.digest.clone(),
+            image: p.image.clone(),
+            commit: r.commit.clone(),
+            pushed_at: p.pushed_at,
+            by_hand: false,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "time": format_time(self.time), "app": self.app, "env": self.env,
+            "from": self.from, "to": self.to, "digest": self.digest, "image": self.image,
+            "commit": self.commit, "pushed_at": self.pushed_at.map(format_time),
+            "set_by": if self.by_hand { "hand" } else { "tagwatch" },
+        })
+    }
+}
+
+/// A header and aligned columns. `--at` adds SET BY: `tagwatch` for a
+/// promotion, `hand` for a value a person committed.
+fn table(rows: &[Row], set_by: bool) -> String {
+    let mut lines: Vec<Vec<String>> = vec![
+        ["TIME", "APP", "ENV", "CHANGE", "DIGEST", "COMMIT", "SET BY"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in rows {
+        let change = if r.by_hand {
+            one_line(&r.to).into_owned()
+        } else {
+            format!("{} -> {}", one_line(&r.from), one_line(&r.to))
+        };
+        lines.push(vec![
+            format_time(r.time),
+            one_line(&r.app).into_owned(),
+            one_line(&r.env).into_owned(),
+            change,
+            short(&r.digest, 19).to_string(),
+            short(&r.commit, 12).to_string(),
+            (if r.by_hand { "hand" } else { "tagwatch" }).to_string(),
+        ]);
+    }
+    let columns = if set_by { 7 } else { 6 };
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for line in &lines {
+        let cells: Vec<String> = (0..columns)
+            .map(|c| format!("{:w$}", line[c], w = widths[c]))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// What each target ran at `at`: the value its file held on the branch
+/// then, and the commit that set it. That commit is a promotion of the
+/// target (the usual case), a merge that brought one in from a pull
+/// request, or a person's commit, shown as set by hand. Promotions of
+/// apps or envs no longer in the configuration are listed as before: the
+/// latest at or before `at`.
+fn what_ran_at(
+    checkout: &Checkout,
+    head: git2::Oid,
+    all: &[Recorded],
+    targets: &[(String, Target)],
+    at: OffsetDateTime,
+    wanted: impl Fn(&&Recorded) -> bool,
+) -> Vec<Row> {
+    let repo = checkout.repository();
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    let then = first_parents(repo, head).find(|c| commit_time(c) <= at);
+    for (app, target) in targets {
+        seen.insert((app.clone(), target.env.clone()));
+        let Some(then) = &then else { continue };
+        let Some((setter, value)) = value_setter(repo, then, target) else {
+            continue;
+        };
+        let id = setter.id().to_string();
+        let tag = target
+            .format
+            .current_tag(&value)
+            .unwrap_or(&value)
+            .to_string();
+        let ours = |r: &&Recorded| r.promotion.app == *app && r.promotion.env == target.env;
+        let own = all.iter().filter(ours).find(|r| r.commit == id).cloned();
+        // Or a pull request's commit that a merge brought in.
+        let merged = || {
+            let side = setter.parent_id(1).ok()?;
+            let base = setter.parent_id(0).ok()?;
+            let promotion = checkout
+                .proposed(side, base)
+                .into_iter()
+                .find(|p| p.app == *app && p.env == target.env && (p.to == tag || p.to == value))?;
+            Some(Recorded {
+                promotion,
+                at: commit_time(&setter),
+                commit: id.clone(),
+            })
+        };
+        rows.push(match own.or_else(merged) {
+            Some(r) => Row::promoted(&r),
+            None => Row {
+                time: commit_time(&setter),
+                app: app.clone(),
+                env: target.env.clone(),
+                from: String::new(),
+                to: value,
+                digest: String::new(),
+                image: String::new(),
+                commit: id,
+                pushed_at: None,
+                by_hand: true,
+            },
+        });
+    }
+    // Apps and envs no longer configured: their latest promotion then.
+    for r in all.iter().filter(&wanted).filter(|r| r.at <= at) {
+        if seen.insert((r.promotion.app.clone(), r.promotion.env.clone())) {
+            rows.push(Row::promoted(r));
+        }
+    }
+    rows
+}
+
+/// The branch's commits along the first-parent line, newest first: what
+/// the branch itself held, not what a merged side branch did.
+fn first_parents(
+    repo: &git2::Repository,
+    head: git2::Oid,
+) -> impl Iterator<Item = git2::Commit<'_>> {
+    std::iter::successors(repo.find_commit(head).ok(), |c| c.parent(0).ok()).take(MAX_COMMITS)
+}
+
+fn commit_time(commit: &git2::Commit<'_>) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(commit.time().seconds())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The value `target`'s scalar holds at `then`, and the newest commit at or
+/// before `then` (first parents) that changed it. `None` when the file or
+/// the key is not there.
+fn value_setter<'r>(
+    repo: &'r git2::Repository,
+    then: &git2::Commit<'r>,
+    target: &Target,
+) -> Option<(git2::Commit<'r>, String)> {
+    let blob_in = |commit: &git2::Commit<'_>| {
+        commit
+            .tree()
+            .ok()?
+            .get_path(Path::new(target.file.as_str()))
+            .ok()
+            .map(|e| e.id())
+    };
+    let value_of = |blob: Option<git2::Oid>| -> Option<String> {
+        let blob = repo.find_blob(blob?).ok()?;
+        manifest::get(blob.content(), &target.key, &target.document)
+            .ok()
+            .map(|s| s.value)
+    };
+    let mut blob = blob_in(then);
+    let value = value_of(blob)?;
+    let mut setter = then.clone();
+    // Parse only where the file's blob changed: most commits touch other
+    // files, and comparing two ids is cheap.
+    for _ in 0..MAX_COMMITS {
+        let Ok(parent) = setter.parent(0) else { break };
+        let parent_blob = blob_in(&parent);
+        if parent_blob != blob {
+            if value_of(parent_blob).as_ref() != Some(&value) {
+                break;
+            }
+            blob = parent_blob;
+        }
+        setter = parent;
+    }
+    Some((setter, value))
 }
 
 fn short(s: &str, n: usize) -> &str {

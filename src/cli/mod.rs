@@ -2,6 +2,7 @@
 //! status. 0 is success, 1 is a failed app, 64 (`EX_USAGE`) is a bad
 //! configuration or bad arguments, reported before any network I/O.
 
+pub mod demo;
 mod edit;
 mod history;
 mod policy_test;
@@ -71,10 +72,12 @@ pub enum Command {
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Walk through a promotion on loopback: a throwaway GitOps repository and
-    /// a local ECR-compatible endpoint, no AWS or GitHub needed.
+    /// Walk through a promotion on loopback: a throwaway GitOps repository, a
+    /// local ECR-compatible endpoint and a local GitHub-compatible one (dev by
+    /// a commit, prod by a pull request); no AWS or GitHub needed.
     Demo {
-        /// Keep the demo's files in this directory instead of a temporary one.
+        /// Keep the demo's files in this directory (new or empty) instead of a
+        /// temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -192,7 +195,7 @@ pub async fn run(command: Command) -> u8 {
         Command::Promote(args) => promote::run(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
-        Command::Demo { dir } => match crate::demo::run(dir).await {
+        Command::Demo { dir } => match demo::run(dir).await {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("tagwatch demo: {e:#}");
@@ -224,21 +227,27 @@ fn parse_now(text: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2026-11-22T14:00:00Z"))
 }
 
-/// `3 apps, 5 targets, 2 repositories (interval 2m, branch main)`.
+/// `3 apps, 5 targets, 2 repositories (interval 2m, branch main)`, or
+/// `1 app, 1 target, 1 repository`.
 pub fn summary(config: &Config) -> String {
     let targets: usize = config.apps.iter().map(|a| a.targets.len()).sum();
     let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
     repositories.sort_unstable();
     repositories.dedup();
     format!(
-        "{}: ok: {} apps, {} targets, {} repositories (interval {}, branch {})",
+        "{}: ok: {}, {}, {} (interval {}, branch {})",
         config.source.display(),
-        config.apps.len(),
-        targets,
-        repositories.len(),
+        count(config.apps.len(), "app", "apps"),
+        count(targets, "target", "targets"),
+        count(repositories.len(), "repository", "repositories"),
         humantime::format_duration(config.interval),
         config.git.branch,
     )
+}
+
+/// `1 app`, `2 apps`: a number and its noun in the right form.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// One line per target on stdout, plus the diff in a dry run.

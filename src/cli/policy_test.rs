@@ -12,6 +12,7 @@ use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
 use crate::policy::{Policy, PolicySpec};
 use crate::registry::ecr::EcrRegistry;
 use crate::registry::{Image, Registry};
+use crate::trailers::one_line;
 
 #[derive(clap::Args, Debug)]
 pub struct PolicyTestArgs {
@@ -36,29 +37,94 @@ pub struct PolicyTestArgs {
     /// Print every tag's verdict and the reason for it.
     #[arg(long)]
     explain: bool,
-    /// Use this config's app policy and its repository's real tags.
+    /// The configuration for --app; defaults to TAGWATCH_CONFIG.
+    #[arg(long, requires = "app")]
+    config: Option<PathBuf>,
+    /// Use this app's policy and its repository's real tags (needs --config
+    /// or TAGWATCH_CONFIG).
     #[arg(
         long,
-        requires = "app",
         conflicts_with_all = ["strategy", "constraint", "allow", "extract", "ignore", "min_age", "tags"]
     )]
-    config: Option<PathBuf>,
-    /// The app whose policy and repository to use (with --config).
-    #[arg(long, requires = "config")]
     app: Option<String>,
+    /// With --app: use this env's own policy (its `constraint`) instead of
+    /// the app's.
+    #[arg(long, requires = "app")]
+    env: Option<String>,
     /// Tags, each optionally with a push time: TAG@2026-11-21T10:00:00Z.
     /// `-` reads them from stdin, one per line.
-    #[arg(required_unless_present = "config")]
+    #[arg(required_unless_present = "app")]
     tags: Vec<String>,
 }
 
+/// Why `policy test` cannot start; each is a usage error (exit 64).
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    #[error("--app {app:?} needs a configuration: pass --config FILE or set TAGWATCH_CONFIG")]
+    NoConfig { app: String },
+    #[error("--{flag} needs --app")]
+    NeedsApp { flag: &'static str },
+}
+
+/// Where the policy comes from, once the flags are validated.
+enum Source {
+    /// An app (and optionally one of its envs) in a configuration file.
+    App {
+        config: PathBuf,
+        app: String,
+        env: Option<String>,
+    },
+    /// Policy flags and tags on the command line.
+    Args,
+}
+
+impl Source {
+    /// `--app` takes its config from `--config`, else `TAGWATCH_CONFIG`;
+    /// `--config` and `--env` mean nothing without `--app`. Checked here
+    /// rather than trusted to clap: an ignored `--app` once meant the
+    /// default policy was tested in silence.
+    fn from_args(args: &PolicyTestArgs, env_config: Option<PathBuf>) -> Result<Source, UsageError> {
+        let Some(app) = &args.app else {
+            if args.config.is_some() {
+                return Err(UsageError::NeedsApp { flag: "config" });
+            }
+            if args.env.is_some() {
+                return Err(UsageError::NeedsApp { flag: "env" });
+            }
+            return Ok(Source::Args);
+        };
+        let config = args
+            .config
+            .clone()
+            .or(env_config)
+            .ok_or_else(|| UsageError::NoConfig { app: app.clone() })?;
+        Ok(Source::App {
+            config,
+            app: app.clone(),
+            env: args.env.clone(),
+        })
+    }
+}
+
 pub async fn run(args: PolicyTestArgs) -> u8 {
-    let (policy, images) = match &args.config {
-        Some(config) => match from_config(config, args.app.as_deref().unwrap_or_default()).await {
-            Ok(found) => found,
-            Err(code) => return code,
-        },
-        None => match from_args(&args) {
+    let env_config = std::env::var_os("TAGWATCH_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let source = match Source::from_args(&args, env_config) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("tagwatch policy test: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (policy, images) = match source {
+        Source::App { config, app, env } => {
+            match from_config(&config, &app, env.as_deref()).await {
+                Ok(found) => found,
+                Err(code) => return code,
+            }
+        }
+        Source::Args => match from_args(&args) {
             Ok(found) => found,
             Err(message) => {
                 eprintln!("tagwatch policy test: {message}");
@@ -69,9 +135,12 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
     let now = OffsetDateTime::now_utc();
     if args.explain {
         let verdicts = policy.explain(&images, now);
-        let width = verdicts.iter().map(|(i, _)| i.tag.len()).max().unwrap_or(0);
-        for (image, verdict) in &verdicts {
-            println!("{:width$}  {verdict}", image.tag);
+        // A tag outside the grammar may hold a newline; print it escaped so
+        // each verdict stays on its own line.
+        let shown: Vec<_> = verdicts.iter().map(|(i, _)| one_line(&i.tag)).collect();
+        let width = shown.iter().map(|t| t.chars().count()).max().unwrap_or(0);
+        for (tag, (_, verdict)) in shown.iter().zip(&verdicts) {
+            println!("{tag:width$}  {verdict}");
         }
     }
     match policy.best(&images, now) {
@@ -137,7 +206,11 @@ fn parse_tag(arg: &str) -> Result<Image, String> {
     })
 }
 
-async fn from_config(path: &std::path::Path, app: &str) -> Result<(Policy, Vec<Image>), u8> {
+async fn from_config(
+    path: &std::path::Path,
+    app: &str,
+    env: Option<&str>,
+) -> Result<(Policy, Vec<Image>), u8> {
     let config = load(&ConfigArg {
         config: path.to_path_buf(),
     })?;
@@ -150,6 +223,21 @@ async fn from_config(path: &std::path::Path, app: &str) -> Result<(Policy, Vec<I
         );
         return Err(EXIT_USAGE);
     };
+    let policy = match env {
+        None => found.policy.clone(),
+        Some(env) => match found.targets.iter().find(|t| t.env == env) {
+            Some(target) => found.policy_for(target).clone(),
+            None => {
+                let envs: Vec<&str> = found.targets.iter().map(|t| t.env.as_str()).collect();
+                eprintln!(
+                    "{}: app {app:?} has no env {env:?}; envs: {}",
+                    path.display(),
+                    envs.join(", ")
+                );
+                return Err(EXIT_USAGE);
+            }
+        },
+    };
     let registry = EcrRegistry::connect(&config.aws, None).await.map_err(|e| {
         eprintln!("{}: {e}", path.display());
         EXIT_USAGE
@@ -158,5 +246,5 @@ async fn from_config(path: &std::path::Path, app: &str) -> Result<(Policy, Vec<I
         eprintln!("{e}");
         EXIT_FAILED
     })?;
-    Ok((found.policy.clone(), listing.images))
+    Ok((policy, listing.images))
 }

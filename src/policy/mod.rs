@@ -5,8 +5,9 @@
 //! table-tested. The range syntax lives in [`range`] (Masterminds/semver
 //! v3, as Argo CD Image Updater and Flux read it). This module owns:
 //!
-//! - the filters, applied in this order to every tag: signature and
-//!   attestation tags, `allow` (with `extract`), `ignore`, `min_age`;
+//! - the filters, applied in this order to every tag: the OCI tag grammar,
+//!   signature and attestation tags, `allow` (with `extract`), `ignore`,
+//!   `min_age`;
 //! - the strategies that order the survivors: `semver`, `newest`,
 //!   `alphabetical`, `numeric`, `digest`;
 //! - the guards that hold whatever the registry says: never downgrade, and
@@ -293,6 +294,12 @@ impl Policy {
         scratch: &mut Option<regex::CaptureLocations>,
     ) -> Result<Key<'a>, Reason> {
         let tag = image.tag.as_str();
+        // First, before any pattern sees it: a tag outside the grammar
+        // (moto, or a registry less strict than ECR, will hold one with a
+        // newline) must never reach a file, a commit message or a trailer.
+        if !is_valid_tag(tag) {
+            return Err(Reason::InvalidTag);
+        }
         if is_signature(tag) {
             return Err(Reason::Signature);
         }
@@ -498,11 +505,11 @@ impl Policy {
             }
         }
         let parts: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
-        format!(
-            "none of {} tags qualifies: {}",
-            images.len(),
-            parts.join(", ")
-        )
+        let none = match images.len() {
+            1 => "the one tag does not qualify".to_string(),
+            n => format!("none of {n} tags qualifies"),
+        };
+        format!("{none}: {}", parts.join(", "))
     }
 }
 
@@ -523,10 +530,10 @@ fn parse_extract(x: &str, allow: Option<&Regex>) -> Result<Group, SpecError> {
         Ok(i) => {
             return Err(spec_error(
                 "extract",
-                format!(
-                    "allow has {} capture groups, so ${i} does not exist",
-                    allow.captures_len() - 1
-                ),
+                match allow.captures_len() - 1 {
+                    1 => format!("allow has 1 capture group, so ${i} does not exist"),
+                    n => format!("allow has {n} capture groups, so ${i} does not exist"),
+                },
             ));
         }
         Err(_) if allow.capture_names().flatten().any(|n| n == name) => {
@@ -540,6 +547,28 @@ fn parse_extract(x: &str, allow: Option<&Regex>) -> Result<Group, SpecError> {
         }
     };
     Ok(group)
+}
+
+/// Whether `tag` is in the OCI distribution spec's tag grammar,
+/// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`, which ECR enforces. A tag outside
+/// it is never a candidate ([`Reason::InvalidTag`]); the cycle uses this to
+/// count and log such tags once per listing rather than once per policy.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let bytes = tag.as_bytes();
+    let Some((&first, rest)) = bytes.split_first() else {
+        return false;
+    };
+    bytes.len() <= 128
+        && (first.is_ascii_alphanumeric() || first == b'_')
+        && rest
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The images of a listing whose tags are outside the OCI tag grammar
+/// ([`is_valid_tag`]), for the cycle to count and log.
+pub fn invalid_tags(images: &[Image]) -> impl Iterator<Item = &Image> {
+    images.iter().filter(|i| !is_valid_tag(&i.tag))
 }
 
 /// cosign and similar tools store signatures, attestations and SBOMs as
@@ -657,13 +686,17 @@ impl Ord for Decimal<'_> {
 /// Why a tag is not a candidate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
+    /// Outside the OCI tag grammar ([`is_valid_tag`]).
+    InvalidTag,
     Signature,
     NotFollowed,
     NotAllowed,
     Ignored(String),
     NoPushTime,
     InTheFuture,
-    TooYoung { age: Duration },
+    TooYoung {
+        age: Duration,
+    },
     NotVersion,
     Prerelease,
     OutsideRange,
@@ -674,6 +707,7 @@ impl Reason {
     /// A short fixed label, for counts and logs.
     pub fn label(&self) -> &'static str {
         match self {
+            Reason::InvalidTag => "not a valid OCI tag",
             Reason::Signature => "signature or attestation",
             Reason::NotFollowed => "not the followed tag",
             Reason::NotAllowed => "not matched by allow",

@@ -159,8 +159,7 @@ const STRATEGIES: &[ChoiceRow] = &[
     ("semver: a partial tag is read with zeros", r#"strategy = "semver""#, &["1.4.9", "1.5"], Some("1.5")),
     ("semver: v1.4.3 ties 1.4.3; the greater tag name wins", r#"strategy = "semver""#, &["1.4.3", "v1.4.3", "1.4.2"], Some("v1.4.3")),
     ("semver: the tie-break does not depend on input order", r#"strategy = "semver""#, &["v1.4.3", "1.4.3", "1.4.2"], Some("v1.4.3")),
-    ("semver: build metadata does not order (build.10 ties build.2; greater name wins)", r#"strategy = "semver""#, &["1.4.3+build.10", "1.4.3+build.2"], Some("1.4.3+build.2")),
-    ("semver: build metadata never lifts a version over a higher patch", r#"strategy = "semver""#, &["1.4.3+zzz", "1.4.4"], Some("1.4.4")),
+    ("semver: `+` is outside the OCI tag grammar, so a tag with build metadata is never a candidate", r#"strategy = "semver""#, &["1.4.3+build.10", "1.4.2"], Some("1.4.2")),
     ("semver: pre-releases are skipped when the range names none", r#"constraint = "^1.4""#, &["1.4.0", "1.5.0-rc.1"], Some("1.4.0")),
     ("semver: a range naming a pre-release admits them", r#"constraint = ">=1.4.0-0""#, &["1.4.0", "1.5.0-rc.1"], Some("1.5.0-rc.1")),
     ("semver: a release outranks its own pre-releases", r#"constraint = ">=1.4.0-0""#, &["1.5.0-rc.2", "1.5.0", "1.5.0-rc.10"], Some("1.5.0")),
@@ -206,8 +205,8 @@ const FILTERS: &[ChoiceRow] = &[
     // allow: a regex searched as written, so only `^…$` anchors it.
     ("allow: unanchored, a regex matches anywhere in the tag", r#"strategy = "alphabetical", allow = 'prod'"#, &["prod-1", "zz-prod-2", "staging-3"], Some("zz-prod-2")),
     ("allow: anchored at the start with ^", r#"strategy = "alphabetical", allow = '^prod'"#, &["prod-1", "zz-prod-2", "staging-3"], Some("prod-1")),
-    ("allow: without $, a suffix still matches", r#"allow = '^v\d+\.\d+\.\d+'"#, &["v1.2.0", "v1.3.0+debug"], Some("v1.3.0+debug")),
-    ("allow: with ^…$, a suffix does not match", r#"allow = '^v\d+\.\d+\.\d+$'"#, &["v1.2.0", "v1.3.0+debug"], Some("v1.2.0")),
+    ("allow: without $, a suffix still matches", r#"strategy = "alphabetical", allow = '^v\d+\.\d+\.\d+'"#, &["v1.2.0", "v1.3.0-debug"], Some("v1.3.0-debug")),
+    ("allow: with ^…$, a suffix does not match", r#"strategy = "alphabetical", allow = '^v\d+\.\d+\.\d+$'"#, &["v1.2.0", "v1.3.0-debug"], Some("v1.2.0")),
     ("allow: matching nothing chooses nothing", r#"allow = '^release-'"#, &["1.0.0", "2.0.0"], None),
     // extract: order by a capture of allow, not by the whole tag.
     ("extract $build: main-120 beats main-99 as numbers", r#"strategy = "numeric", allow = '^main-(?P<build>\d+)-[0-9a-f]{7}$', extract = '$build'"#, &["main-99-fffffff", "main-120-abc1234", "main-100-0000000"], Some("main-120-abc1234")),
@@ -263,7 +262,7 @@ const SPEC_ERRORS: &[SpecErrorRow] = &[
     ("extract without allow has nothing to capture from", r#"strategy = "numeric", extract = '$1'"#, "extract", None, "needs an allow regex"),
     ("extract naming a group allow lacks", r#"strategy = "numeric", allow = '^main-(?P<build>\d+)$', extract = '$bulid'"#, "extract", None, r#"no capture group named "bulid""#),
     ("extract ${…} naming a group allow lacks", r#"strategy = "numeric", allow = '^main-(?P<build>\d+)$', extract = '${nope}'"#, "extract", None, r#"no capture group named "nope""#),
-    ("extract naming an index allow lacks", r#"strategy = "numeric", allow = '^main-(\d+)$', extract = '$2'"#, "extract", None, "1 capture groups, so $2 does not exist"),
+    ("extract naming an index allow lacks", r#"strategy = "numeric", allow = '^main-(\d+)$', extract = '$2'"#, "extract", None, "allow has 1 capture group, so $2 does not exist"),
     ("extract with newest would do nothing", r#"strategy = "newest", allow = '^main-(\d+)$', extract = '$1'"#, "extract", None, "newest strategy does not order by tag text"),
     ("extract with digest would do nothing", r#"strategy = "digest", constraint = "stable", allow = '^(stable)$', extract = '$1'"#, "extract", None, "digest strategy does not order by tag text"),
     ("a constraint with newest would do nothing", r#"strategy = "newest", constraint = "^1""#, "constraint", None, "newest strategy takes no constraint"),
@@ -375,7 +374,7 @@ const GUARDS: &[DecideRow] = &[
     ("semver: promotes from a pre-release to its release", r#"constraint = "^1.4""#, &["1.5.0"], "1.5.0-rc.1", Want::Promote("1.5.0")),
     ("semver: reads the file's `v` prefix", r#"strategy = "semver""#, &["1.3.0"], "v1.2.0", Want::Promote("1.3.0")),
     ("semver: 1.4.3 and v1.4.3 are one version, so no churn", r#"strategy = "semver""#, &["v1.4.3"], "1.4.3", Want::Keep),
-    ("semver: build metadata alone is no upgrade", r#"strategy = "semver""#, &["1.4.3+build.2"], "1.4.3+build.1", Want::Keep),
+    ("semver: build metadata alone is no upgrade (the file may hold it; a tag cannot)", r#"strategy = "semver""#, &["1.4.3"], "1.4.3+build.1", Want::Keep),
     ("semver: the file holds no version", r#"strategy = "semver""#, &["1.4.0"], "latest", Want::Unordered("version")),
     ("semver: the file holds a four-part tag", r#"strategy = "semver""#, &["1.4.0"], "1.4.0.1", Want::Unordered("version")),
     ("semver: the file's value is read through extract (upgrade)", r#"allow = '^app-(?P<v>.+)$', extract = '$v'"#, &["app-1.3.0"], "app-1.2.0", Want::Promote("app-1.3.0")),
@@ -403,7 +402,7 @@ const GUARDS: &[DecideRow] = &[
     ("digest: writes the digest behind the followed tag", STABLE, &["stable#sha256:new", "latest#sha256:other"], "sha256:old", Want::Promote("sha256:new")),
     ("digest: keeps when the file already holds that digest", STABLE, &["stable#sha256:aaa", "latest#sha256:bbb"], "sha256:aaa", Want::Keep),
     ("digest: a file holding the tag name gets the digest", STABLE, &["stable#sha256:aaa"], "stable", Want::Promote("sha256:aaa")),
-    ("digest: the followed tag is gone, nothing is written", STABLE, &["latest#sha256:bbb"], "sha256:aaa", Want::NoCandidate(&["none of 1 tags qualifies", "1 not the followed tag"])),
+    ("digest: the followed tag is gone, nothing is written", STABLE, &["latest#sha256:bbb"], "sha256:aaa", Want::NoCandidate(&["the one tag does not qualify: 1 not the followed tag"])),
     // nothing to write
     ("an empty repository writes nothing", r#"strategy = "semver""#, &[], "1.0.0", Want::NoCandidate(&["the repository holds no tagged images"])),
     ("everything outside the range writes nothing and counts why", r#"constraint = "^3""#, &["1.0.0", "2.0.0", "latest"], "3.0.0", Want::NoCandidate(&["none of 3 tags qualifies", "2 outside the range", "1 not a version"])),
@@ -522,6 +521,9 @@ fn explain_gives_each_tag_its_verdict_in_input_order() {
         ("newest: no push time", r#"strategy = "newest""#, &["a", "b@09:00", "c@08:00"], vec![rejected(NoPushTime), Chosen, Candidate]),
         ("digest: only the followed tag is considered", STABLE, &["latest", "stable", "1.0.0"], vec![rejected(NotFollowed), Chosen, rejected(NotFollowed)]),
         ("a signature is a signature before anything else", STABLE, &[sig!("att")], vec![rejected(Signature)]),
+        ("the OCI tag grammar is the first filter, before signature, allow and strategy", r#"strategy = "alphabetical", allow = '^'"#,
+            &["9.9.9\n\nTagwatch-App: forged", "-leading-dash", ".dot", "has space", "ünïcode", "build+1", "", "a/b", "ok_1.0-x"],
+            vec![rejected(InvalidTag), rejected(InvalidTag), rejected(InvalidTag), rejected(InvalidTag), rejected(InvalidTag), rejected(InvalidTag), rejected(InvalidTag), rejected(InvalidTag), Chosen]),
         ("the first filter that rejects is the reason (allow before ignore)", r#"allow = '^v', ignore = ["*"]"#, &["1.0.0", "v1.0.0"], vec![rejected(NotAllowed), rejected(Ignored("*".into()))]),
         ("no candidate, so nothing chosen", r#"constraint = "^9""#, &["1.0.0", "2.0.0"], vec![rejected(OutsideRange), rejected(OutsideRange)]),
         ("ties: only the tag best() chose is Chosen", r#"strategy = "numeric""#, &["12", "0012", "012"], vec![Chosen, Candidate, Candidate]),
@@ -535,6 +537,7 @@ fn explain_gives_each_tag_its_verdict_in_input_order() {
 fn reasons_have_fixed_labels_and_readable_text() {
     #[rustfmt::skip]
     let rows = [
+        (Reason::InvalidTag, "not a valid OCI tag", "not a valid OCI tag"),
         (Reason::Signature, "signature or attestation", "signature or attestation"),
         (Reason::NotFollowed, "not the followed tag", "not the followed tag"),
         (Reason::NotAllowed, "not matched by allow", "not matched by allow"),
@@ -730,10 +733,12 @@ fn order_of<'a>(policy: &Policy, current: &'a str) -> Option<Key<'a>> {
 /// restate the engine.
 fn passes_every_filter(policy: &Policy, image: &Image) -> bool {
     let signature = regex::Regex::new(r"^sha256-[0-9a-fA-F]{64}\.(sig|att|sbom)$").unwrap();
+    let oci_tag = regex::Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$").unwrap();
     let old_enough = policy
         .min_age
         .is_none_or(|min| image.pushed_at.is_some_and(|t| NOW >= t && NOW - t >= min));
-    !signature.is_match(&image.tag)
+    oci_tag.is_match(&image.tag)
+        && !signature.is_match(&image.tag)
         && policy
             .allow
             .as_ref()
@@ -842,4 +847,25 @@ proptest! {
         let b = policy.best(&shuffled, NOW).map(|i| &i.tag);
         prop_assert_eq!(a, b, "{}", written);
     }
+}
+
+/// ECR's tag grammar, at its edges: 128 characters is the limit, `_` may
+/// lead, `.` and `-` may not, and nothing outside ASCII letters, digits and
+/// `._-` is a tag. The cycle counts what [`invalid_tags`] returns.
+#[test]
+fn oci_tag_grammar_at_its_edges() {
+    let max = format!("a{}", "b".repeat(127));
+    let over = format!("a{}", "b".repeat(128));
+    #[rustfmt::skip]
+    let rows: &[(&str, bool)] = &[
+        ("1.4.3", true), ("_x", true), ("A-b_c.9", true), (&max, true),
+        (&over, false), ("", false), (".x", false), ("-x", false), ("a b", false),
+        ("a\nb", false), ("a\r", false), ("a\tb", false), ("1.4.3+build", false), ("é", false), ("a:b", false), ("a@b", false),
+    ];
+    for (tag, valid) in rows {
+        assert_eq!(is_valid_tag(tag), *valid, "{tag:?}");
+    }
+    let listing = images(&["1.0.0", "bad tag", "2.0.0"]);
+    let invalid: Vec<&str> = invalid_tags(&listing).map(|i| i.tag.as_str()).collect();
+    assert_eq!(invalid, ["bad tag"]);
 }

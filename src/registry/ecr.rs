@@ -297,6 +297,42 @@ fn status_only(raw: &HttpResponse) -> String {
     }
 }
 
+/// No credentials, or credentials that would not load, summarised in one
+/// line. The SDK's own text lists every provider of its chain on a line of
+/// its own (six lines, repeated for every repository and target), when all
+/// a person needs is what to set.
+fn credentials_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
+            return Some(match credentials {
+                CredentialsError::CredentialsNotLoaded(_) => NO_CREDENTIALS.to_string(),
+                other => format!(
+                    "cannot load AWS credentials: {}",
+                    one_line(&crate::telemetry::error_chain(other))
+                ),
+            });
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// What to do when the default chain found nothing.
+const NO_CREDENTIALS: &str = "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile with AWS_PROFILE, or IRSA on EKS; against a local endpoint any values will do)";
+
+/// A message's lines joined into one: a log line or a `/status` field is
+/// one line, whatever a peer's error text holds.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The fixed kind of an ECR error code.
 fn kind_of(code: Option<&str>) -> ErrorKind {
     match code {
@@ -332,7 +368,10 @@ where
         (SdkError::ServiceError(service), _) if service.err().code().is_none() => {
             status_only(service.raw())
         }
-        _ => crate::telemetry::error_chain(&err),
+        _ => match credentials_error(&err) {
+            Some(message) => message,
+            None => one_line(&crate::telemetry::error_chain(&err)),
+        },
     };
     RegistryError {
         repository: repository.to_string(),
