@@ -311,6 +311,9 @@ fn healthz_answers_at_once_under_64_kept_alive_connections_from_one_address() {
                         }
                         std::thread::sleep(Duration::from_secs(4));
                     }
+                    // Refused or closed: the next request, 4 s later, on a
+                    // new connection.
+                    std::thread::sleep(Duration::from_secs(4));
                 }
             })
         })
