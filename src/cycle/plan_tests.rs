@@ -66,6 +66,9 @@ struct Row {
     since: &'static [(&'static str, &'static str, i64)],
     /// `(digest, tag)`: the tag the promotion that wrote the digest named.
     tag_of: &'static [(&'static str, &'static str)],
+    /// The best image the cycle chose while listing, by tag (`Some(None)`:
+    /// it found none); `None`: `plan` chooses.
+    best: Option<Option<&'static str>>,
     want: Want,
 }
 
@@ -80,6 +83,7 @@ const ROW: Row = Row {
     listed: Listed::Images(&[]),
     since: &[],
     tag_of: &[],
+    best: None,
     want: Want::Keep,
 };
 
@@ -132,7 +136,13 @@ fn run(row: &Row) -> Result<(), String> {
         app: &app,
         target,
         listing: listing.as_ref(),
-        best: None,
+        best: row.best.map(|tag| {
+            tag.map(|tag| {
+                let listing = listing.as_ref().and_then(|l| l.as_ref().ok());
+                let found = listing.and_then(|l| l.images.iter().find(|i| i.tag == tag));
+                found.unwrap_or_else(|| panic!("{}: best {tag} is not listed", row.rule))
+            })
+        }),
         now: NOW,
     };
     let planned = plan(&input, &branch);
@@ -309,6 +319,20 @@ fn policy_rules() {
                     recheck: false,
                     content: None,
                 },
+                ..ROW
+            },
+            Row {
+                rule: "the best the cycle chose while listing is the one taken",
+                listed: REGISTRY,
+                best: Some(Some("1.4.2")),
+                want: Want::Keep,
+                ..ROW
+            },
+            Row {
+                rule: "the cycle found no candidate while listing: no candidate",
+                listed: REGISTRY,
+                best: Some(None),
+                want: Want::NoCandidate(&["in the registry"]),
                 ..ROW
             },
             Row {
