@@ -77,22 +77,22 @@ impl Context {
         let report = cycle::run_cycle(config, self.peers(), Arc::clone(&self.checkout), mode).await;
         cycle::export(&report, started.elapsed());
         self.board.record(&report);
-        // Each kind its own numeric field, so JSON logs carry numbers a
-        // log query can sum, not a string to parse.
+        // `counts.<kind>` fields nest into one `counts` object in JSON logs
+        // (numbers a log query can sum); kinds with none are left out.
         let counts = report.counts();
-        let n = |kind: &str| counts.get(kind).copied().unwrap_or(0);
+        let n = |kind: &str| counts.get(kind).copied();
         macro_rules! finished {
             ($level:ident, $message:literal) => {
                 $level!(
                     elapsed = ?started.elapsed(),
-                    promoted = n("promoted"),
-                    proposed = n("proposed"),
-                    unchanged = n("unchanged"),
-                    no_candidate = n("no_candidate"),
-                    waiting = n("waiting"),
-                    deferred = n("deferred"),
-                    would_promote = n("would_promote"),
-                    failed = n("failed"),
+                    counts.promoted = n("promoted"),
+                    counts.proposed = n("proposed"),
+                    counts.unchanged = n("unchanged"),
+                    counts.no_candidate = n("no_candidate"),
+                    counts.waiting = n("waiting"),
+                    counts.deferred = n("deferred"),
+                    counts.would_promote = n("would_promote"),
+                    counts.failed = n("failed"),
                     $message
                 )
             };

@@ -95,9 +95,13 @@ impl Format {
             Format::Digest => need_digest()?.to_string(),
             Format::TagAtDigest => format!("{}@{}", parts.tag, need_digest()?),
             Format::Image => {
-                let reference = ImageRef::parse(current).ok_or_else(|| {
-                    format!("{current:?} is not an image reference (registry/repository:tag)")
-                })?;
+                // A bare word (`1.4.2`) parses as a name without a tag;
+                // taking it for one would write `1.4.2:1.4.3`.
+                let reference = ImageRef::parse(current)
+                    .filter(|_| is_image_reference(current))
+                    .ok_or_else(|| {
+                        format!("{current:?} is not an image reference (registry/repository:tag)")
+                    })?;
                 let mut out = format!("{}:{}", reference.name, parts.tag);
                 // A pinned digest that stayed would point at the old image.
                 if reference.digest.is_some() {

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub registry_requests: IntCounterVec,
     pub registry_request_duration: HistogramVec,
     pub repository_images: GaugeVec,
+    pub repository_invalid_tags: GaugeVec,
     pub repository_last_success: GaugeVec,
     target_info: GaugeVec,
     /// (app, env) → the tag `target_info` currently shows, so the old series
@@ -145,6 +146,11 @@ impl Metrics {
             repository_images: gauge(
                 "tagwatch_repository_images",
                 "Tagged images in the repository at its last listing.",
+                &["repository"],
+            ),
+            repository_invalid_tags: gauge(
+                "tagwatch_repository_invalid_tags",
+                "Tags at the repository's last listing outside the OCI tag grammar; never candidates.",
                 &["repository"],
             ),
             repository_last_success: gauge(

@@ -51,7 +51,9 @@ fn gauge(metrics: &str, series: &str) -> Option<f64> {
 #[test]
 fn every_surface_names_the_tag_and_a_waiting_target_its_candidate() {
     let moto = Moto::start();
-    moto.seed("web", &[("1.0.0", 1)]);
+    // A tag outside the OCI grammar (moto takes any string; ECR would
+    // not): never a candidate, counted, logged once.
+    moto.seed("web", &[("1.0.0", 1), ("9.9.9\nTagwatch-To: 9.9.9", 3)]);
     let image = |tag: &str| format!("image: reg.io/acme/web:{tag}\n");
     let remote = GitRemote::new(&[
         ("dev.yaml", image("1.0.0").as_str()),
@@ -146,6 +148,20 @@ fn every_surface_names_the_tag_and_a_waiting_target_its_candidate() {
             "{json}"
         );
     }
+    let metrics = get(port, "/metrics");
+    assert_eq!(
+        gauge(
+            &metrics,
+            "tagwatch_repository_invalid_tags{repository=\"web\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        daemon.count("a tag outside the OCI tag grammar is never a candidate"),
+        1,
+        "logged once, not once per cycle"
+    );
     let page = get(port, "/");
     assert!(page.contains("1.1.0"), "{page}");
 }

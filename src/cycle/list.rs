@@ -76,6 +76,7 @@ pub async fn list_repositories(
                     Ok(l) => {
                         debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed");
                         warn_future_pushes(l);
+                        warn_invalid_tags(l);
                         let m = crate::metrics::get();
                         m.repository_images.with_label_values(&[repository.as_str()]).set(l.images.len() as f64);
                         m.repository_last_success.with_label_values(&[repository.as_str()]).set(crate::metrics::unix_now());
@@ -110,6 +111,35 @@ pub async fn list_repositories(
         "listing finished"
     );
     (listings, preferred)
+}
+
+/// Tags outside the OCI grammar are never candidates (a newline in one
+/// could otherwise reach a commit message or a file). Each is logged once
+/// per process, not once per cycle, and the listing's count is a gauge.
+fn warn_invalid_tags(listing: &Listing) {
+    /// Enough to name every odd tag of a real estate; a registry full of
+    /// junk stops being logged tag by tag rather than growing without end.
+    const REMEMBERED: usize = 10_000;
+    static LOGGED: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let invalid: Vec<&Image> = crate::policy::invalid_tags(&listing.images).collect();
+    crate::metrics::get()
+        .repository_invalid_tags
+        .with_label_values(&[listing.repository.as_str()])
+        .set(invalid.len() as f64);
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    for image in invalid {
+        let key = (listing.repository.clone(), image.tag.clone());
+        if logged.len() < REMEMBERED && logged.insert(key) {
+            warn!(
+                repository = %listing.repository,
+                tag = ?image.tag,
+                digest = %image.digest,
+                "a tag outside the OCI tag grammar is never a candidate"
+            );
+        }
+    }
 }
 
 /// Says so when the registry dates images in the future (a skewed clock

@@ -23,6 +23,8 @@ pub mod plan;
 pub mod propose;
 pub mod report;
 pub mod source;
+#[cfg(test)]
+mod table_facts;
 mod write;
 
 use std::collections::HashMap;
@@ -198,7 +200,13 @@ fn outcome_of(
         held.as_ref().map(|h| h.value.clone()),
     );
     let failed = |stage, error: String| {
-        warn!(app = %d.app, env = %d.env, stage = Stage::as_str(stage), %error, "target failed");
+        // A failed listing was logged once, for its repository; its
+        // targets repeat it only at debug.
+        if stage == Stage::Registry {
+            debug!(app = %d.app, env = %d.env, stage = Stage::as_str(stage), %error, "target failed");
+        } else {
+            warn!(app = %d.app, env = %d.env, stage = Stage::as_str(stage), %error, "target failed");
+        }
         Outcome::Failed { stage, error }
     };
     let outcome = match d.step {

@@ -171,7 +171,7 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     // With `promote_from`, the only image there is to choose is the one
     // the source env runs.
     let source = match &target.promote_from {
-        Some(env) => match source::resolve(app, env, listing, branch) {
+        Some(env) => match source::resolve(app, env, listing, branch, now) {
             Ok(source) => Some(source),
             Err(step) => return Planned { held, step },
         },

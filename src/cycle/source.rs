@@ -35,6 +35,7 @@ pub fn resolve(
     env: &str,
     listing: &Listing,
     branch: &dyn Branch,
+    now: OffsetDateTime,
 ) -> Result<Source, Step> {
     let fail = |stage, error| Step::Fail { stage, error };
     let Some(source) = app.targets.iter().find(|t| t.env == env) else {
@@ -71,7 +72,10 @@ pub fn resolve(
             .images
             .iter()
             .find(|i| i.tag == tag && digest.is_none_or(|d| d == i.digest)),
-        None => digest.and_then(|d| listing.images.iter().find(|i| i.digest == d)),
+        // Several tags can point at the digest: the one the policy ranks
+        // highest, so the listing's order never decides (as for a
+        // target's own value in `plan::held_tag`).
+        None => digest.and_then(|d| app.policy.greatest_on_digest(&listing.images, d, now)),
     };
     let Some(image) = image else {
         return Err(Step::Wait {

@@ -23,8 +23,8 @@ use git2::{DiffFormat, Oid, Repository, Signature, build::TreeUpdateBuilder};
 use tokio_util::sync::CancellationToken;
 
 use super::{count, print_report};
-use crate::daemon::Context;
 use crate::cycle::Mode;
+use crate::daemon::Context;
 use crate::registry::ecr::EcrRegistry;
 use fake_ecr::FakeEcr;
 use fake_github::FakeGitHub;
