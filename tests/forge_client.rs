@@ -109,6 +109,58 @@ impl Scene {
         .unwrap_or_else(|| panic!("tagwatch once still running after {limit:?}"));
         (out, started.elapsed())
     }
+
+    /// [`Scene::once_within`], also returning the process's peak resident
+    /// memory in KiB (`VmHWM`, read from /proc until it exits).
+    fn once_measured(&self, limit: Duration) -> (Output, u64) {
+        let mut child = tagwatch_command()
+            .args(["once", "--config"])
+            .arg(&self.work.config)
+            .current_dir(self.work.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tagwatch once");
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let status_file = format!("/proc/{}/status", child.id());
+        let deadline = Instant::now() + limit;
+        let mut peak = 0;
+        let status = loop {
+            if let Ok(text) = std::fs::read_to_string(&status_file)
+                && let Some(kib) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tagwatch once still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let out = Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        };
+        (out, peak)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -201,9 +253,14 @@ fn an_oversized_forge_answer_fails_clearly_without_reading_it_all(
         show(&out)
     );
 
+    // The same run answered normally, for the memory it needs anyway.
+    let (_, baseline) = s.once_measured(Duration::from_secs(60));
+
     let sent = Arc::new(AtomicUsize::new(0));
     fake.fail_next(Match::any(), 1, Fault::Endless { sent: sent.clone() });
-    let (out, took) = s.once_within(Duration::from_secs(60));
+    let started = Instant::now();
+    let (out, peak) = s.once_measured(Duration::from_secs(60));
+    let took = started.elapsed();
     expect(&out, 1, &[]);
     assert!(
         show(&out).contains("the answer is larger than 4 MiB"),
@@ -214,8 +271,15 @@ fn an_oversized_forge_answer_fails_clearly_without_reading_it_all(
     // held when the client hung up; never the 4 GiB on offer.
     let sent = sent.load(Ordering::Relaxed);
     assert!(sent < 32 << 20, "{sent} bytes streamed in {took:?}");
+    // And the process: its peak within a few MiB of a normal run's.
+    eprintln!("peak RSS: normal run {baseline} KiB, endless answer {peak} KiB");
+    assert!(
+        peak < baseline + (16 << 10),
+        "peak RSS {peak} KiB against {baseline} KiB for a normal run"
+    );
+    // 1 oversized, the normal run's (the request opens), 1 endless.
     assert_eq!(
-        fake.requests().len(),
+        fake.requests().iter().filter(|r| r.injected).count(),
         2,
         "an oversized answer is not retried"
     );
