@@ -92,6 +92,15 @@ impl Fake {
         }
     }
 
+    /// The fake answered no 4xx of its own accord: option failures are only
+    /// logged, so a happy path that sent a bad request shows up only here.
+    fn assert_no_client_errors(&self) {
+        match self {
+            Fake::Hub(f) => f.assert_no_client_errors(),
+            Fake::Lab(f) => f.assert_no_client_errors(),
+        }
+    }
+
     fn creates(&self) -> usize {
         match self {
             Fake::Hub(f) => f.create_calls(),
@@ -276,6 +285,7 @@ fn dev_then_prod_after_soak(fake_for: fn(&std::path::Path) -> Fake) {
     );
     assert_eq!(fake.creates(), 1);
     let _ = prs[0].url_number;
+    fake.assert_no_client_errors();
 }
 
 #[test]
@@ -350,6 +360,7 @@ fn a_chain_flows_in_one_cycle_and_the_prod_range_blocks_a_major() {
     assert_eq!((prs.len(), fake.creates()), (1, 1));
     assert_eq!(prs[0].title, "app: promote prod to 1.1.0");
     assert!(!prs[0].body.contains("2.0.0"), "{}", prs[0].body);
+    fake.assert_no_client_errors();
 }
 
 /// Two apps whose prod targets share `group`: one request with a commit
@@ -421,6 +432,7 @@ fn grouped_targets_share_one_pull_request() {
         r.path
             .contains("/projects/acme%2Fplatform%2Fgitops/merge_requests")
     }));
+    fake.assert_no_client_errors();
 }
 
 /// Rate limits and server errors while opening: waited out as told, then
@@ -467,6 +479,7 @@ fn a_rate_limited_or_failing_forge_is_retried_without_duplicates() {
         );
     }
     assert!(!show(&out).contains(TOKEN));
+    fake.assert_no_client_errors();
 
     // A wrong token: one clear error for the target, exit 1.
     std::fs::write(work.dir.path().join("forge-token"), "wrong").unwrap();
@@ -503,6 +516,7 @@ fn a_declined_request_is_not_reopened_until_a_newer_candidate() {
     expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.2.0"]);
     assert_eq!(hub.create_calls(), 2);
     assert_eq!(hub.open_pulls().len(), 1);
+    fake.assert_no_client_errors();
 }
 
 /// `tagwatch promote` for CI: the daemon's path for one tag, now.
@@ -566,6 +580,7 @@ fn promote_goes_through_the_daemon_path_and_refuses_bad_tags() {
     }
     assert_eq!(remote.subjects(), before);
     assert_eq!(fake.creates(), 1);
+    fake.assert_no_client_errors();
 }
 
 /// A process killed while it rebuilt a proposal branch leaves that ref's
@@ -636,6 +651,7 @@ fn a_lock_left_on_a_proposal_branch_by_a_kill_does_not_wedge_the_request() {
         !lock.exists(),
         "the clone with the stale lock is still there"
     );
+    fake.assert_no_client_errors();
 }
 
 /// A run that rebuilt and pushed a proposal branch but died before it
@@ -660,6 +676,7 @@ fn a_stale_title_left_by_a_killed_run_is_corrected() {
         git(&remote.bare(), &["rev-parse", "tagwatch/app/prod"]),
         tip
     );
+    fake.assert_no_client_errors();
 }
 
 /// `app` on GitHub with prod by pull request and no soak, after the run
@@ -703,6 +720,7 @@ fn a_gitlab_draft_is_not_retitled_every_cycle() {
         "a draft was retitled with nothing new"
     );
     assert_eq!(fake.creates(), 1);
+    fake.assert_no_client_errors();
 }
 
 /// The (app/env, from, to, how) of every change a `once` run printed: a

@@ -135,7 +135,7 @@ pub async fn run_cycle(
 /// The forge stage's results, by target.
 #[derive(Default)]
 struct Proposals {
-    results: HashMap<propose::TargetId, Result<Request, String>>,
+    results: HashMap<propose::TargetId, Request>,
     closed: u32,
 }
 
@@ -161,7 +161,7 @@ async fn propose(
     };
     let mut out = Proposals::default();
     for (id, error) in built.failed {
-        out.results.insert(id, Err(error));
+        out.results.insert(id, Request::NotBuilt { error });
     }
     if built.plans.is_empty() && built.settled.is_empty() {
         return out;
@@ -172,7 +172,9 @@ async fn propose(
             for m in &plan.members {
                 out.results.insert(
                     (m.app.clone(), m.target.env.clone()),
-                    Err("pull-request targets without a [forge]".into()),
+                    Request::Failed {
+                        error: "pull-request targets without a [forge]".into(),
+                    },
                 );
             }
         }
@@ -180,9 +182,7 @@ async fn propose(
     };
     let settlement = propose::settle(forge.as_ref(), &built.plans, &built.settled).await;
     out.closed = settlement.closed;
-    for (id, request) in settlement.requests {
-        out.results.insert(id, Ok(request));
-    }
+    out.results.extend(settlement.requests);
     out
 }
 
@@ -254,19 +254,19 @@ fn outcome_of(
                 }
                 (Mode::Apply, Some(_)) => {
                     match proposals.results.remove(&(d.app.clone(), d.env.clone())) {
-                        Some(Ok(Request::Open { url, action })) => Outcome::Proposed {
+                        Some(Request::Open { url, action }) => Outcome::Proposed {
                             from,
                             to,
                             url,
                             pushed_at,
                             action,
                         },
-                        Some(Ok(Request::Declined { reason })) => Outcome::Waiting {
+                        Some(Request::Declined { reason }) => Outcome::Waiting {
                             reason,
                             candidate: Some(to),
                         },
-                        Some(Ok(Request::Failed { error })) => failed(Stage::Forge, error),
-                        Some(Err(error)) => failed(Stage::Git, error),
+                        Some(Request::Failed { error }) => failed(Stage::Forge, error),
+                        Some(Request::NotBuilt { error }) => failed(Stage::Git, error),
                         None => failed(Stage::Forge, "no pull request was asked for".into()),
                     }
                 }

@@ -143,7 +143,7 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     let at = |e: &dyn std::fmt::Display| format!("{}: {}: {e}", target.file, target.key);
     let listing = match listing_of(app, input.listing) {
         Ok(listing) => listing,
-        Err(error) => return Planned::fail(None, Stage::Registry, error),
+        Err(error) => return Planned::fail(None, Stage::Registry, error.to_string()),
     };
     let file = match branch.read(&target.file) {
         Ok(Some(bytes)) => bytes,
@@ -304,15 +304,24 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     }
 }
 
+/// Why a target has no listing to choose from.
+#[derive(Debug, thiserror::Error)]
+pub enum NoListing<'a> {
+    #[error("{0}")]
+    Failed(&'a RegistryError),
+    #[error("repository {0:?} was not listed")]
+    NotListed(&'a str),
+}
+
 /// The app's listing, or why there is none.
 pub(super) fn listing_of<'a>(
-    app: &App,
+    app: &'a App,
     listing: Option<&'a Result<Listing, RegistryError>>,
-) -> Result<&'a Listing, String> {
+) -> Result<&'a Listing, NoListing<'a>> {
     match listing {
         Some(Ok(listing)) => Ok(listing),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err(format!("repository {:?} was not listed", app.repository)),
+        Some(Err(e)) => Err(NoListing::Failed(e)),
+        None => Err(NoListing::NotListed(&app.repository)),
     }
 }
 

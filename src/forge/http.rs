@@ -185,7 +185,7 @@ impl Api {
                 let location = response
                     .headers()
                     .get(reqwest::header::LOCATION)
-                    .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                    .map(|l| shorten(String::from_utf8_lossy(l.as_bytes()).into_owned()))
                     .unwrap_or_else(|| "nowhere (no location header)".to_string());
                 return Err(self.error(
                     ErrorKind::Protocol,
@@ -359,16 +359,21 @@ fn summary(body: &Value) -> String {
         .get("errors")
         .map(|e| format!(" {e}"))
         .unwrap_or_default();
-    let mut all = format!("{text}{errors}");
-    if all.len() > 300 {
+    shorten(format!("{text}{errors}"))
+}
+
+/// `text` cut to 300 bytes (on a character boundary) with `…`: what the
+/// forge or whoever answers `api_url` says goes into one log line.
+fn shorten(mut text: String) -> String {
+    if text.len() > 300 {
         let mut cut = 300;
-        while !all.is_char_boundary(cut) {
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        all.truncate(cut);
-        all.push('…');
+        text.truncate(cut);
+        text.push('…');
     }
-    all
+    text
 }
 
 #[cfg(test)]

@@ -24,6 +24,11 @@ pub enum Request {
     Failed {
         error: String,
     },
+    /// The proposal branch could not be built or pushed (git), so the
+    /// forge was not asked.
+    NotBuilt {
+        error: String,
+    },
 }
 
 /// What the forge stage did, per target.

@@ -604,7 +604,7 @@ fn gh_fault(f: &Fault) -> Response {
                 .collect();
             respond(*status, rest, &ct, body.clone())
         }
-        Fault::Delay(_) | Fault::Endless { .. } => {
+        Fault::Delay(_) | Fault::Endless { .. } | Fault::LoseAnswer => {
             unreachable!("handled before answering")
         }
     }

@@ -503,7 +503,7 @@ fn gl_fault(f: &Fault) -> Response {
                 .collect();
             respond(*status, rest, &ct, body.clone())
         }
-        Fault::Delay(_) | Fault::Endless { .. } => {
+        Fault::Delay(_) | Fault::Endless { .. } | Fault::LoseAnswer => {
             unreachable!("handled before answering")
         }
     }

@@ -127,6 +127,28 @@ pub use github::*;
 pub use gitlab::*;
 pub use server::{Fake, Fault, Match, RequestRecord};
 
+/// A pull request (GitHub) or merge request (GitLab) as a scenario run on
+/// both forges checks it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pr {
+    /// GitHub's `number`, GitLab's `iid`.
+    pub number: u64,
+    pub open: bool,
+    /// As the forge holds it (GitLab's `Draft: ` prefix included).
+    pub title: String,
+    pub body: String,
+    pub branch: String,
+    pub draft: bool,
+    pub labels: Vec<String>,
+    /// Users asked to review, by login (GitLab's ids mapped back to names).
+    pub reviewers: Vec<String>,
+    /// Teams asked to review (GitHub only).
+    pub teams: Vec<String>,
+    pub assignees: Vec<String>,
+    pub auto_merge: bool,
+    pub comments: Vec<String>,
+}
+
 /// Either fake, seen the same way: for scenarios written once and run on
 /// both forges.
 pub trait ForgeFake {
@@ -140,7 +162,12 @@ pub trait ForgeFake {
     fn requests(&self) -> Vec<RequestRecord>;
     fn count(&self, route: &str) -> usize;
     fn fail_next(&self, matcher: Match, n: usize, fault: Fault);
+    fn clear_faults(&self);
     fn assert_no_client_errors(&self);
+    /// Every request the fake holds, oldest first.
+    fn prs(&self) -> Vec<Pr>;
+    /// An open request someone else opened from `branch` into `base`.
+    fn seed(&self, branch: &str, base: &str, title: &str) -> u64;
 
     fn create_calls(&self) -> usize {
         self.count(self.create_route())
@@ -180,8 +207,33 @@ impl ForgeFake for GitHubFake {
     fn fail_next(&self, matcher: Match, n: usize, fault: Fault) {
         Fake::fail_next(self, matcher, n, fault)
     }
+    fn clear_faults(&self) {
+        Fake::clear_faults(self)
+    }
     fn assert_no_client_errors(&self) {
         Fake::assert_no_client_errors(self)
+    }
+    fn seed(&self, branch: &str, base: &str, title: &str) -> u64 {
+        self.seed_pull("octocat", branch, base, title)
+    }
+    fn prs(&self) -> Vec<Pr> {
+        self.pulls()
+            .into_iter()
+            .map(|p| Pr {
+                number: p.number,
+                open: p.is_open(),
+                title: p.title,
+                body: p.body.unwrap_or_default(),
+                branch: p.head_ref,
+                draft: p.draft,
+                labels: p.labels,
+                reviewers: p.requested_reviewers,
+                teams: p.requested_teams,
+                assignees: p.assignees,
+                auto_merge: p.auto_merge.is_some(),
+                comments: p.comments.into_iter().map(|c| c.body).collect(),
+            })
+            .collect()
     }
 }
 
@@ -207,7 +259,40 @@ impl ForgeFake for GitLabFake {
     fn fail_next(&self, matcher: Match, n: usize, fault: Fault) {
         Fake::fail_next(self, matcher, n, fault)
     }
+    fn clear_faults(&self) {
+        Fake::clear_faults(self)
+    }
     fn assert_no_client_errors(&self) {
         Fake::assert_no_client_errors(self)
+    }
+    fn seed(&self, branch: &str, base: &str, title: &str) -> u64 {
+        let me = self.state().me.id;
+        self.seed_merge_request(me + 1000, branch, base, title)
+    }
+    fn prs(&self) -> Vec<Pr> {
+        let users = self.state().users.clone();
+        let name = |id: u64| {
+            users
+                .iter()
+                .find(|u| u.id == id)
+                .map_or_else(|| format!("#{id}"), |u| u.username.clone())
+        };
+        self.merge_requests()
+            .into_iter()
+            .map(|m| Pr {
+                number: m.iid,
+                open: m.is_open(),
+                draft: m.draft(),
+                title: m.title,
+                body: m.description.unwrap_or_default(),
+                branch: m.source_branch,
+                labels: m.labels,
+                reviewers: m.reviewer_ids.iter().map(|&i| name(i)).collect(),
+                teams: Vec::new(),
+                assignees: m.assignee_ids.iter().map(|&i| name(i)).collect(),
+                auto_merge: m.auto_merge,
+                comments: m.notes.into_iter().map(|c| c.body).collect(),
+            })
+            .collect()
     }
 }

@@ -155,6 +155,10 @@ pub enum Fault {
     /// A 200 whose body has no length and does not end (up to 4 GiB),
     /// produced lazily; `sent` counts the bytes handed to the connection.
     Endless { sent: Arc<AtomicUsize> },
+    /// Handle the request normally (a create does create), then lose the
+    /// answer: its head goes out, its body breaks off, the connection
+    /// closes. What a client sees when a proxy or the network drops it.
+    LoseAnswer,
 }
 
 struct FaultRule {
@@ -222,6 +226,14 @@ async fn handle<S: Service>(state: Arc<Mutex<S>>, req: Request) -> Response {
             (S::serve(&state, &inc, resolved).await, false)
         }
         Some(Fault::Endless { sent }) => (endless(sent), true),
+        Some(Fault::LoseAnswer) => {
+            let served = S::serve(&state, &inc, resolved).await;
+            let status = served.status().as_u16();
+            (
+                respond(status, Vec::new(), "application/json", Body::new(Broken)),
+                true,
+            )
+        }
         Some(f) => (S::fault(&f), true),
         None => (S::serve(&state, &inc, resolved).await, false),
     };
@@ -247,6 +259,24 @@ fn endless(sent: Arc<AtomicUsize>) -> Response {
             sent,
         }),
     )
+}
+
+/// A body that fails at once: hyper drops the connection mid-answer.
+struct Broken;
+
+impl hyper::body::Body for Broken {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fake: the answer was lost",
+        ))))
+    }
 }
 
 static SPACES: [u8; 64 << 10] = [b' '; 64 << 10];
@@ -332,13 +362,14 @@ impl<S: Service> Fake<S> {
             .count()
     }
 
-    /// The answers with a 4xx status the fake gave, as `METHOD path status`.
+    /// The answers with a 4xx status the fake gave of its own accord (an
+    /// injected fault is the test's doing), as `METHOD path status body`.
     pub fn client_errors(&self) -> Vec<String> {
         self.state()
             .log()
             .requests
             .iter()
-            .filter(|r| (400..500).contains(&r.status))
+            .filter(|r| (400..500).contains(&r.status) && !r.injected)
             .map(|r| format!("{} {} {} {}", r.method, r.path, r.status, r.raw_body))
             .collect()
     }
