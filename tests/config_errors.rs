@@ -302,3 +302,14 @@ fn check_accepts_the_example_and_included_apps() {
     );
     expect(&out, 0, &["ok: 2 apps, 3 targets, 2 repositories"]);
 }
+
+/// `soak = "0s"` is the documented default; writing it out was refused with
+/// "must be greater than zero" (issue 13, item 2).
+#[test]
+fn soak_zero_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}{PROD}promote_from = \"dev\"\nsoak = \"0s\"\n");
+    std::fs::write(dir.path().join("tagwatch.toml"), text).unwrap();
+    let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
+    expect(&out, 0, &["ok: 1 apps, 2 targets, 1 repositories"]);
+}

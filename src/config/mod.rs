@@ -150,7 +150,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
 
     let interval = match &raw.interval {
-        Some(v) => main.duration(v, "interval")?,
+        Some(v) => main.positive_duration(v, "interval")?,
         None => DEFAULT_INTERVAL,
     };
     let listen = match &raw.listen {

@@ -239,7 +239,7 @@ pub(super) fn validate_aws(src: &Source<'_>, raw: &RawAws) -> Result<AwsSettings
                 ));
             }
             let debounce = match &raw.debounce {
-                Some(d) => src.duration(d, "aws.events.debounce")?,
+                Some(d) => src.positive_duration(d, "aws.events.debounce")?,
                 None => Duration::from_secs(2),
             };
             Some(EventSettings {

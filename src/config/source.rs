@@ -122,14 +122,26 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// A duration in humantime syntax; zero is allowed (`soak = "0s"` is
+    /// the documented default, so writing it out must be accepted).
     pub(super) fn duration(&self, v: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
-        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+        humantime::parse_duration(v.get_ref()).map_err(|e| {
             self.error(
                 Some(v.span()),
                 key,
                 format!("invalid duration {:?}: {e}", v.get_ref()),
             )
-        })?;
+        })
+    }
+
+    /// A duration that must be more than zero: a period (`interval`) or a
+    /// wait (`debounce`) of zero would spin.
+    pub(super) fn positive_duration(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(v, key)?;
         if d.is_zero() {
             return Err(self.error(Some(v.span()), key, "must be greater than zero"));
         }
