@@ -313,3 +313,83 @@ fn soak_zero_is_accepted() {
     let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
     expect(&out, 0, &["ok: 1 apps, 2 targets, 1 repositories"]);
 }
+
+/// An `http://` git remote with `token_file` (or a password in the URL), or
+/// an `http://` forge `api_url`, sent the token in clear (issue 13, item
+/// 15). Refused at load with exit 64, naming file, line and key.
+#[test]
+fn plaintext_with_credentials_is_refused() {
+    let token = "url = \"git://127.0.0.1:9/none.git\"";
+    let forge = |api: &str| {
+        format!(
+            "{BASE}\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\ntoken_file = \"t\"\napi_url = \"{api}\"\n"
+        )
+    };
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "http remote with token_file",
+            BASE.replace(
+                token,
+                "url = \"http://git.acme.dev/gitops.git\"\ntoken_file = \"t\"",
+            ),
+            "tagwatch.toml:9: git.url: an http:// remote would send the token from token_file in clear",
+        ),
+        (
+            "http remote with a password in the URL",
+            BASE.replace(token, "url = \"http://bot:s3cret@10.0.0.7/gitops.git\""),
+            "tagwatch.toml:9: git.url: an http:// remote would send the password in the URL in clear",
+        ),
+        (
+            "http forge api_url",
+            forge("http://github.acme.dev/api/v3"),
+            "tagwatch.toml:27: forge.api_url: \"http://github.acme.dev/api/v3\" would send the forge token in clear",
+        ),
+        (
+            "http forge api_url on a private address",
+            forge("http://192.168.1.10/api/v4"),
+            "tagwatch.toml:27: forge.api_url: \"http://192.168.1.10/api/v4\" would send the forge token in clear",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let stderr = rejected(text);
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// The loopback exception of `plaintext_with_credentials_is_refused`: on
+/// 127.0.0.0/8, `::1` and `localhost` nothing leaves the machine, and the
+/// tests' git servers and forge fakes live there. `https://` is untouched.
+#[test]
+fn plaintext_credentials_to_loopback_are_accepted() {
+    for (git, api) in [
+        (
+            "http://127.0.0.1:8080/gitops.git",
+            "http://127.0.0.1:9/api/v3",
+        ),
+        ("http://127.3.4.5/gitops.git", "http://localhost:9/api/v3"),
+        ("http://[::1]:8080/gitops.git", "http://[::1]:9/api/v3"),
+        (
+            "http://LOCALHOST/gitops.git",
+            "https://github.acme.dev/api/v3",
+        ),
+        (
+            "https://git.acme.dev/gitops.git",
+            "https://github.acme.dev/api/v3",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{}\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\ntoken_file = \"t\"\napi_url = \"{api}\"\n",
+            BASE.replace(
+                "url = \"git://127.0.0.1:9/none.git\"",
+                &format!("url = \"{git}\"\ntoken_file = \"t\""),
+            )
+        );
+        std::fs::write(dir.path().join("tagwatch.toml"), text).unwrap();
+        let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
+        expect(&out, 0, &["ok: 1 apps, 1 targets, 1 repositories"]);
+    }
+}
