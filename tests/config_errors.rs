@@ -393,3 +393,79 @@ fn plaintext_credentials_to_loopback_are_accepted() {
         expect(&out, 0, &["ok: 1 apps, 1 targets, 1 repositories"]);
     }
 }
+
+/// App, group or env names that passed `check` but made the pull-request
+/// branch `tagwatch/<app or group>/<env>` a ref git refuses, so the target
+/// failed every cycle (issue 13, item 16). Now refused at load, naming the
+/// name's line and key; the other shapes were already refused by the name
+/// rule and stay so.
+#[test]
+fn names_that_make_an_invalid_proposal_branch_are_refused() {
+    const FORGE: &str = "\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\ntoken_file = \"t\"\n";
+    let pr = |app: &str, extra: &str| {
+        format!(
+            "{}{}update = \"pull-request\"\n{extra}{FORGE}",
+            BASE.replace("name = \"payments\"", &format!("name = {app:?}")),
+            PROD,
+        )
+    };
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "app name ending in .lock",
+            pr("pay.lock", ""),
+            "tagwatch.toml:14: apps[0].name: the app name makes the pull-request branch \"tagwatch/pay.lock/prod\", which git refuses",
+        ),
+        (
+            "app name with ..",
+            pr("pay..x", ""),
+            "tagwatch.toml:14: apps[0].name: the app name makes the pull-request branch \"tagwatch/pay..x/prod\"",
+        ),
+        (
+            "env ending in .",
+            pr("payments", "").replace("env = \"prod\"", "env = \"prod.\""),
+            "tagwatch.toml:24: apps[0].targets[1].env: the env makes the pull-request branch \"tagwatch/payments/prod.\"",
+        ),
+        (
+            "group ending in .lock",
+            pr("payments", "group = \"g.lock\"\n"),
+            "tagwatch.toml:28: apps[0].targets[1].group: the group makes the pull-request branch \"tagwatch/g.lock/prod\"",
+        ),
+        (
+            "env ending in .lock",
+            pr("payments", "").replace("env = \"prod\"", "env = \"prod.lock\""),
+            "tagwatch.toml:24: apps[0].targets[1].env: the env makes the pull-request branch \"tagwatch/payments/prod.lock\"",
+        ),
+        (
+            "app name starting with -",
+            pr("-x", ""),
+            "tagwatch.toml:14: apps[0].name: \"-x\" must start with a letter or digit",
+        ),
+        (
+            "app name with a slash",
+            pr("a/b", ""),
+            "tagwatch.toml:14: apps[0].name: \"a/b\" must start with a letter or digit",
+        ),
+        (
+            "app name with @{",
+            pr("pay@{1}", ""),
+            "tagwatch.toml:14: apps[0].name: \"pay@{1}\" must start with a letter or digit",
+        ),
+        (
+            "app name with a space",
+            pr("pay x", ""),
+            "tagwatch.toml:14: apps[0].name: \"pay x\" must start with a letter or digit",
+        ),
+        (
+            "group with a control character",
+            pr("payments", "group = \"g\\u0007\"\n"),
+            "tagwatch.toml:28: apps[0].targets[1].group: \"g\\u{7}\" must start with a letter or digit",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let stderr = rejected(text);
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}

@@ -172,6 +172,57 @@ fn check_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// Where a pull-request target's branch lives: `tagwatch/<group or app>/<env>`.
+/// The same shape as `propose::branch` (which cannot be called from here:
+/// it sits above config), checked here so that a name git refuses fails at
+/// load instead of in every cycle.
+const PROPOSAL_BRANCH_PREFIX: &str = "refs/heads/tagwatch/";
+
+/// `check_name` keeps names to `[A-Za-z0-9._-]`, but git's ref rules refuse
+/// more: a component ending in `.lock`, a `..`, a `.` at the very end. git2's
+/// `is_valid_name` on the full ref is the authority; the error blames the
+/// name that breaks it (the group or app, else the env).
+fn check_proposal_branch(
+    src: &Source<'_>,
+    app: usize,
+    index: usize,
+    name: &Spanned<String>,
+    raw: &RawTarget,
+    target: &Target,
+) -> Result<(), ConfigError> {
+    if target.update != Update::PullRequest {
+        return Ok(());
+    }
+    let owner = target.group.as_deref().unwrap_or(name.get_ref());
+    let branch = format!("{PROPOSAL_BRANCH_PREFIX}{owner}/{}", target.env);
+    if git2::Reference::is_valid_name(&branch) {
+        return Ok(());
+    }
+    let owner_is_bad =
+        !git2::Reference::is_valid_name(&format!("{PROPOSAL_BRANCH_PREFIX}{owner}/env"));
+    let (span, key, what) = match (&raw.group, owner_is_bad) {
+        (Some(g), true) => (
+            g.span(),
+            format!("apps[{app}].targets[{index}].group"),
+            "group",
+        ),
+        (None, true) => (name.span(), format!("apps[{app}].name"), "app name"),
+        (_, false) => (
+            raw.env.as_ref().map_or(name.span(), |e| e.span()),
+            format!("apps[{app}].targets[{index}].env"),
+            "env",
+        ),
+    };
+    let shown = branch.trim_start_matches("refs/heads/");
+    Err(src.error(
+        Some(span),
+        key,
+        format!(
+            "the {what} makes the pull-request branch {shown:?}, which git refuses (a part ending in \".lock\", a \"..\", or a \".\" at the end)"
+        ),
+    ))
+}
+
 /// What earlier apps claimed, to point at both sides of a duplicate.
 #[derive(Default)]
 pub(super) struct SeenApps {
@@ -246,6 +297,7 @@ pub(super) fn validate_app(
             &policy,
             seen.forge.as_ref(),
         )?;
+        check_proposal_branch(src, index, t, name, raw_target, &target)?;
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
