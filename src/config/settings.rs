@@ -397,6 +397,11 @@ pub(super) fn validate_git(
     })
 }
 
+/// A `git.author` that is not `Name <email>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not of the form \"Name <email>\"")]
+pub(super) struct IdentityError(String);
+
 /// True for an `http://` URL to a host other than this machine's loopback
 /// (`localhost`, 127.0.0.0/8, `::1`): credentials sent to it travel in
 /// clear. Anything that is not an `http://` URL is not this check's concern.
@@ -429,8 +434,8 @@ pub(super) fn looks_like_local_path(url: &str) -> bool {
     }
 }
 
-pub(super) fn parse_identity(s: &str) -> Result<Identity, String> {
-    let err = || format!("{s:?} is not of the form \"Name <email>\"");
+pub(super) fn parse_identity(s: &str) -> Result<Identity, IdentityError> {
+    let err = || IdentityError(s.to_string());
     let (name, rest) = s.split_once('<').ok_or_else(err)?;
     let email = rest.strip_suffix('>').ok_or_else(err)?;
     let (name, email) = (name.trim(), email.trim());

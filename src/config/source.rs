@@ -112,13 +112,13 @@ impl<'a> Source<'a> {
         &self,
         span: Option<std::ops::Range<usize>>,
         key: impl Into<String>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
     ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             line: span.map(|s| line_of(self.text, s.start)),
             key: key.into(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
