@@ -3,7 +3,8 @@
 //! `cargo bench --bench manifest`. Besides `set`, it measures what bounds it: one bare
 //! saphyr-parser pass over the same text (the floor: `set` must parse the input and re-parse
 //! the output in full, so it cannot go below two of these) and `get` (one parse plus the
-//! lookup).
+//! lookup). `cargo test --bench manifest` (in CI) runs each once, with the sanity
+//! assertions.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -99,6 +100,14 @@ fn bench_manifest(c: &mut Criterion) {
         .expect("set succeeds")
         .expect("set changes the file");
     assert_eq!(out.len(), bytes.len());
+    // ... and change only the tag: the edited file reads back the new value,
+    // and is the old one outside the scalar's three bytes.
+    let after = manifest::get(&out, &path, &Document::Any).expect("get after set");
+    assert_eq!(after.value, "9.9.9");
+    let before = manifest::get(bytes, &path, &Document::Any).expect("get before set");
+    let span = before.byte_range.clone();
+    assert_eq!(&out[..span.start], &bytes[..span.start]);
+    assert_eq!(&out[span.end..], &bytes[span.end..]);
 
     let mut group = c.benchmark_group("manifest_5mb");
     // An iteration takes a tenth of a second or more: few, flat samples keep the run short.

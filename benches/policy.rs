@@ -9,6 +9,8 @@
 //! config load but `tagwatch policy test` does on every run.
 //!
 //! Run: `cargo bench --bench policy` (about a minute on the 2-core machine).
+//! `cargo test --bench policy` (in CI) runs each benchmark once, with the
+//! sanity assertions, in a few seconds.
 //! Medians land in `target/criterion/<group>/<bench>/new/estimates.json`.
 
 use std::hint::black_box;
@@ -119,13 +121,19 @@ fn choose(c: &mut Criterion) {
         ("semver ^1.4", semver_spec(), semver_listing()),
         ("allow+extract+numeric", build_spec(), build_listing()),
     ];
-    for (name, spec, images) in &cases {
+    // What each policy must choose from its (deterministic) listing: the
+    // highest 1.x release, and the highest build number. `cargo test
+    // --bench policy` (CI) runs this once, so a policy that chooses wrong
+    // fails there rather than being timed.
+    let expected = ["1.59.999", "main-999998-b13a7c7"];
+    for ((name, spec, images), want) in cases.iter().zip(expected) {
         // Fail loudly rather than time a policy that chooses nothing.
         let policy = Policy::from_spec(spec).expect("bench policy is valid");
         let chosen = policy
             .best(images, NOW)
             .expect("the listing has a candidate");
         eprintln!("{name}: {} tags, chooses {:?}", images.len(), chosen.tag);
+        assert_eq!(chosen.tag, want, "{name}: wrong choice");
     }
 
     let mut group = c.benchmark_group("best");

@@ -302,3 +302,170 @@ fn check_accepts_the_example_and_included_apps() {
     );
     expect(&out, 0, &["ok: 2 apps, 3 targets, 2 repositories"]);
 }
+
+/// `soak = "0s"` is the documented default; writing it out was refused with
+/// "must be greater than zero" (issue 13, item 2).
+#[test]
+fn soak_zero_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}{PROD}promote_from = \"dev\"\nsoak = \"0s\"\n");
+    std::fs::write(dir.path().join("tagwatch.toml"), text).unwrap();
+    let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
+    expect(&out, 0, &["ok: 1 apps, 2 targets, 1 repositories"]);
+}
+
+/// An `http://` git remote with `token_file` (or a password in the URL), or
+/// an `http://` forge `api_url`, sent the token in clear (issue 13, item
+/// 15). Refused at load with exit 64, naming file, line and key.
+#[test]
+fn plaintext_with_credentials_is_refused() {
+    let token = "url = \"git://127.0.0.1:9/none.git\"";
+    let forge = |api: &str| {
+        format!(
+            "{BASE}\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\ntoken_file = \"t\"\napi_url = \"{api}\"\n"
+        )
+    };
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "http remote with token_file",
+            BASE.replace(
+                token,
+                "url = \"http://git.acme.dev/gitops.git\"\ntoken_file = \"t\"",
+            ),
+            "tagwatch.toml:9: git.url: an http:// remote would send the token from token_file in clear",
+        ),
+        (
+            "http remote with a password in the URL",
+            BASE.replace(token, "url = \"http://bot:s3cret@10.0.0.7/gitops.git\""),
+            "tagwatch.toml:9: git.url: an http:// remote would send the password in the URL in clear",
+        ),
+        (
+            "http forge api_url",
+            forge("http://github.acme.dev/api/v3"),
+            "tagwatch.toml:27: forge.api_url: \"http://github.acme.dev/api/v3\" would send the forge token in clear",
+        ),
+        (
+            "http forge api_url on a private address",
+            forge("http://192.168.1.10/api/v4"),
+            "tagwatch.toml:27: forge.api_url: \"http://192.168.1.10/api/v4\" would send the forge token in clear",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let stderr = rejected(text);
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// The loopback exception of `plaintext_with_credentials_is_refused`: on
+/// 127.0.0.0/8, `::1` and `localhost` nothing leaves the machine, and the
+/// tests' git servers and forge fakes live there. `https://` is untouched.
+#[test]
+fn plaintext_credentials_to_loopback_are_accepted() {
+    for (git, api) in [
+        (
+            "http://127.0.0.1:8080/gitops.git",
+            "http://127.0.0.1:9/api/v3",
+        ),
+        ("http://127.3.4.5/gitops.git", "http://localhost:9/api/v3"),
+        ("http://[::1]:8080/gitops.git", "http://[::1]:9/api/v3"),
+        (
+            "http://LOCALHOST/gitops.git",
+            "https://github.acme.dev/api/v3",
+        ),
+        (
+            "https://git.acme.dev/gitops.git",
+            "https://github.acme.dev/api/v3",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{}\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\ntoken_file = \"t\"\napi_url = \"{api}\"\n",
+            BASE.replace(
+                "url = \"git://127.0.0.1:9/none.git\"",
+                &format!("url = \"{git}\"\ntoken_file = \"t\""),
+            )
+        );
+        std::fs::write(dir.path().join("tagwatch.toml"), text).unwrap();
+        let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
+        expect(&out, 0, &["ok: 1 apps, 1 targets, 1 repositories"]);
+    }
+}
+
+/// App, group or env names that passed `check` but made the pull-request
+/// branch `tagwatch/<app or group>/<env>` a ref git refuses, so the target
+/// failed every cycle (issue 13, item 16). Now refused at load, naming the
+/// name's line and key; the other shapes were already refused by the name
+/// rule and stay so.
+#[test]
+fn names_that_make_an_invalid_proposal_branch_are_refused() {
+    const FORGE: &str = "\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\ntoken_file = \"t\"\n";
+    let pr = |app: &str, extra: &str| {
+        format!(
+            "{}{}update = \"pull-request\"\n{extra}{FORGE}",
+            BASE.replace("name = \"payments\"", &format!("name = {app:?}")),
+            PROD,
+        )
+    };
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "app name ending in .lock",
+            pr("pay.lock", ""),
+            "tagwatch.toml:14: apps[0].name: the app name makes the pull-request branch \"tagwatch/pay.lock/prod\", which git refuses",
+        ),
+        (
+            "app name with ..",
+            pr("pay..x", ""),
+            "tagwatch.toml:14: apps[0].name: the app name makes the pull-request branch \"tagwatch/pay..x/prod\"",
+        ),
+        (
+            "env ending in .",
+            pr("payments", "").replace("env = \"prod\"", "env = \"prod.\""),
+            "tagwatch.toml:24: apps[0].targets[1].env: the env makes the pull-request branch \"tagwatch/payments/prod.\"",
+        ),
+        (
+            "group ending in .lock",
+            pr("payments", "group = \"g.lock\"\n"),
+            "tagwatch.toml:28: apps[0].targets[1].group: the group makes the pull-request branch \"tagwatch/g.lock/prod\"",
+        ),
+        (
+            "env ending in .lock",
+            pr("payments", "").replace("env = \"prod\"", "env = \"prod.lock\""),
+            "tagwatch.toml:24: apps[0].targets[1].env: the env makes the pull-request branch \"tagwatch/payments/prod.lock\"",
+        ),
+        (
+            "app name starting with -",
+            pr("-x", ""),
+            "tagwatch.toml:14: apps[0].name: \"-x\" must start with a letter or digit",
+        ),
+        (
+            "app name with a slash",
+            pr("a/b", ""),
+            "tagwatch.toml:14: apps[0].name: \"a/b\" must start with a letter or digit",
+        ),
+        (
+            "app name with @{",
+            pr("pay@{1}", ""),
+            "tagwatch.toml:14: apps[0].name: \"pay@{1}\" must start with a letter or digit",
+        ),
+        (
+            "app name with a space",
+            pr("pay x", ""),
+            "tagwatch.toml:14: apps[0].name: \"pay x\" must start with a letter or digit",
+        ),
+        (
+            "group with a control character",
+            pr("payments", "group = \"g\\u0007\"\n"),
+            "tagwatch.toml:28: apps[0].targets[1].group: \"g\\u{7}\" must start with a letter or digit",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        let stderr = rejected(text);
+        assert!(
+            stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}

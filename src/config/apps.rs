@@ -106,19 +106,19 @@ impl RepoPath {
     /// Checks that `raw` stays inside the repository. `..`, absolute paths
     /// and paths into `.git` are refused, because a config file is not a
     /// reason to write outside the repository or into its internals.
-    pub fn new(raw: &str) -> Result<RepoPath, String> {
+    pub fn new(raw: &str) -> Result<RepoPath, RepoPathError> {
         if raw.is_empty() {
-            return Err("must not be empty".into());
+            return Err(RepoPathError::Empty);
         }
+        let bad = |kind| RepoPathError::Invalid {
+            path: raw.to_string(),
+            kind,
+        };
         if let Some(c) = raw.chars().find(|c| c.is_control()) {
-            return Err(format!(
-                "{raw:?} contains the control character {c:?}, which no file name in git can hold"
-            ));
+            return Err(bad(RepoPathProblem::ControlCharacter(c)));
         }
         if raw.contains('\\') {
-            return Err(format!(
-                "{raw:?} contains a backslash; use / as the separator"
-            ));
+            return Err(bad(RepoPathProblem::Backslash));
         }
         let path = Path::new(raw);
         let mut parts = Vec::new();
@@ -127,20 +127,18 @@ impl RepoPath {
                 Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
                 Component::CurDir => {}
                 Component::ParentDir => {
-                    return Err(format!("{raw:?} escapes the repository (\"..\")"));
+                    return Err(bad(RepoPathProblem::Escapes));
                 }
                 Component::RootDir | Component::Prefix(_) => {
-                    return Err(format!(
-                        "{raw:?} is absolute; give a path relative to the repository root"
-                    ));
+                    return Err(bad(RepoPathProblem::Absolute));
                 }
             }
         }
         if parts.is_empty() {
-            return Err(format!("{raw:?} names no file"));
+            return Err(bad(RepoPathProblem::NoFile));
         }
         if parts[0] == ".git" {
-            return Err(format!("{raw:?} points into .git"));
+            return Err(bad(RepoPathProblem::GitDir));
         }
         Ok(RepoPath(parts.join("/")))
     }
@@ -156,9 +154,47 @@ impl fmt::Display for RepoPath {
     }
 }
 
+/// Why a `file` is not a [`RepoPath`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RepoPathError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("{path:?} {kind}")]
+    Invalid { path: String, kind: RepoPathProblem },
+}
+
+/// What is wrong with a non-empty `file`, phrased to follow the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RepoPathProblem {
+    #[error("contains the control character {0:?}, which no file name in git can hold")]
+    ControlCharacter(char),
+    #[error("contains a backslash; use / as the separator")]
+    Backslash,
+    #[error("escapes the repository (\"..\")")]
+    Escapes,
+    #[error("is absolute; give a path relative to the repository root")]
+    Absolute,
+    #[error("names no file")]
+    NoFile,
+    #[error("points into .git")]
+    GitDir,
+}
+
+/// An app, env or group name outside the characters `check_name` allows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)"
+)]
+pub(super) struct NameError(String);
+
+/// An app's `repository` that ECR would not accept as a repository name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a valid ECR repository name (lowercase letters, digits, '.', '_', '-', '/')")]
+pub(super) struct RepositoryNameError(String);
+
 /// Names end up in commit subjects, trailers and (later) branch names, so
 /// they are kept to characters that are safe in all three.
-fn check_name(s: &str) -> Result<(), String> {
+fn check_name(s: &str) -> Result<(), NameError> {
     let ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -166,10 +202,59 @@ fn check_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{s:?} must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)"
-        ))
+        Err(NameError(s.to_string()))
     }
+}
+
+/// Where a pull-request target's branch lives: `tagwatch/<group or app>/<env>`.
+/// The same shape as `propose::branch` (which cannot be called from here:
+/// it sits above config), checked here so that a name git refuses fails at
+/// load instead of in every cycle.
+const PROPOSAL_BRANCH_PREFIX: &str = "refs/heads/tagwatch/";
+
+/// `check_name` keeps names to `[A-Za-z0-9._-]`, but git's ref rules refuse
+/// more: a component ending in `.lock`, a `..`, a `.` at the very end. git2's
+/// `is_valid_name` on the full ref is the authority; the error blames the
+/// name that breaks it (the group or app, else the env).
+fn check_proposal_branch(
+    src: &Source<'_>,
+    app: usize,
+    index: usize,
+    name: &Spanned<String>,
+    raw: &RawTarget,
+    target: &Target,
+) -> Result<(), ConfigError> {
+    if target.update != Update::PullRequest {
+        return Ok(());
+    }
+    let owner = target.group.as_deref().unwrap_or(name.get_ref());
+    let branch = format!("{PROPOSAL_BRANCH_PREFIX}{owner}/{}", target.env);
+    if git2::Reference::is_valid_name(&branch) {
+        return Ok(());
+    }
+    let owner_is_bad =
+        !git2::Reference::is_valid_name(&format!("{PROPOSAL_BRANCH_PREFIX}{owner}/env"));
+    let (span, key, what) = match (&raw.group, owner_is_bad) {
+        (Some(g), true) => (
+            g.span(),
+            format!("apps[{app}].targets[{index}].group"),
+            "group",
+        ),
+        (None, true) => (name.span(), format!("apps[{app}].name"), "app name"),
+        (_, false) => (
+            raw.env.as_ref().map_or(name.span(), |e| e.span()),
+            format!("apps[{app}].targets[{index}].env"),
+            "env",
+        ),
+    };
+    let shown = branch.trim_start_matches("refs/heads/");
+    Err(src.error(
+        Some(span),
+        key,
+        format!(
+            "the {what} makes the pull-request branch {shown:?}, which git refuses (a part ending in \".lock\", a \"..\", or a \".\" at the end)"
+        ),
+    ))
 }
 
 /// What earlier apps claimed, to point at both sides of a duplicate.
@@ -246,6 +331,7 @@ pub(super) fn validate_app(
             &policy,
             seen.forge.as_ref(),
         )?;
+        check_proposal_branch(src, index, t, name, raw_target, &target)?;
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -371,7 +457,7 @@ fn validate_policy(
 
 /// ECR's own rule for repository names, so a typo fails at startup rather
 /// than as a `RepositoryNotFoundException` every cycle.
-fn check_repository(s: &str) -> Result<(), String> {
+fn check_repository(s: &str) -> Result<(), RepositoryNameError> {
     let ok = s.len() >= 2
         && s.len() <= 256
         && s.split('/').all(|part| {
@@ -387,9 +473,7 @@ fn check_repository(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{s:?} is not a valid ECR repository name (lowercase letters, digits, '.', '_', '-', '/')"
-        ))
+        Err(RepositoryNameError(s.to_string()))
     }
 }
 

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::aws::{AwsSettings, EventSettings};
-pub use apps::{App, Kustomize, RepoPath, Target, Update};
+pub use apps::{App, Kustomize, RepoPath, RepoPathError, RepoPathProblem, Target, Update};
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
@@ -150,7 +150,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
 
     let interval = match &raw.interval {
-        Some(v) => main.duration(v, "interval")?,
+        Some(v) => main.positive_duration(v, "interval")?,
         None => DEFAULT_INTERVAL,
     };
     let listen = match &raw.listen {

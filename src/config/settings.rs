@@ -168,6 +168,16 @@ pub(super) fn validate_forge(
                     format!("{:?} is not an http(s) URL", url.get_ref()),
                 ));
             }
+            if sends_in_clear(text) {
+                return Err(src.error(
+                    Some(url.span()),
+                    "forge.api_url",
+                    format!(
+                        "{:?} would send the forge token in clear; use https:// (http:// is allowed only for loopback addresses)",
+                        url.get_ref()
+                    ),
+                ));
+            }
             text.to_string()
         }
         None => match kind {
@@ -239,7 +249,7 @@ pub(super) fn validate_aws(src: &Source<'_>, raw: &RawAws) -> Result<AwsSettings
                 ));
             }
             let debounce = match &raw.debounce {
-                Some(d) => src.duration(d, "aws.events.debounce")?,
+                Some(d) => src.positive_duration(d, "aws.events.debounce")?,
                 None => Duration::from_secs(2),
             };
             Some(EventSettings {
@@ -314,6 +324,24 @@ pub(super) fn validate_git(
         }),
         None => None,
     };
+    // Basic auth over plain HTTP hands the token to anyone on the path.
+    // Loopback stays allowed: nothing leaves the machine, and tests use it.
+    let inline_password = reqwest::Url::parse(url.get_ref().trim())
+        .is_ok_and(|u| u.password().is_some_and(|p| !p.is_empty()));
+    if (token.is_some() || inline_password) && sends_in_clear(url.get_ref().trim()) {
+        let what = if token.is_some() {
+            "the token from token_file"
+        } else {
+            "the password in the URL"
+        };
+        return Err(src.error(
+            Some(url.span()),
+            "git.url",
+            format!(
+                "an http:// remote would send {what} in clear; use https:// (http:// is allowed only for loopback addresses)"
+            ),
+        ));
+    }
     let ssh = match (&raw.ssh_key_file, &raw.known_hosts_file) {
         (Some(key), Some(hosts)) => Some(SshAuth {
             key_file: base.join(key.get_ref()),
@@ -369,6 +397,31 @@ pub(super) fn validate_git(
     })
 }
 
+/// A `git.author` that is not `Name <email>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not of the form \"Name <email>\"")]
+pub(super) struct IdentityError(String);
+
+/// True for an `http://` URL to a host other than this machine's loopback
+/// (`localhost`, 127.0.0.0/8, `::1`): credentials sent to it travel in
+/// clear. Anything that is not an `http://` URL is not this check's concern.
+fn sends_in_clear(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if url.scheme() != "http" {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return true;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => !host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// True for remotes git treats as a path on this machine: not a URL with a
 /// scheme, and not scp-like `user@host:path`.
 pub(super) fn looks_like_local_path(url: &str) -> bool {
@@ -381,8 +434,8 @@ pub(super) fn looks_like_local_path(url: &str) -> bool {
     }
 }
 
-pub(super) fn parse_identity(s: &str) -> Result<Identity, String> {
-    let err = || format!("{s:?} is not of the form \"Name <email>\"");
+pub(super) fn parse_identity(s: &str) -> Result<Identity, IdentityError> {
+    let err = || IdentityError(s.to_string());
     let (name, rest) = s.split_once('<').ok_or_else(err)?;
     let email = rest.strip_suffix('>').ok_or_else(err)?;
     let (name, email) = (name.trim(), email.trim());

@@ -112,24 +112,36 @@ impl<'a> Source<'a> {
         &self,
         span: Option<std::ops::Range<usize>>,
         key: impl Into<String>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
     ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             line: span.map(|s| line_of(self.text, s.start)),
             key: key.into(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
+    /// A duration in humantime syntax; zero is allowed (`soak = "0s"` is
+    /// the documented default, so writing it out must be accepted).
     pub(super) fn duration(&self, v: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
-        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+        humantime::parse_duration(v.get_ref()).map_err(|e| {
             self.error(
                 Some(v.span()),
                 key,
                 format!("invalid duration {:?}: {e}", v.get_ref()),
             )
-        })?;
+        })
+    }
+
+    /// A duration that must be more than zero: a period (`interval`) or a
+    /// wait (`debounce`) of zero would spin.
+    pub(super) fn positive_duration(
+        &self,
+        v: &Spanned<String>,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(v, key)?;
         if d.is_zero() {
             return Err(self.error(Some(v.span()), key, "must be greater than zero"));
         }
