@@ -189,7 +189,7 @@ impl Builder {
 fn rebuild(
     checkout: &mut Checkout,
     branch: &str,
-    head: git2::Oid,
+    head: crate::gitops::CommitId,
     members: &[Member],
     now: OffsetDateTime,
 ) -> Result<(), String> {

@@ -593,7 +593,7 @@ fn a_lock_file_left_by_a_kill_does_not_wedge_the_clone() {
         "HEAD.lock",
     ] {
         // As a kill leaves it: no process holds it, and it is older than
-        // any lock a live process holds (src/gitops.rs STALE_LOCK).
+        // any lock a live process holds (src/gitops/mod.rs STALE_LOCK).
         let planted = clone().join(lock);
         std::fs::write(&planted, "").unwrap();
         std::fs::File::options()
