@@ -314,6 +314,7 @@ impl Checkout {
             .repo
             .find_remote(REMOTE)
             .map_err(|e| self.local_error(e))?;
+        tracing::debug!(remote = %redact(&self.settings.url), branch = %self.settings.branch, "fetching");
         let started = std::time::Instant::now();
         let fetched = remote.fetch(
             &[refspec.as_str(), proposals.as_str()],
