@@ -585,7 +585,8 @@ impl Checkout {
         if new == expected {
             return Ok(());
         }
-        let remote = Repository::open_bare(path).map_err(|e| self.remote_error("push", e))?;
+        // A bare repository or a work tree's, as libgit2's transport takes.
+        let remote = Repository::open(path).map_err(|e| self.remote_error("push", e))?;
         // Only what the remote lacks: everything up to the fetched head is
         // there already.
         let mut walk = self.repo.revwalk().map_err(|e| self.local_error(e))?;
