@@ -15,7 +15,7 @@
 //!   restart, and no app ever has a second pull request.
 //! - Over `file://` (issue 13 item 10), where tagwatch does the
 //!   compare-and-swap itself: a writer every 20 ms, 200 push attempts by
-//!   tagwatch, none of the writer's commits lost.
+//!   tagwatch and 200 lost races, none of the writer's commits lost.
 //! - The lock files such a kill can leave in the clone, planted one by one
 //!   (the random kills almost never hit those microseconds).
 //!
@@ -36,7 +36,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,13 +98,21 @@ fn soak(replicas: usize) {
         .collect();
 
     let stop = AtomicBool::new(false);
+    let writer_rejections = AtomicUsize::new(0);
     let window_start = epoch_now();
     let (writer, seeded) = thread::scope(|s| {
         // Whatever fails below, the helper threads stop and the scope ends.
         let _stop = StopOnDrop(&stop);
         let seeder = s.spawn(|| scene.seed_until(&stop, XorShift::new(seed)));
-        let writer =
-            s.spawn(|| second_writer(&url, &work.path().join("writer"), &stop, PUSH_EVERY));
+        let writer = s.spawn(|| {
+            second_writer(
+                &url,
+                &work.path().join("writer"),
+                &stop,
+                PUSH_EVERY,
+                &writer_rejections,
+            )
+        });
         let begin = Instant::now();
         let mut report_at = begin;
         while begin.elapsed() < window {
@@ -225,8 +233,10 @@ fn soak(replicas: usize) {
 /// ref without a compare-and-swap, and one of 75 of a person's commits
 /// vanished. tagwatch now swaps the ref itself. A person's process pushes
 /// every 20 ms while each app gets a new release every 100 ms or so,
-/// until tagwatch has made `FILE_RACES` push attempts against it: every
-/// one of the person's commits stays, every promotion lands once.
+/// until tagwatch has made `FILE_RACES` push attempts against it and
+/// `FILE_RACES` races were lost (a push rejected because the other side
+/// moved the branch after its fetch, on either side): every one of the
+/// person's commits stays, every promotion lands once.
 #[test]
 fn file_remote_push_never_overwrites_a_concurrent_commit() {
     let _serial = serial();
@@ -244,6 +254,10 @@ fn file_remote_push_never_overwrites_a_concurrent_commit() {
     let mut daemon = Daemon::start(&config, &work.path().join("replica.log"));
 
     let stop = AtomicBool::new(false);
+    let writer_rejections = AtomicUsize::new(0);
+    let lost_races = |attempts: &PushAttempts| {
+        attempts.rejected + attempts.failed + writer_rejections.load(Ordering::SeqCst)
+    };
     let begin = Instant::now();
     let writer = thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
@@ -253,6 +267,7 @@ fn file_remote_push_never_overwrites_a_concurrent_commit() {
                 &work.path().join("writer"),
                 &stop,
                 Duration::from_millis(20),
+                &writer_rejections,
             )
         });
         // One seeder per app, each as fast as moto takes new images, so
@@ -274,11 +289,16 @@ fn file_remote_push_never_overwrites_a_concurrent_commit() {
                 "the writer stopped (its panic is above)"
             );
             let attempts = PushAttempts::of(&daemon);
-            if attempts.total() >= FILE_RACES || begin.elapsed() > FILE_RACE_LIMIT {
+            let enough = attempts.total() >= FILE_RACES && lost_races(&attempts) >= FILE_RACES;
+            if enough || begin.elapsed() > FILE_RACE_LIMIT {
                 break;
             }
             if Instant::now() >= report_at {
-                eprintln!("file race +{:>2}s: {attempts:?}", begin.elapsed().as_secs());
+                eprintln!(
+                    "file race +{:>2}s: {attempts:?}; {} races lost on either side",
+                    begin.elapsed().as_secs(),
+                    lost_races(&attempts)
+                );
                 report_at += Duration::from_secs(5);
             }
             thread::sleep(Duration::from_millis(100));
@@ -299,10 +319,11 @@ fn file_remote_push_never_overwrites_a_concurrent_commit() {
         .collect();
     eprintln!(
         "file race: {attempts:?} in {:?} against {} commits of a person ({} of its pushes \
-         rejected); {} of the person's commits lost",
+         rejected); {} races lost on either side; {} of the person's commits lost",
         begin.elapsed(),
         writer.subjects.len(),
         writer.rejected,
+        lost_races(&attempts),
         lost.len(),
     );
     assert!(
@@ -311,18 +332,20 @@ fn file_remote_push_never_overwrites_a_concurrent_commit() {
     );
     // Asserted after the losses, so that a slow machine cannot hide one.
     assert!(
-        attempts.total() >= FILE_RACES,
-        "only {attempts:?} in {FILE_RACE_LIMIT:?}"
+        attempts.total() >= FILE_RACES && lost_races(&attempts) >= FILE_RACES,
+        "only {attempts:?} and {} races lost in {FILE_RACE_LIMIT:?}",
+        lost_races(&attempts)
     );
     scene.check_history("file race");
     scene.assert_desired_state("file race");
     assert_fsck_clean(&scene.remote.bare());
 }
 
-/// tagwatch's push attempts in `file_remote_push_never_overwrites_a_concurrent_commit`.
+/// tagwatch's push attempts, and the races lost on either side, in
+/// `file_remote_push_never_overwrites_a_concurrent_commit`.
 const FILE_RACES: usize = 200;
 /// How long that test may take to reach them.
-const FILE_RACE_LIMIT: Duration = Duration::from_secs(50);
+const FILE_RACE_LIMIT: Duration = Duration::from_secs(55);
 
 /// What one daemon's log says about its pushes.
 struct PushAttempts {
@@ -593,7 +616,7 @@ fn a_lock_file_left_by_a_kill_does_not_wedge_the_clone() {
         "HEAD.lock",
     ] {
         // As a kill leaves it: no process holds it, and it is older than
-        // any lock a live process holds (src/gitops.rs STALE_LOCK).
+        // any lock a live process holds (src/gitops/mod.rs STALE_LOCK).
         let planted = clone().join(lock);
         std::fs::write(&planted, "").unwrap();
         std::fs::File::options()
@@ -1209,7 +1232,13 @@ struct Writer {
 /// `PUSH_EVERY` (alternately a new file and an edit to NOTES.md, a file
 /// tagwatch never touches), pushed; on rejection `pull --rebase` and push
 /// again until it lands. Stops at `stop` with its last commit landed.
-fn second_writer(url: &str, dir: &Path, stop: &AtomicBool, every: Duration) -> Writer {
+fn second_writer(
+    url: &str,
+    dir: &Path,
+    stop: &AtomicBool,
+    every: Duration,
+    rejections: &AtomicUsize,
+) -> Writer {
     let parent = dir.parent().unwrap();
     let name = dir.file_name().unwrap().to_str().unwrap();
     must(run_git(parent, &["clone", "-q", url, name]));
@@ -1239,6 +1268,7 @@ fn second_writer(url: &str, dir: &Path, stop: &AtomicBool, every: Duration) -> W
                 break;
             }
             writer.rejected += 1;
+            rejections.fetch_add(1, Ordering::SeqCst);
             tries += 1;
             assert!(tries < 100, "the writer cannot push: {}", show(&push));
             must(run_git(dir, &["pull", "-q", "--rebase", "origin", "main"]));

@@ -41,7 +41,7 @@ fn a_huge_blob_is_refused_from_its_header_without_inflating_it() {
 
     // The baseline: the same cycle without the huge file's target.
     let small = Workdir::new(&moto.endpoint, &url, &[("app", "app", "^1", "values.yaml")]);
-    let (out, baseline) = peak_memory(&small.config, &small.dir.path().to_path_buf(), true);
+    let (out, baseline) = peak_memory(&small.config, small.dir.path(), true);
     expect(&out, 0, &["app/dev: would promote 1.0.0 -> 1.1.0"]);
 
     let work = Workdir::new(
@@ -52,7 +52,7 @@ fn a_huge_blob_is_refused_from_its_header_without_inflating_it() {
             ("big", "app", "^1", "big/values.yaml"),
         ],
     );
-    let (out, peak) = peak_memory(&work.config, &work.dir.path().to_path_buf(), false);
+    let (out, peak) = peak_memory(&work.config, work.dir.path(), false);
     let all = show(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);

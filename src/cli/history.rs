@@ -5,14 +5,13 @@
 //! branch held it then.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
 use crate::config::Target;
-use crate::gitops::{Checkout, Recorded};
+use crate::gitops::{Checkout, CommitId, Recorded};
 use crate::manifest;
 use crate::trailers::{format_time, one_line};
 
@@ -210,55 +209,58 @@ fn table(rows: &[Row], set_by: bool) -> String {
 /// latest at or before `at`.
 fn what_ran_at(
     checkout: &Checkout,
-    head: git2::Oid,
+    head: CommitId,
     all: &[Recorded],
     targets: &[(String, Target)],
     at: OffsetDateTime,
     wanted: impl Fn(&&Recorded) -> bool,
 ) -> Vec<Row> {
-    let repo = checkout.repository();
     let mut rows = Vec::new();
     let mut seen = HashSet::new();
-    let then = first_parents(repo, head).find(|c| commit_time(c) <= at);
     for (app, target) in targets {
         seen.insert((app.clone(), target.env.clone()));
-        let Some(then) = &then else { continue };
-        let Some((setter, value)) = value_setter(repo, then, target) else {
+        let value_of = |bytes: &[u8]| {
+            manifest::get(bytes, &target.key, &target.document)
+                .ok()
+                .map(|s| s.value)
+        };
+        let Some(set) = checkout.value_setter(head, at, &target.file, &value_of, MAX_COMMITS)
+        else {
             continue;
         };
-        let id = setter.id().to_string();
+        let value = set.value;
         let tag = target
             .format
             .current_tag(&value)
             .unwrap_or(&value)
             .to_string();
         let ours = |r: &&Recorded| r.promotion.app == *app && r.promotion.env == target.env;
-        let own = all.iter().filter(ours).find(|r| r.commit == id).cloned();
+        let own = all
+            .iter()
+            .filter(ours)
+            .find(|r| r.commit == set.commit)
+            .cloned();
         // Or a pull request's commit that a merge brought in.
-        let merged = || {
-            let side = setter.parent_id(1).ok()?;
-            let base = setter.parent_id(0).ok()?;
-            let promotion = checkout
-                .proposed(side, base)
-                .into_iter()
-                .find(|p| p.app == *app && p.env == target.env && (p.to == tag || p.to == value))?;
-            Some(Recorded {
+        let merged = set
+            .merged
+            .into_iter()
+            .find(|p| p.app == *app && p.env == target.env && (p.to == tag || p.to == value))
+            .map(|promotion| Recorded {
                 promotion,
-                at: commit_time(&setter),
-                commit: id.clone(),
-            })
-        };
-        rows.push(match own.or_else(merged) {
+                at: set.at,
+                commit: set.commit.clone(),
+            });
+        rows.push(match own.or(merged) {
             Some(r) => Row::promoted(&r),
             None => Row {
-                time: commit_time(&setter),
+                time: set.at,
                 app: app.clone(),
                 env: target.env.clone(),
                 from: String::new(),
                 to: value,
                 digest: String::new(),
                 image: String::new(),
-                commit: id,
+                commit: set.commit,
                 pushed_at: None,
                 by_hand: true,
             },
@@ -271,61 +273,6 @@ fn what_ran_at(
         }
     }
     rows
-}
-
-/// The branch's commits along the first-parent line, newest first: what
-/// the branch itself held, not what a merged side branch did.
-fn first_parents(
-    repo: &git2::Repository,
-    head: git2::Oid,
-) -> impl Iterator<Item = git2::Commit<'_>> {
-    std::iter::successors(repo.find_commit(head).ok(), |c| c.parent(0).ok()).take(MAX_COMMITS)
-}
-
-fn commit_time(commit: &git2::Commit<'_>) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(commit.time().seconds())
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// The value `target`'s scalar holds at `then`, and the newest commit at or
-/// before `then` (first parents) that changed it. `None` when the file or
-/// the key is not there.
-fn value_setter<'r>(
-    repo: &'r git2::Repository,
-    then: &git2::Commit<'r>,
-    target: &Target,
-) -> Option<(git2::Commit<'r>, String)> {
-    let blob_in = |commit: &git2::Commit<'_>| {
-        commit
-            .tree()
-            .ok()?
-            .get_path(Path::new(target.file.as_str()))
-            .ok()
-            .map(|e| e.id())
-    };
-    let value_of = |blob: Option<git2::Oid>| -> Option<String> {
-        let blob = repo.find_blob(blob?).ok()?;
-        manifest::get(blob.content(), &target.key, &target.document)
-            .ok()
-            .map(|s| s.value)
-    };
-    let mut blob = blob_in(then);
-    let value = value_of(blob)?;
-    let mut setter = then.clone();
-    // Parse only where the file's blob changed: most commits touch other
-    // files, and comparing two ids is cheap.
-    for _ in 0..MAX_COMMITS {
-        let Ok(parent) = setter.parent(0) else { break };
-        let parent_blob = blob_in(&parent);
-        if parent_blob != blob {
-            if value_of(parent_blob).as_ref() != Some(&value) {
-                break;
-            }
-            blob = parent_blob;
-        }
-        setter = parent;
-    }
-    Some((setter, value))
 }
 
 fn short(s: &str, n: usize) -> &str {

@@ -229,7 +229,7 @@ pub fn build(
 fn rebuild(
     checkout: &mut Checkout,
     branch: &str,
-    head: git2::Oid,
+    head: crate::gitops::CommitId,
     members: &[Member],
     now: OffsetDateTime,
 ) -> Result<(), BuildError> {

@@ -9,17 +9,37 @@
 //! the clone holds no state of its own; deleting it loses nothing.
 //!
 //! Everything here blocks; callers run it on a blocking thread. This module
-//! owns git mechanics only: it does not decide what to write.
+//! owns git mechanics only: it does not decide what to write. No git2 type
+//! leaves it: commits are named by the opaque [`CommitId`].
+//!
+//! Layout:
+//! - `mod.rs` (here): the checkout — clone, fetch, read, commit, push
+//!   (with the compare-and-swap for local remotes), and [`GitError`].
+//! - `auth`: what a transport needs to trust and be trusted — credentials
+//!   (only for the configured host), TLS with `ca_file`, SSH host keys,
+//!   commit signing.
+//! - `history`: questions answered from the branch's commits — promotions
+//!   from trailers, when a value arrived, what a proposal branch proposes.
+//! - `url`: remote URLs — the clone's directory name, redaction, which
+//!   remotes are local, a remote's host and port.
+
+mod auth;
+mod history;
+mod url;
 
 use std::path::{Path, PathBuf};
 
 use git2::{
-    AutotagOption, ErrorCode, FetchOptions, FileMode, Oid, PushOptions, RemoteCallbacks,
-    Repository, Signature, build::TreeUpdateBuilder,
+    AutotagOption, ErrorCode, FetchOptions, FileMode, Oid, PushOptions, Repository, Signature,
+    build::TreeUpdateBuilder,
 };
 
 use crate::config::{GitSettings, RepoPath};
-use crate::trailers::Promotion;
+
+pub use auth::AuthError;
+pub use history::Recorded;
+pub use url::{clone_name, redact};
+use url::{local_path, scrub};
 
 const REMOTE: &str = "origin";
 
@@ -55,6 +75,14 @@ pub enum GitError {
     NoBranch { remote: String, branch: String },
     #[error("checkout {}: {message}", path.display())]
     Local { path: PathBuf, message: String },
+    /// The commit could not be signed (the key file is missing or not a
+    /// key); nothing was committed.
+    #[error("checkout {}: {source}", path.display())]
+    Signing {
+        path: PathBuf,
+        #[source]
+        source: auth::AuthError,
+    },
     /// A file on the branch is over [`MAX_BLOB_BYTES`]; found from the
     /// object's header, before any of it is inflated.
     #[error("{path}: file is {size} bytes; the limit is {limit}")]
@@ -77,8 +105,52 @@ impl GitError {
             GitError::NoBranch { .. } => "no_branch",
             GitError::Local { .. } => "local",
             GitError::TooLarge { .. } => "too_large",
+            GitError::Signing { .. } => "signing",
             GitError::Busy { .. } => "busy",
         }
+    }
+}
+
+/// A commit, named without handing out libgit2's types: the branch's head,
+/// a proposal branch's tip, a commit just made. Parsed from and printed as
+/// its full hex id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CommitId(Oid);
+
+impl std::fmt::Display for CommitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A string that is not a full hex commit id.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not a commit id (40 or 64 hex digits)")]
+pub struct BadCommitId {
+    text: String,
+    #[source]
+    source: git2::Error,
+}
+
+impl std::str::FromStr for CommitId {
+    type Err = BadCommitId;
+
+    fn from_str(text: &str) -> Result<CommitId, BadCommitId> {
+        // libgit2 takes a prefix as the id padded with zeros; only a whole
+        // id names one commit.
+        let whole = matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit());
+        Oid::from_str(text)
+            .and_then(|oid| {
+                if whole {
+                    Ok(CommitId(oid))
+                } else {
+                    Err(git2::Error::from_str("not a whole hex id"))
+                }
+            })
+            .map_err(|source| BadCommitId {
+                text: text.to_string(),
+                source,
+            })
     }
 }
 
@@ -103,15 +175,6 @@ fn lock_is_stale(message: &str) -> bool {
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age >= STALE_LOCK)
-}
-
-/// A promotion as the branch records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recorded {
-    pub promotion: Promotion,
-    /// The commit time: when the promotion reached the branch.
-    pub at: time::OffsetDateTime,
-    pub commit: String,
 }
 
 /// A persistent bare clone of one remote branch.
@@ -230,7 +293,7 @@ impl Checkout {
     /// head. Leaves the local branch alone, so a reader (`tagwatch
     /// history`) never disturbs the commits a running daemon has not
     /// pushed yet.
-    pub fn fetch(&mut self) -> Result<Oid, GitError> {
+    pub fn fetch(&mut self) -> Result<CommitId, GitError> {
         let refspec = format!("+{}:{}", self.local_ref(), self.tracking_ref());
         // tagwatch's own pull-request branches come in the same fetch: what
         // they hold decides whether a request needs rebuilding, and a
@@ -240,7 +303,7 @@ impl Checkout {
         let why = std::cell::RefCell::new(None);
         let mut options = FetchOptions::new();
         options
-            .remote_callbacks(callbacks(&self.settings, &why))
+            .remote_callbacks(auth::callbacks(&self.settings, &why))
             .prune(git2::FetchPrune::On)
             .download_tags(AutotagOption::None)
             // libgit2 follows an off-site redirect on the first request by
@@ -251,6 +314,7 @@ impl Checkout {
             .repo
             .find_remote(REMOTE)
             .map_err(|e| self.local_error(e))?;
+        tracing::debug!(remote = %redact(&self.settings.url), branch = %self.settings.branch, "fetching");
         let started = std::time::Instant::now();
         let fetched = remote.fetch(
             &[refspec.as_str(), proposals.as_str()],
@@ -288,16 +352,21 @@ impl Checkout {
             }
             Err(e) => return Err(self.local_error(e)),
         };
-        Ok(head)
+        Ok(CommitId(head))
     }
 
     /// Fetches the branch and moves the local branch to it, discarding any
     /// local commits that were never pushed (they are rebuilt from the
     /// desired state, never replayed). Returns the new head.
-    pub fn sync(&mut self) -> Result<Oid, GitError> {
+    pub fn sync(&mut self) -> Result<CommitId, GitError> {
         let head = self.fetch()?;
         self.repo
-            .reference(&self.local_ref(), head, true, "tagwatch: sync with remote")
+            .reference(
+                &self.local_ref(),
+                head.0,
+                true,
+                "tagwatch: sync with remote",
+            )
             .map_err(|e| self.local_error(e))?;
         self.repo
             .set_head(&self.local_ref())
@@ -319,9 +388,10 @@ impl Checkout {
     }
 
     /// The local branch's head.
-    pub fn head(&self) -> Result<Oid, GitError> {
+    pub fn head(&self) -> Result<CommitId, GitError> {
         self.repo
             .refname_to_id(&self.local_ref())
+            .map(CommitId)
             .map_err(|e| self.local_error(e))
     }
 
@@ -385,7 +455,7 @@ impl Checkout {
         content: &[u8],
         message: &str,
         when: time::OffsetDateTime,
-    ) -> Result<Oid, GitError> {
+    ) -> Result<CommitId, GitError> {
         let local = self.local_ref();
         crate::metrics::time(&crate::metrics::get().git_duration, "commit", || {
             self.commit_onto(&local, path, content, message, when)
@@ -401,7 +471,7 @@ impl Checkout {
         content: &[u8],
         message: &str,
         when: time::OffsetDateTime,
-    ) -> Result<Oid, GitError> {
+    ) -> Result<CommitId, GitError> {
         let parent = self
             .repo
             .find_reference(refname)
@@ -439,6 +509,7 @@ impl Checkout {
                     &new_tree,
                     &[&parent],
                 )
+                .map(CommitId)
                 .map_err(|e| self.local_error(e));
         };
         // A signed commit: build the commit object, sign its bytes with the
@@ -453,10 +524,11 @@ impl Checkout {
             path: self.settings.checkout_dir.clone(),
             message: format!("commit is not UTF-8: {e}"),
         })?;
-        let armored = ssh_signature(key_file, &buffer).map_err(|message| GitError::Local {
-            path: self.settings.checkout_dir.clone(),
-            message,
-        })?;
+        let armored =
+            auth::ssh_signature(key_file, &buffer).map_err(|source| GitError::Signing {
+                path: self.settings.checkout_dir.clone(),
+                source,
+            })?;
         let oid = self
             .repo
             .commit_signed(content, &armored, Some("gpgsig"))
@@ -464,7 +536,7 @@ impl Checkout {
         self.repo
             .reference_matching(refname, oid, true, parent.id(), "tagwatch: signed commit")
             .map_err(|e| self.local_error(e))?;
-        Ok(oid)
+        Ok(CommitId(oid))
     }
 
     /// Pushes the local branch. Never forced: if the remote moved, this
@@ -509,11 +581,12 @@ impl Checkout {
             .repo
             .refname_to_id(&self.tracking_ref())
             .map_err(|e| self.local_error(e))?;
-        let new = self.head()?;
+        let new = self.head()?.0;
         if new == expected {
             return Ok(());
         }
-        let remote = Repository::open_bare(path).map_err(|e| self.remote_error("push", e))?;
+        // A bare repository or a work tree's, as libgit2's transport takes.
+        let remote = Repository::open(path).map_err(|e| self.remote_error("push", e))?;
         // Only what the remote lacks: everything up to the fetched head is
         // there already.
         let mut walk = self.repo.revwalk().map_err(|e| self.local_error(e))?;
@@ -603,7 +676,7 @@ impl Checkout {
         let mut rejection: Option<String> = None;
         let why = std::cell::RefCell::new(None);
         let result = {
-            let mut cbs = callbacks(&self.settings, &why);
+            let mut cbs = auth::callbacks(&self.settings, &why);
             cbs.push_update_reference(|_, status| {
                 if let Some(message) = status {
                     rejection = Some(message.to_string());
@@ -659,54 +732,31 @@ impl Checkout {
         }
     }
 
-    /// The promotions reachable from `from`, newest first, read from the
-    /// commits' trailers along the first-parent line (what the branch ran,
-    /// not what a merged side branch did). Looks at most `limit` commits back.
-    pub fn promotions(&self, from: Oid, limit: usize) -> impl Iterator<Item = Recorded> + '_ {
-        let walk = self.repo.revwalk().ok().and_then(|mut walk| {
-            walk.push(from).ok()?;
-            walk.simplify_first_parent().ok()?;
-            Some(walk)
-        });
-        walk.into_iter()
-            .flatten()
-            .take(limit)
-            .filter_map(Result::ok)
-            .filter_map(|oid| {
-                let commit = self.repo.find_commit(oid).ok()?;
-                let promotion = Promotion::parse(commit.message().ok()?)?;
-                let at = time::OffsetDateTime::from_unix_timestamp(commit.time().seconds()).ok()?;
-                Some(Recorded {
-                    promotion,
-                    at,
-                    commit: oid.to_string(),
-                })
-            })
-    }
-
     /// The commit tagwatch's branch `branch` has on the remote, as of the
     /// last fetch.
-    pub fn remote_branch(&self, branch: &str) -> Option<Oid> {
+    pub fn remote_branch(&self, branch: &str) -> Option<CommitId> {
         self.repo
             .refname_to_id(&format!("refs/remotes/{REMOTE}/{branch}"))
             .ok()
+            .map(CommitId)
     }
 
     /// Points the local `refs/heads/<branch>` at `at`, to build on. Returns
     /// its ref name.
-    pub fn start_branch(&mut self, branch: &str, at: Oid) -> Result<String, GitError> {
+    pub fn start_branch(&mut self, branch: &str, at: CommitId) -> Result<String, GitError> {
         let refname = format!("refs/heads/{branch}");
         self.repo
-            .reference(&refname, at, true, "tagwatch: rebuild proposal")
+            .reference(&refname, at.0, true, "tagwatch: rebuild proposal")
             .map_err(|e| self.local_error(e))?;
         Ok(refname)
     }
 
     /// The local branch's commit, after building on it.
-    pub fn start_branch_tip(&self, branch: &str) -> Option<Oid> {
+    pub fn start_branch_tip(&self, branch: &str) -> Option<CommitId> {
         self.repo
             .refname_to_id(&format!("refs/heads/{branch}"))
             .ok()
+            .map(CommitId)
     }
 
     /// Commits `content` as `path` on the local branch `refname` (see
@@ -718,82 +768,8 @@ impl Checkout {
         content: &[u8],
         message: &str,
         when: time::OffsetDateTime,
-    ) -> Result<Oid, GitError> {
+    ) -> Result<CommitId, GitError> {
         self.commit_onto(refname, path, content, message, when)
-    }
-
-    /// The promotions on `tip` that `base` does not have: what a proposal
-    /// branch proposes.
-    pub fn proposed(&self, tip: Oid, base: Oid) -> Vec<Promotion> {
-        let Ok(mut walk) = self.repo.revwalk() else {
-            return Vec::new();
-        };
-        if walk.push(tip).is_err() {
-            return Vec::new();
-        }
-        if let Ok(fork) = self.repo.merge_base(tip, base) {
-            let _ = walk.hide(fork);
-        }
-        walk.filter_map(Result::ok)
-            .take(1_000)
-            .filter_map(|oid| Promotion::parse(self.repo.find_commit(oid).ok()?.message().ok()?))
-            .collect()
-    }
-
-    /// When the branch came to hold `value` for `app`/`env`: the commit time
-    /// of the newest promotion commit that wrote it. Without one (the value
-    /// was written by hand), the newest commit that changed `path` stands
-    /// in: that is no earlier than the value's arrival, so a soak measured
-    /// from it never ends early.
-    pub fn held_since(
-        &self,
-        app: &str,
-        env: &str,
-        value: &str,
-        path: &RepoPath,
-        limit: usize,
-    ) -> Option<time::OffsetDateTime> {
-        let head = self.head().ok()?;
-        if let Some(r) = self
-            .promotions(head, limit)
-            .find(|r| r.promotion.app == app && r.promotion.env == env)
-            .filter(|r| r.promotion.to == value)
-        {
-            return Some(r.at);
-        }
-        let mut walk = self.repo.revwalk().ok()?;
-        walk.push(head).ok()?;
-        walk.simplify_first_parent().ok()?;
-        let blob_at = |commit: &git2::Commit<'_>| {
-            commit
-                .tree()
-                .ok()
-                .and_then(|t| t.get_path(Path::new(path.as_str())).ok())
-                .map(|e| e.id())
-        };
-        for oid in walk.take(limit).filter_map(Result::ok) {
-            let commit = self.repo.find_commit(oid).ok()?;
-            let parent_blob = commit.parent(0).ok().and_then(|p| blob_at(&p));
-            if blob_at(&commit) != parent_blob {
-                return time::OffsetDateTime::from_unix_timestamp(commit.time().seconds()).ok();
-            }
-        }
-        None
-    }
-
-    /// The most recent promotion of `app`/`env` that wrote `digest`. This is
-    /// how a digest-only value is tied back to its tag once the registry no
-    /// longer has a tag on that digest.
-    pub fn promotion_with_digest(
-        &self,
-        app: &str,
-        env: &str,
-        digest: &str,
-        limit: usize,
-    ) -> Option<Promotion> {
-        self.promotions(self.head().ok()?, limit)
-            .map(|r| r.promotion)
-            .find(|p| p.app == app && p.env == env && p.digest == digest)
     }
 
     /// Removes the clone from disk. Used when it is damaged: it is a cache,
@@ -805,375 +781,6 @@ impl Checkout {
             tracing::warn!(path = %path.display(), error = %e, "could not remove a damaged clone");
         }
     }
-
-    /// The underlying repository, for read-only inspection (the demo prints
-    /// the log from it).
-    pub fn repository(&self) -> &Repository {
-        &self.repo
-    }
-}
-
-/// Callbacks shared by fetch and push.
-///
-/// Credentials are offered once per operation. libgit2 asks again after a
-/// rejection, and answering again with the same secret would only loop;
-/// the second request becomes one clear error naming the remote instead. A
-/// remote that asks when nothing is configured gets that error at once.
-///
-/// libgit2 replaces a callback's error with a generic message ("invalid or
-/// unknown remote ssh hostkey"), so each refusal is also written to `why`,
-/// and the caller reports that instead.
-fn callbacks<'a>(
-    settings: &'a GitSettings,
-    why: &'a std::cell::RefCell<Option<String>>,
-) -> RemoteCallbacks<'a> {
-    let refuse = move |reason: String| {
-        *why.borrow_mut() = Some(reason.clone());
-        git2::Error::from_str(&reason)
-    };
-    let mut cbs = RemoteCallbacks::new();
-    let mut asked = false;
-    let configured = host_port(&settings.url);
-    cbs.credentials(move |url, username, allowed| {
-        let remote = redact(url);
-        // Only the configured remote's host and port get a secret. libgit2
-        // refuses a redirect to another host (see `follow_redirects`) but
-        // follows one to another port or path of the same host, which may
-        // be someone else's server.
-        let asking = host_port(url);
-        if asking.is_none() || asking != configured {
-            return Err(refuse(format!(
-                "{remote} asks for credentials, but it is not the configured remote {} \
-                 (redirected?); refusing to send them",
-                redact(&settings.url)
-            )));
-        }
-        let again = std::mem::replace(&mut asked, true);
-        if let Some(ssh) = settings.ssh.as_ref().filter(|_| allowed.is_ssh_key()) {
-            if again {
-                return Err(refuse(format!(
-                    "{remote} rejected the SSH key {}",
-                    ssh.key_file.display()
-                )));
-            }
-            return git2::Cred::ssh_key(username.unwrap_or("git"), None, &ssh.key_file, None);
-        }
-        let Some(token) = settings
-            .token
-            .as_ref()
-            .filter(|_| allowed.is_user_pass_plaintext())
-        else {
-            return Err(refuse(format!(
-                "{remote} asks for credentials, and none are configured"
-            )));
-        };
-        if again {
-            return Err(refuse(format!(
-                "{remote} rejected the token from {} (user {:?})",
-                token.file.display(),
-                token.username
-            )));
-        }
-        // Read on every operation: a Kubernetes Secret rotates in place.
-        let secret = std::fs::read_to_string(&token.file).map_err(|e| {
-            refuse(format!(
-                "cannot read token_file {}: {e}",
-                token.file.display()
-            ))
-        })?;
-        git2::Cred::userpass_plaintext(&token.username, secret.trim())
-    });
-    cbs.certificate_check(move |cert, host| {
-        if let Some(x509) = cert.as_x509() {
-            // libgit2 has verified the chain against the system's roots, but
-            // its verdict is not visible here. Passing through keeps it;
-            // answering Ok overrides a failure, so that is done only when
-            // the configured ca_file vouches for this certificate and host.
-            let Some(ca_file) = &settings.ca_file else {
-                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
-            };
-            return match trusted_by(ca_file, host, x509.data()) {
-                Ok(()) => Ok(git2::CertificateCheckStatus::CertificateOk),
-                Err(reason) => {
-                    // Reported only if libgit2 refuses the certificate too.
-                    *why.borrow_mut() = Some(reason);
-                    Ok(git2::CertificateCheckStatus::CertificatePassthrough)
-                }
-            };
-        }
-        let Some(hostkey) = cert.as_hostkey() else {
-            return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
-        };
-        let Some(ssh) = &settings.ssh else {
-            return Err(refuse(format!(
-                "{host}: an SSH remote needs git.known_hosts_file (and git.ssh_key_file)"
-            )));
-        };
-        let key = hostkey.hostkey().unwrap_or_default();
-        let port = ssh_port(&settings.url);
-        known_host(&ssh.known_hosts_file, host, port, key)
-            .map(|()| git2::CertificateCheckStatus::CertificateOk)
-            .map_err(refuse)
-    });
-    cbs
-}
-
-/// An SSH signature over `data` in git's armored form (`-----BEGIN SSH
-/// SIGNATURE-----`). The key is read on every call, so a rotated Secret is
-/// picked up; errors name the file, never its content.
-fn ssh_signature(key_file: &Path, data: &[u8]) -> Result<String, String> {
-    let key = ssh_key::PrivateKey::read_openssh_file(key_file)
-        .map_err(|e| format!("cannot read signing_key_file {}: {e}", key_file.display()))?;
-    let signature = key
-        .sign("git", ssh_key::HashAlg::Sha512, data)
-        .map_err(|e| format!("cannot sign with {}: {e}", key_file.display()))?;
-    signature
-        .to_pem(ssh_key::LineEnding::LF)
-        .map_err(|e| format!("cannot encode the signature: {e}"))
-}
-
-/// Verifies a TLS server's certificate (DER) for `host` against the PEM
-/// certificates in `ca_file`, hostname or IP address included. libgit2
-/// hands over only the server's own certificate, so any intermediate CA
-/// must be in the file as well.
-fn trusted_by(ca_file: &Path, host: &str, der: &[u8]) -> Result<(), String> {
-    use openssl::x509::{X509, X509StoreContext, store::X509StoreBuilder, verify::X509VerifyParam};
-    let refused = |detail: String| {
-        format!(
-            "{host}: the TLS certificate is not trusted by the system's roots or by ca_file {}: {detail}",
-            ca_file.display()
-        )
-    };
-    let pem = std::fs::read(ca_file)
-        .map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
-    let authorities = X509::stack_from_pem(&pem)
-        .ok()
-        .filter(|certs| !certs.is_empty())
-        .ok_or_else(|| format!("ca_file {} holds no PEM certificate", ca_file.display()))?;
-    let ssl = |e: openssl::error::ErrorStack| refused(e.to_string());
-    let mut store = X509StoreBuilder::new().map_err(ssl)?;
-    for authority in authorities {
-        store.add_cert(authority).map_err(ssl)?;
-    }
-    let mut param = X509VerifyParam::new().map_err(ssl)?;
-    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(ip) => param.set_ip(ip),
-        Err(_) => param.set_host(host),
-    }
-    .map_err(ssl)?;
-    store.set_param(&param).map_err(ssl)?;
-    let store = store.build();
-    let server = X509::from_der(der).map_err(ssl)?;
-    let chain = openssl::stack::Stack::new().map_err(ssl)?;
-    let mut context = X509StoreContext::new().map_err(ssl)?;
-    let verdict = context
-        .init(&store, &server, &chain, |c| {
-            Ok(c.verify_cert()?.then_some(()).ok_or(c.error()))
-        })
-        .map_err(ssl)?;
-    verdict.map_err(|e| refused(e.error_string().to_string()))
-}
-
-/// The port of an SSH remote (`ssh://host:2222/…`); scp-like remotes
-/// (`git@host:path`) always use 22.
-fn ssh_port(url: &str) -> u16 {
-    url.strip_prefix("ssh://")
-        .and_then(|rest| rest.split('/').next())
-        .map(|authority| authority.rsplit('@').next().unwrap_or(authority))
-        .and_then(|host| host.rsplit_once(':'))
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or(22)
-}
-
-/// Checks the key an SSH server presented against `known_hosts`, as
-/// OpenSSH does: entries name the host plainly (`host`, or `[host]:port`
-/// off port 22) or hashed (`|1|salt|hash`, from `ssh-keyscan -H`). A
-/// matching `@revoked` key is refused. A different key under the host's
-/// name is a changed host key, which could be an attacker, so it is
-/// refused too. `@cert-authority` lines are not supported and are skipped.
-fn known_host(path: &Path, host: &str, port: u16, presented: &[u8]) -> Result<(), String> {
-    use base64::Engine as _;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read known_hosts_file {}: {e}", path.display()))?;
-    let name = if port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{port}")
-    };
-    let mut known_for_host = false;
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let mut fields = line.split_whitespace().peekable();
-        let marker = fields.next_if(|f| f.starts_with('@'));
-        let (Some(hosts), Some(_kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if !hosts.split(',').any(|pattern| names(pattern, &name)) {
-            continue;
-        }
-        let same_key = base64::engine::general_purpose::STANDARD
-            .decode(blob)
-            .is_ok_and(|k| k == presented);
-        match marker {
-            Some("@revoked") if same_key => {
-                return Err(format!(
-                    "{host}: the host key is marked @revoked in {}; refusing to connect",
-                    path.display()
-                ));
-            }
-            Some(_) => continue,
-            None if same_key => return Ok(()),
-            None => known_for_host = true,
-        }
-    }
-    Err(if known_for_host {
-        format!(
-            "{host}: the host key does not match {} (changed host key); refusing to connect",
-            path.display()
-        )
-    } else {
-        format!(
-            "{host}: unknown host; add its key to {} (never accepted blindly)",
-            path.display()
-        )
-    })
-}
-
-/// Whether one known_hosts host pattern names `name` (`host` or
-/// `[host]:port`). Hashed patterns are HMAC-SHA1 of the name, keyed by
-/// their salt. Wildcards and negations are not supported: a pattern with
-/// them matches nothing, which fails closed.
-fn names(pattern: &str, name: &str) -> bool {
-    use base64::Engine as _;
-    use hmac::Mac as _;
-    let Some(hashed) = pattern.strip_prefix("|1|") else {
-        return pattern == name;
-    };
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let Some((Ok(salt), Ok(hash))) = hashed
-        .split_once('|')
-        .map(|(salt, hash)| (b64.decode(salt), b64.decode(hash)))
-    else {
-        return false;
-    };
-    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
-        return false;
-    };
-    mac.update(name.as_bytes());
-    mac.verify_slice(&hash).is_ok()
-}
-
-/// The repository directory of a remote that libgit2 would reach through
-/// its local transport: a `file://` URL, or a path to a directory that
-/// exists (libgit2 tries a path before the scp-like `host:path` form).
-fn local_path(url: &str) -> Option<PathBuf> {
-    if let Some(rest) = url.strip_prefix("file://") {
-        let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-        return Some(PathBuf::from(percent_decode(rest)));
-    }
-    if url.contains("://") {
-        return None;
-    }
-    let path = Path::new(url);
-    path.is_dir().then(|| path.to_path_buf())
-}
-
-/// The host (lowercased, without brackets) and port a remote URL connects
-/// to, with the scheme's default port: `https://h/…` is `(h, 443)`,
-/// `ssh://git@h:2222/…` is `(h, 2222)`, scp-like `git@h:path` is
-/// `(h, 22)`. `None` for a local path or an unparsable URL.
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None if local_path(url).is_none() => {
-            // scp-like: [user@]host:path
-            let (authority, _) = url.split_once(':')?;
-            let host = authority.rsplit('@').next()?;
-            return (!host.is_empty() && !host.contains('/'))
-                .then(|| (host.to_ascii_lowercase(), 22));
-        }
-        None => return None,
-    };
-    let default = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        "ssh" | "git+ssh" | "ssh+git" => 22,
-        "git" => 9418,
-        _ => return None,
-    };
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit('@').next()?;
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6.split_once(']')?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (hostport, None),
-        }
-    };
-    let port = match port {
-        Some(p) if !p.is_empty() => p.parse().ok()?,
-        _ => default,
-    };
-    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
-}
-
-/// `%XX` escapes decoded, as libgit2 does for a `file://` URL's path.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|b| hex(*b)),
-                bytes.get(i + 2).and_then(|b| hex(*b)),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The directory name of the clone of `url` at `branch`: readable (the
-/// repository's name and the branch) and unique (a hash of both), so two
-/// remotes that share a name never share a clone.
-pub fn clone_name(url: &str, branch: &str) -> String {
-    let name = url
-        .trim_end_matches('/')
-        .rsplit(['/', ':'])
-        .next()
-        .unwrap_or("repo");
-    let name = name.strip_suffix(".git").unwrap_or(name);
-    let safe = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    // FNV-1a: stable across releases and platforms, unlike std's hasher.
-    let mut hash: u64 = 0xcbf29ce484222325;
-    for b in url.bytes().chain([0]).chain(branch.bytes()) {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x100000001b3);
-    }
-    format!("{}@{}-{:08x}.git", safe(name), safe(branch), hash as u32)
 }
 
 /// True for a receive-pack refusal that means the branch moved under us
@@ -1194,103 +801,25 @@ fn is_stale_ref(status: &str) -> bool {
     .any(|needle| s.contains(needle))
 }
 
-/// Removes the URL's secret from a message a peer or libgit2 wrote, which
-/// may quote the URL.
-fn scrub(message: &str, url: &str) -> String {
-    let mut out = message.replace(url, &redact(url));
-    if let Some((_, rest)) = url.split_once("://")
-        && let Some((userinfo, _)) = rest.split('/').next().unwrap_or("").rsplit_once('@')
-    {
-        let secret = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-        if secret.len() >= 4 {
-            out = out.replace(secret, "***");
-        }
-    }
-    out
-}
-
-/// Removes a password or token from a URL before it reaches a log line or
-/// an error. In `https://user:pass@host` the password goes; in
-/// `https://TOKEN@host` (a form GitHub documents) the whole user part goes.
-/// An ssh user (`ssh://git@host`) is not a secret and stays.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None if scheme.starts_with("ssh") => userinfo.to_string(),
-        None => "***".to_string(),
-    };
-    format!("{scheme}://{user}@{host}{path}")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{clone_name, redact};
-
     #[test]
-    fn clone_names_are_readable_and_distinct() {
-        let a = clone_name("https://github.com/acme/gitops.git", "main");
-        assert!(a.starts_with("gitops@main-") && a.ends_with(".git"), "{a}");
-        assert_ne!(a, clone_name("https://github.com/other/gitops.git", "main"));
-        assert_ne!(
-            a,
-            clone_name("https://github.com/acme/gitops.git", "release")
-        );
-        assert!(clone_name("git@host:team/x y.git", "feat/a").starts_with("x_y@feat_a-"));
-    }
-
-    #[test]
-    fn local_remotes_are_recognised() {
-        use std::path::PathBuf;
-        assert_eq!(
-            super::local_path("file:///srv/git/a%20b.git"),
-            Some(PathBuf::from("/srv/git/a b.git"))
-        );
-        assert_eq!(
-            super::local_path("file://localhost/srv/x.git"),
-            Some(PathBuf::from("/srv/x.git"))
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_str().unwrap();
-        assert_eq!(super::local_path(path), Some(dir.path().to_path_buf()));
-        assert_eq!(super::local_path("https://github.com/a/b.git"), None);
-        assert_eq!(super::local_path("git@github.com:a/b.git"), None);
-        assert_eq!(super::local_path("/no/such/repository.git"), None);
-    }
-
-    #[test]
-    fn credentials_go_only_to_the_configured_host_and_port() {
-        use super::host_port;
-        let h = |host: &str, port| Some((host.to_string(), port));
-        assert_eq!(
-            host_port("https://GitHub.com/a/b.git"),
-            h("github.com", 443)
-        );
-        assert_eq!(
-            host_port("http://127.0.0.1:8080/r.git"),
-            h("127.0.0.1", 8080)
-        );
-        assert_eq!(host_port("https://u:p@host:8443/r"), h("host", 8443));
-        assert_eq!(host_port("ssh://git@host:2222/r.git"), h("host", 2222));
-        assert_eq!(host_port("git@host:team/r.git"), h("host", 22));
-        assert_eq!(host_port("http://[::1]:9/r.git"), h("::1", 9));
-        // What a redirect to another port or host would ask from.
-        assert_ne!(
-            host_port("http://127.0.0.1:8080/r.git"),
-            host_port("http://127.0.0.1:8081/r.git/info/refs?service=git-upload-pack")
-        );
-        assert_ne!(
-            host_port("https://github.com/a/b.git"),
-            host_port("https://github.com.evil.example/a/b.git")
-        );
-        assert_eq!(host_port("file:///srv/r.git"), None);
+    fn commit_ids_print_and_parse_as_their_full_hex_id() {
+        use super::CommitId;
+        let hex = "0123456789abcdef0123456789abcdef01234567";
+        let id: CommitId = hex.parse().unwrap();
+        assert_eq!(id.to_string(), hex);
+        assert_eq!(hex.to_uppercase().parse::<CommitId>().unwrap(), id);
+        for bad in [
+            "",
+            "0123",
+            "xyz",
+            &format!("{hex}0"),
+            &format!("{}g", &hex[..39]),
+        ] {
+            let e = bad.parse::<CommitId>().unwrap_err();
+            assert!(e.to_string().contains("is not a commit id"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -1306,46 +835,5 @@ mod tests {
         ));
         assert!(!super::is_stale_ref("pre-receive hook declined"));
         assert!(!super::is_stale_ref("protected branch hook declined"));
-    }
-
-    #[test]
-    fn secrets_are_scrubbed_from_peer_messages() {
-        let url = "https://ghp_SECRET1234@github.com/a/b.git";
-        assert_eq!(
-            super::scrub(
-                "could not reach https://ghp_SECRET1234@github.com/a/b.git (ghp_SECRET1234)",
-                url
-            ),
-            "could not reach https://***@github.com/a/b.git (***)"
-        );
-    }
-
-    #[test]
-    fn tokens_in_urls_are_redacted() {
-        assert_eq!(
-            redact("https://x-access-token:ghp_secret@github.com/a/b.git"),
-            "https://x-access-token:***@github.com/a/b.git"
-        );
-        assert_eq!(
-            redact("https://github.com/a/b.git"),
-            "https://github.com/a/b.git"
-        );
-        assert_eq!(redact("git@github.com:a/b.git"), "git@github.com:a/b.git");
-        assert_eq!(
-            redact("https://ghp_SECRET@github.com/a/b.git"),
-            "https://***@github.com/a/b.git"
-        );
-        assert_eq!(
-            redact("https://u:p@ss@host/a@b.git"),
-            "https://u:***@host/a@b.git"
-        );
-        assert_eq!(
-            redact("ssh://git@github.com/a/b.git"),
-            "ssh://git@github.com/a/b.git"
-        );
-        assert_eq!(
-            redact("https://host/path@with-at.git"),
-            "https://host/path@with-at.git"
-        );
     }
 }
