@@ -37,7 +37,7 @@ use git2::{
 use crate::config::{GitSettings, RepoPath};
 
 pub use auth::AuthError;
-pub use history::Recorded;
+pub use history::{Recorded, Setter};
 pub use url::{clone_name, redact};
 use url::{local_path, scrub};
 
