@@ -1,7 +1,9 @@
 //! Questions answered from the branch's history: the promotions recorded
 //! in commit trailers, when the branch came to hold a value, which
-//! promotion wrote a digest, and what a proposal branch proposes. Read
-//! only; the checkout ([`super::Checkout`]) owns writing.
+//! promotion wrote a digest, what a proposal branch proposes, and which
+//! commit set a file's value (`tagwatch history --at`). Read only; the
+//! checkout ([`super::Checkout`]) owns writing. Callers get facts
+//! ([`Recorded`], [`Setter`], [`CommitId`]), never git2's handles.
 
 use std::path::Path;
 
@@ -16,6 +18,22 @@ pub struct Recorded {
     /// The commit time: when the promotion reached the branch.
     pub at: time::OffsetDateTime,
     pub commit: String,
+}
+
+/// The commit that gave a file its value, as [`Checkout::value_setter`]
+/// finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setter {
+    /// The oldest commit of the unbroken first-parent run in which the file
+    /// held `value`: the one that wrote it (or merged it in).
+    pub commit: CommitId,
+    /// Its commit time.
+    pub at: time::OffsetDateTime,
+    /// The value, as the caller's reader found it.
+    pub value: String,
+    /// The commit's parents, first parent first: a merge's second parent is
+    /// the side branch (a pull request) that brought the value in.
+    pub parents: Vec<CommitId>,
 }
 
 impl Checkout {
@@ -116,6 +134,182 @@ impl Checkout {
         self.promotions(self.head().ok()?, limit)
             .map(|r| r.promotion)
             .find(|p| p.app == app && p.env == env && p.digest == digest)
+    }
+
+    /// The newest commit on the first-parent line from `head` made at or
+    /// before `at`: what the branch held then. Looks at most `limit`
+    /// commits back.
+    pub fn first_parent_at(
+        &self,
+        head: CommitId,
+        at: time::OffsetDateTime,
+        limit: usize,
+    ) -> Option<CommitId> {
+        std::iter::successors(self.repo.find_commit(head.0).ok(), |c| c.parent(0).ok())
+            .take(limit)
+            .find(|c| commit_time(c) <= at)
+            .map(|c| CommitId(c.id()))
+    }
+
+    /// What `path` holds at `then`, as `value_of` reads it from the file's
+    /// bytes, and the commit that set it: walking first parents back from
+    /// `then` while the value stays the same (a commit that reformats the
+    /// file but keeps the value does not count). `value_of` runs only where
+    /// the file's blob changed, so most commits cost one id comparison.
+    /// `None` when the file is absent at `then`, larger than
+    /// [`super::MAX_BLOB_BYTES`], or `value_of` finds no value.
+    pub fn value_setter(
+        &self,
+        then: CommitId,
+        path: &RepoPath,
+        limit: usize,
+        value_of: impl Fn(&[u8]) -> Option<String>,
+    ) -> Option<Setter> {
+        let blob_in = |commit: &git2::Commit<'_>| {
+            commit
+                .tree()
+                .ok()?
+                .get_path(Path::new(path.as_str()))
+                .ok()
+                .map(|e| e.id())
+        };
+        let read = |blob: Option<git2::Oid>| -> Option<String> {
+            let blob = blob?;
+            let (size, _) = self.repo.odb().ok()?.read_header(blob).ok()?;
+            if size > super::MAX_BLOB_BYTES {
+                return None;
+            }
+            value_of(self.repo.find_blob(blob).ok()?.content())
+        };
+        let mut setter = self.repo.find_commit(then.0).ok()?;
+        let mut blob = blob_in(&setter);
+        let value = read(blob)?;
+        for _ in 0..limit {
+            let Ok(parent) = setter.parent(0) else { break };
+            let parent_blob = blob_in(&parent);
+            if parent_blob != blob {
+                if read(parent_blob).as_ref() != Some(&value) {
+                    break;
+                }
+                blob = parent_blob;
+            }
+            setter = parent;
+        }
+        Some(Setter {
+            commit: CommitId(setter.id()),
+            at: commit_time(&setter),
+            value,
+            parents: setter.parent_ids().map(CommitId).collect(),
+        })
+    }
+}
+
+fn commit_time(commit: &git2::Commit<'_>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(commit.time().seconds())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use git2::{Repository, Signature, build::TreeUpdateBuilder};
+
+    use crate::config::{GitSettings, Identity, RepoPath};
+    use crate::gitops::Checkout;
+
+    /// A bare repository whose `main` gets one commit per `(time, path,
+    /// content)`, each on the previous one; returns the commits' ids.
+    fn remote(dir: &Path, commits: &[(i64, &str, &str)]) -> Vec<git2::Oid> {
+        let repo = Repository::init_bare(dir).unwrap();
+        let mut ids: Vec<git2::Oid> = Vec::new();
+        for (at, path, content) in commits {
+            let parent = ids.last().map(|id| repo.find_commit(*id).unwrap());
+            let base = match &parent {
+                Some(p) => p.tree().unwrap(),
+                None => repo
+                    .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+                    .unwrap(),
+            };
+            let blob = repo.blob(content.as_bytes()).unwrap();
+            let mut update = TreeUpdateBuilder::new();
+            update.upsert(*path, blob, git2::FileMode::Blob);
+            let tree = repo
+                .find_tree(update.create_updated(&repo, &base).unwrap())
+                .unwrap();
+            let who = Signature::new("P", "p@acme.dev", &git2::Time::new(*at, 0)).unwrap();
+            let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+            let id = repo
+                .commit(Some("refs/heads/main"), &who, &who, "c", &tree, &parents)
+                .unwrap();
+            ids.push(id);
+        }
+        ids
+    }
+
+    fn checkout(remote: &Path, work: &Path) -> Checkout {
+        let settings = GitSettings {
+            url: format!("file://{}", remote.display()),
+            branch: "main".into(),
+            checkout_dir: work.to_path_buf(),
+            author: Identity {
+                name: "tagwatch".into(),
+                email: "tagwatch@acme.dev".into(),
+            },
+            push_attempts: 1,
+            token: None,
+            ssh: None,
+            signing_key_file: None,
+            ca_file: None,
+        };
+        let mut checkout = Checkout::open_or_create(&settings).unwrap();
+        checkout.sync().unwrap();
+        checkout
+    }
+
+    #[test]
+    fn the_setter_is_the_commit_that_wrote_the_value_not_one_that_reformatted_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = remote(
+            &dir.path().join("remote.git"),
+            &[
+                (100, "values.yaml", "tag: 1.0.0\n"),
+                (200, "README.md", "readme\n"),
+                (300, "values.yaml", "tag: 1.1.0\n"),
+                (400, "values.yaml", "# reformatted\ntag: 1.1.0\n"),
+                (500, "README.md", "readme, again\n"),
+            ],
+        );
+        let checkout = checkout(&dir.path().join("remote.git"), &dir.path().join("work"));
+        let head = checkout.head().unwrap();
+        let tag = |bytes: &[u8]| {
+            std::str::from_utf8(bytes)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("tag: "))
+                .map(str::to_string)
+        };
+        let values = RepoPath::new("values.yaml").unwrap();
+        let at = |t| time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+
+        let now = checkout.value_setter(head, &values, 100, tag).unwrap();
+        assert_eq!((now.commit.0, now.value.as_str()), (ids[2], "1.1.0"));
+        assert_eq!(now.at, at(300));
+        assert_eq!(
+            now.parents.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [ids[1]]
+        );
+
+        let then = checkout.first_parent_at(head, at(250), 100).unwrap();
+        assert_eq!(then.0, ids[1]);
+        let before = checkout.value_setter(then, &values, 100, tag).unwrap();
+        assert_eq!((before.commit.0, before.value.as_str()), (ids[0], "1.0.0"));
+
+        assert_eq!(checkout.first_parent_at(head, at(99), 100), None);
+        let readme = RepoPath::new("README.md").unwrap();
+        assert_eq!(checkout.value_setter(head, &readme, 100, tag), None);
+        let missing = RepoPath::new("nope.yaml").unwrap();
+        assert_eq!(checkout.value_setter(head, &missing, 100, tag), None);
     }
 }
 

@@ -37,7 +37,7 @@ use git2::{
 use crate::config::{GitSettings, RepoPath};
 
 pub use auth::AuthError;
-pub use history::Recorded;
+pub use history::{Recorded, Setter};
 pub use url::{clone_name, redact};
 use url::{local_path, scrub};
 
@@ -568,10 +568,6 @@ impl Checkout {
     /// stock git's receive-pack takes, so two writers can never both win; a
     /// lost race is [`GitError::Rejected`], as on every other transport.
     fn push_local(&mut self, path: &Path) -> Result<(), GitError> {
-        let local = |message: String| GitError::Local {
-            path: self.settings.checkout_dir.clone(),
-            message,
-        };
         let rejected = |message: String| GitError::Rejected {
             remote: redact(&self.settings.url),
             branch: self.settings.branch.clone(),
@@ -598,17 +594,16 @@ impl Checkout {
         let odb = remote.odb().map_err(|e| self.remote_error("push", e))?;
         let mut writer = odb.packwriter().map_err(|e| self.remote_error("push", e))?;
         let mut written = Ok(());
-        pack.foreach(|chunk| {
+        let packed = pack.foreach(|chunk| {
             written = std::io::Write::write_all(&mut writer, chunk);
             written.is_ok()
-        })
-        .map_err(|e| self.local_error(e))?;
+        });
+        // A failed write stops the walk, so it is the cause to report.
         written.map_err(|e| {
-            local(format!(
-                "cannot write the pack into {}: {e}",
-                path.display()
-            ))
+            let message = format!("cannot write the pack into {}: {e}", path.display());
+            self.remote_error("push", git2::Error::from_str(&message))
         })?;
+        packed.map_err(|e| self.local_error(e))?;
         writer.commit().map_err(|e| self.remote_error("push", e))?;
         let swapped = remote.reference_matching(
             &self.local_ref(),
@@ -619,15 +614,17 @@ impl Checkout {
         );
         match swapped {
             Ok(_) => {}
-            // The branch moved since the fetch (Modified), or another
-            // writer holds its lock right now and is about to move it.
-            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Locked) => {
+            Err(e) if e.code() == ErrorCode::Modified => {
                 return Err(rejected(format!(
                     "the branch moved since it was fetched: {}",
                     e.message()
                 )));
             }
-            Err(e) if e.message().contains("failed to lock file") => {
+            // Another writer holds the ref's lock right now, about to move
+            // the branch: the same lost race, seen a moment earlier.
+            Err(e)
+                if e.code() == ErrorCode::Locked || e.message().contains("failed to lock file") =>
+            {
                 return Err(rejected(format!(
                     "another writer holds the branch: {}",
                     e.message()
