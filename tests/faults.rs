@@ -47,7 +47,7 @@ const THROTTLE_WINDOW: Duration = Duration::from_secs(20);
 const BASELINE: Duration = Duration::from_secs(8);
 /// The SDK's per-attempt timeout for ECR (src/registry/ecr.rs).
 const ECR_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// libgit2's I/O timeout as the binary sets it (src/gitops.rs `IO_TIMEOUT`).
+/// libgit2's I/O timeout as the binary sets it (src/gitops/mod.rs `IO_TIMEOUT`).
 const GIT_IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------

@@ -148,10 +148,9 @@ fn push_conflicts_are_counted_by_value() {
 }
 
 /// Every lost race is a conflict, the last one too: with `push_attempts =
-/// 2` and a branch that always moves, the counter says 2. Today's
-/// reconcile.rs counts only the conflicts it retries (1 here).
+/// 2` and a branch that always moves, the counter says 2 (the cycle
+/// before src/cycle counted only the conflicts it retried: 1 here).
 #[test]
-#[ignore = "fixed by the cycle rewrite: reconcile.rs does not count the conflict on the last attempt"]
 fn every_push_conflict_is_counted_when_attempts_run_out() {
     let scene = Scene::new();
     scene.pre_receive(&race(None));

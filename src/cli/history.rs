@@ -217,18 +217,19 @@ fn what_ran_at(
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut seen = HashSet::new();
+    let then = checkout.first_parent_at(head, at, MAX_COMMITS);
     for (app, target) in targets {
         seen.insert((app.clone(), target.env.clone()));
+        let Some(then) = then else { continue };
         let value_of = |bytes: &[u8]| {
             manifest::get(bytes, &target.key, &target.document)
                 .ok()
                 .map(|s| s.value)
         };
-        let Some(set) = checkout.value_setter(head, at, &target.file, &value_of, MAX_COMMITS)
-        else {
+        let Some(set) = checkout.value_setter(then, &target.file, MAX_COMMITS, value_of) else {
             continue;
         };
-        let value = set.value;
+        let (value, commit) = (set.value, set.commit.to_string());
         let tag = target
             .format
             .current_tag(&value)
@@ -238,18 +239,21 @@ fn what_ran_at(
         let own = all
             .iter()
             .filter(ours)
-            .find(|r| r.commit == set.commit)
+            .find(|r| r.commit == commit)
             .cloned();
         // Or a pull request's commit that a merge brought in.
-        let merged = set
-            .merged
-            .into_iter()
-            .find(|p| p.app == *app && p.env == target.env && (p.to == tag || p.to == value))
-            .map(|promotion| Recorded {
-                promotion,
-                at: set.at,
-                commit: set.commit.clone(),
-            });
+        let merged = match set.parents.as_slice() {
+            [base, side, ..] => checkout
+                .proposed(*side, *base)
+                .into_iter()
+                .find(|p| p.app == *app && p.env == target.env && (p.to == tag || p.to == value))
+                .map(|promotion| Recorded {
+                    promotion,
+                    at: set.at,
+                    commit: commit.clone(),
+                }),
+            _ => None,
+        };
         rows.push(match own.or(merged) {
             Some(r) => Row::promoted(&r),
             None => Row {
@@ -260,7 +264,7 @@ fn what_ran_at(
                 to: value,
                 digest: String::new(),
                 image: String::new(),
-                commit: set.commit,
+                commit,
                 pushed_at: None,
                 by_hand: true,
             },
