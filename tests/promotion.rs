@@ -509,10 +509,23 @@ fn a_declined_request_is_not_reopened_until_a_newer_candidate() {
     };
     hub.state().pulls[0].state = "closed".into();
 
+    // The dry run asks the forge (read only) and says what the real run
+    // then does: waiting, not "would open a pull request".
+    expect(
+        &work.once(&["--dry-run"]),
+        0,
+        &["app/prod: waiting: declined:"],
+    );
     expect(&work.once(&[]), 0, &["app/prod: waiting: declined:"]);
     assert_eq!(hub.create_calls(), 1);
 
     moto.seed("app", &[("1.2.0", 3)]);
+    expect(
+        &work.once(&["--dry-run"]),
+        0,
+        &["app/prod: would open a pull request 1.0.0 -> 1.2.0 (branch tagwatch/app/prod)"],
+    );
+    assert_eq!(hub.create_calls(), 1, "a dry run opens nothing");
     expect(&work.once(&[]), 0, &["app/prod: proposed 1.0.0 -> 1.2.0"]);
     assert_eq!(hub.create_calls(), 2);
     assert_eq!(hub.open_pulls().len(), 1);

@@ -118,6 +118,9 @@ pub async fn run_cycle(
         proposals = propose(&config, &peers, &checkout, &written.decisions, now).await;
         report.requests_closed = proposals.closed;
     }
+    if mode == Mode::DryRun && proposing {
+        proposals = preview(&config, &peers, &checkout, &written.decisions, now).await;
+    }
     discard_if_damaged(&checkout).await;
     report.targets = written
         .decisions
@@ -152,7 +155,7 @@ async fn propose(
         tokio::task::spawn_blocking(move || {
             let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
             match guard.as_mut() {
-                Some(checkout) => propose::build(&config, checkout, &decisions, now),
+                Some(checkout) => propose::build(&config, checkout, &decisions, now, true),
                 None => propose::Built::default(),
             }
         })
@@ -183,6 +186,38 @@ async fn propose(
     let settlement = propose::settle(forge.as_ref(), &built.plans, &built.settled).await;
     out.closed = settlement.closed;
     out.results.extend(settlement.requests);
+    out
+}
+
+/// For a dry run: the requests a person declined, as the real run would
+/// find them (read-only: nothing is built, pushed or sent).
+async fn preview(
+    config: &Arc<Config>,
+    peers: &Peers,
+    checkout: &SharedCheckout,
+    decisions: &[Decision],
+    now: OffsetDateTime,
+) -> Proposals {
+    let Some(forge) = &peers.forge else {
+        return Proposals::default();
+    };
+    let built = {
+        let (config, checkout) = (Arc::clone(config), Arc::clone(checkout));
+        let decisions = decisions.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_mut() {
+                Some(checkout) => propose::build(&config, checkout, &decisions, now, false),
+                None => propose::Built::default(),
+            }
+        })
+        .await
+        .unwrap_or_default()
+    };
+    let mut out = Proposals::default();
+    for (id, reason) in propose::declined(forge.as_ref(), &built.plans).await {
+        out.results.insert(id, Request::Declined { reason });
+    }
     out
 }
 
@@ -228,12 +263,20 @@ fn outcome_of(
             let (from, to) = (change.promotion.from, change.promotion.to);
             let pushed_at = change.image.pushed_at;
             match (mode, d.branch) {
-                (Mode::DryRun, branch) => Outcome::WouldPromote {
-                    how: branch.map_or(How::Commit, |branch| How::PullRequest { branch }),
-                    diff: unified_diff(&change.old, &change.content, &d.file),
-                    from,
-                    to,
-                },
+                (Mode::DryRun, branch) => {
+                    match proposals.results.remove(&(d.app.clone(), d.env.clone())) {
+                        Some(Request::Declined { reason }) => Outcome::Waiting {
+                            reason,
+                            candidate: Some(to),
+                        },
+                        _ => Outcome::WouldPromote {
+                            how: branch.map_or(How::Commit, |branch| How::PullRequest { branch }),
+                            diff: unified_diff(&change.old, &change.content, &d.file),
+                            from,
+                            to,
+                        },
+                    }
+                }
                 (Mode::Apply, None) => match (commit, unpushed) {
                     (Some(commit), None) => {
                         current = Some(to.clone());

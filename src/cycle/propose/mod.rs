@@ -32,7 +32,7 @@ use crate::gitops::{Checkout, GitError, PROPOSAL_PREFIX};
 use crate::manifest;
 use crate::trailers::{Location, Promotion};
 
-pub use settle::{Settlement, settle};
+pub use settle::{Settlement, declined, settle};
 pub use text::{body, console_url, title};
 
 /// A target: app and env.
@@ -109,12 +109,15 @@ pub fn branch(app: &str, target: &Target) -> String {
 }
 
 /// Builds and pushes the proposal branches the decisions need, on the
-/// local branch's head (which the cycle has just pushed).
+/// local branch's head (which the cycle has just pushed). With `write`
+/// false (a dry run), only works out what it would build: each plan says
+/// whether its branch would be rebuilt, and nothing is written.
 pub fn build(
     config: &Config,
     checkout: &mut Checkout,
     decisions: &[Decision],
     now: OffsetDateTime,
+    write: bool,
 ) -> Built {
     let base = config.git.branch.clone();
     let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
@@ -177,7 +180,7 @@ pub fn build(
             .map(|p| (p.app, p.env, p.to))
             .collect();
         let needs_build = proposed != wanted;
-        if needs_build {
+        if needs_build && write {
             if let Err(e) = rebuild(checkout, &branch, head, &members, now) {
                 warn!(%branch, error = %e, "could not build the proposal branch");
                 built

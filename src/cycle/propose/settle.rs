@@ -92,21 +92,9 @@ async fn request(forge: &dyn Forge, plan: &Plan) -> Result<Request, ForgeError> 
                 action,
             }
         }
-        // Closed by a person with exactly this content: declined. A newer
-        // candidate rebuilds the branch and asks again.
-        Some(pr)
-            if !plan.rebuilt
-                && pr.state == State::Closed
-                && pr.head_sha.is_some()
-                && pr.head_sha == plan.tip =>
-        {
-            Request::Declined {
-                reason: format!(
-                    "declined: {} was closed without merging; waiting for a newer candidate",
-                    pr.url
-                ),
-            }
-        }
+        Some(pr) if is_declined(&pr, plan) => Request::Declined {
+            reason: declined_reason(&pr),
+        },
         _ => {
             let pr = forge.open(p).await?;
             info!(pr = %pr.url, branch = %p.branch, "opened pull request");
@@ -116,6 +104,38 @@ async fn request(forge: &dyn Forge, plan: &Plan) -> Result<Request, ForgeError> 
             }
         }
     })
+}
+
+/// Closed by a person with exactly this content: declined. A newer
+/// candidate rebuilds the branch and asks again.
+fn is_declined(pr: &crate::forge::PullRequest, plan: &Plan) -> bool {
+    !plan.rebuilt && pr.state == State::Closed && pr.head_sha.is_some() && pr.head_sha == plan.tip
+}
+
+fn declined_reason(pr: &crate::forge::PullRequest) -> String {
+    format!(
+        "declined: {} was closed without merging; waiting for a newer candidate",
+        pr.url
+    )
+}
+
+/// For a dry run: which plans' requests a person declined, asked of the
+/// forge read-only, so the dry run says "waiting" where the real run
+/// would. A forge that cannot answer is taken as not declined.
+pub async fn declined(forge: &dyn Forge, plans: &[Plan]) -> Vec<(TargetId, String)> {
+    let mut out = Vec::new();
+    for plan in plans {
+        let p = &plan.proposal;
+        match forge.find(&p.branch, &p.base).await {
+            Ok(Some(pr)) if is_declined(&pr, plan) => {
+                let reason = declined_reason(&pr);
+                out.extend(plan.members.iter().map(|m| (m.id(), reason.clone())));
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, branch = %p.branch, "dry run: could not ask the forge"),
+        }
+    }
+    out
 }
 
 /// Closes `s`'s request if one is open; whether it did.
