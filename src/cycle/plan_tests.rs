@@ -1158,7 +1158,6 @@ fn image_target_holding_a_bare_tag_is_not_rewritten_to_garbage() {
 }
 
 #[test]
-#[ignore = "bug: issue 13 item 2, config.rs refuses the documented soak = \"0s\" (\"must be greater than zero\")"]
 fn soak_zero_promotes_at_once() {
     check_rows(
         "bug",
