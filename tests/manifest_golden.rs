@@ -79,7 +79,7 @@ fn load_case(dir: &Path) -> Result<Case, String> {
     let path = KeyPath::parse(&path).map_err(|e| e.to_string())?;
     let document = match document {
         None => Document::Any,
-        Some(d) => Document::parse(d.trim())?,
+        Some(d) => Document::parse(d.trim()).map_err(|e| e.to_string())?,
     };
     let expected = fs::read(dir.join("expected.yaml")).ok();
     let outcome = match (expected, error, kind) {

@@ -461,7 +461,8 @@ pub(super) fn check_insertion(
         inserted: &insertion.expect,
     };
     let mut after = Tree::with_capacity(out.len());
-    reparse(&mut before, out, &splice, After::Build(&mut after)).map_err(fail)?;
+    reparse(&mut before, out, &splice, After::Build(&mut after))
+        .map_err(|e| fail(e.to_string()))?;
     let reread = resolve(&after, path, &Document::Any)
         .and_then(|hit| target_at(out, &after, &hit))
         .map_err(|e| fail(format!("re-reading: {e}")))?;

@@ -44,7 +44,7 @@ use saphyr_parser::ScalarStyle;
 pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 
 pub use kustomize::kustomize_path;
-pub use path::{KeyPath, PathError};
+pub use path::{KeyPath, PathError, PathProblem};
 
 use kustomize::{NewValues, check_insertion, plan_insertion};
 use locate::{locate, target_at};
@@ -83,18 +83,21 @@ pub enum Document {
 
 impl Document {
     /// Parses `N` or `path=value[,path=value…]`.
-    pub fn parse(s: &str) -> Result<Document, String> {
+    pub fn parse(s: &str) -> Result<Document, DocumentError> {
         if let Ok(n) = s.trim().parse::<usize>() {
             return Ok(Document::Index(n));
         }
         let mut conditions = Vec::new();
         for part in s.split(',') {
             let Some((path, value)) = part.split_once('=') else {
-                return Err(format!(
-                    "document {s:?}: expected an index or path=value pairs, e.g. \"kind=Deployment,metadata.name=api\""
-                ));
+                return Err(DocumentError::NotASelector {
+                    input: s.to_string(),
+                });
             };
-            let path = KeyPath::parse(path.trim()).map_err(|e| format!("document {s:?}: {e}"))?;
+            let path = KeyPath::parse(path.trim()).map_err(|e| DocumentError::Path {
+                input: s.to_string(),
+                error: e,
+            })?;
             conditions.push((path, value.trim().to_string()));
         }
         Ok(Document::Select(conditions))
@@ -109,6 +112,20 @@ impl Document {
             _ => true,
         }
     }
+}
+
+/// A `document` selector that could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error(
+        "document {input:?}: expected an index or path=value pairs, e.g. \"kind=Deployment,metadata.name=api\""
+    )]
+    NotASelector { input: String },
+    /// One of the `path=value` pairs has a path that does not parse. The
+    /// path's error is part of the message, not a `source`, so a chain of
+    /// causes does not print it twice.
+    #[error("document {input:?}: {error}")]
+    Path { input: String, error: PathError },
 }
 
 /// Where a scalar sits.

@@ -34,7 +34,48 @@ pub(super) enum Step {
 #[error("invalid key path {input:?}: {reason}")]
 pub struct PathError {
     pub input: String,
-    pub reason: String,
+    pub reason: PathProblem,
+}
+
+/// What is wrong with a key path, and where (a byte offset into it).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PathProblem {
+    #[error("the path is empty")]
+    Empty,
+    #[error("the path ends with '.'")]
+    TrailingDot,
+    #[error("unexpected {found:?} at offset {at}; expected '.', '[' or the end")]
+    Unexpected { found: char, at: usize },
+    #[error(
+        "unexpected {found:?} in key at offset {at}; quote the key (\"...\") if it contains it"
+    )]
+    UnquotedInKey { found: char, at: usize },
+    #[error("control character in key at offset {at}")]
+    ControlInKey { at: usize },
+    #[error("empty key at offset {at}")]
+    EmptyKey { at: usize },
+    #[error("key {key:?} has leading or trailing whitespace; quote it if that is intended")]
+    KeyWhitespace { key: String },
+    #[error("unterminated quote starting at offset {at}")]
+    UnterminatedQuote { at: usize },
+    #[error("unsupported escape \\{found} at offset {at}; only \\\" and \\\\ are allowed")]
+    UnsupportedEscape { found: char, at: usize },
+    #[error("unexpected {found:?} in selector at offset {at}; expected [N] or [field=value]")]
+    UnexpectedInSelector { found: char, at: usize },
+    #[error("unclosed '[' at offset {at}")]
+    UnclosedSelector { at: usize },
+    #[error("selector [{head}] at offset {at} is neither [N] (a list index) nor [field=value]")]
+    BadSelector { head: String, at: usize },
+    #[error("list index {index} at offset {at} is too large")]
+    IndexTooLarge { index: String, at: usize },
+    #[error("selector at offset {at} has an empty field name")]
+    EmptyField { at: usize },
+    #[error("selector field {field:?} at offset {at} has whitespace or control characters")]
+    FieldWhitespace { field: String, at: usize },
+    #[error(
+        "selector at offset {at} has an empty value; write [field=\"\"] to match an empty string"
+    )]
+    EmptyValue { at: usize },
 }
 
 impl KeyPath {
@@ -93,9 +134,9 @@ impl PathParser<'_> {
         Some(c)
     }
 
-    pub(super) fn parse(mut self) -> Result<KeyPath, String> {
+    pub(super) fn parse(mut self) -> Result<KeyPath, PathProblem> {
         if self.src.is_empty() {
-            return Err("the path is empty".into());
+            return Err(PathProblem::Empty);
         }
         let mut steps = Vec::new();
         let mut ends = Vec::new();
@@ -115,14 +156,14 @@ impl PathParser<'_> {
             match self.bump() {
                 None => break,
                 Some('.') if self.peek().is_none() => {
-                    return Err("the path ends with '.'".into());
+                    return Err(PathProblem::TrailingDot);
                 }
                 Some('.') => {}
                 Some(c) => {
-                    return Err(format!(
-                        "unexpected {c:?} at offset {}; expected '.', '[' or the end",
-                        self.pos - c.len_utf8()
-                    ));
+                    return Err(PathProblem::Unexpected {
+                        found: c,
+                        at: self.pos - c.len_utf8(),
+                    });
                 }
             }
         }
@@ -133,7 +174,7 @@ impl PathParser<'_> {
         })
     }
 
-    fn key(&mut self) -> Result<String, String> {
+    fn key(&mut self) -> Result<String, PathProblem> {
         if self.peek() == Some('"') {
             return self.quoted();
         }
@@ -142,13 +183,13 @@ impl PathParser<'_> {
             match c {
                 '.' | '[' => break,
                 ']' | '"' => {
-                    return Err(format!(
-                        "unexpected {c:?} in key at offset {}; quote the key (\"...\") if it contains it",
-                        self.pos
-                    ));
+                    return Err(PathProblem::UnquotedInKey {
+                        found: c,
+                        at: self.pos,
+                    });
                 }
                 c if c.is_control() => {
-                    return Err(format!("control character in key at offset {}", self.pos));
+                    return Err(PathProblem::ControlInKey { at: self.pos });
                 }
                 _ => {
                     self.bump();
@@ -157,34 +198,34 @@ impl PathParser<'_> {
         }
         let key = &self.src[start..self.pos];
         if key.is_empty() {
-            return Err(format!("empty key at offset {start}"));
+            return Err(PathProblem::EmptyKey { at: start });
         }
         if key.trim() != key {
-            return Err(format!(
-                "key {key:?} has leading or trailing whitespace; quote it if that is intended"
-            ));
+            return Err(PathProblem::KeyWhitespace {
+                key: key.to_string(),
+            });
         }
         Ok(key.to_string())
     }
 
     /// A double-quoted string with `\"` and `\\` escapes; the opening quote is next.
-    fn quoted(&mut self) -> Result<String, String> {
+    fn quoted(&mut self) -> Result<String, PathProblem> {
         let start = self.pos;
         self.bump();
         let mut out = String::new();
         loop {
             match self.bump() {
-                None => return Err(format!("unterminated quote starting at offset {start}")),
+                None => return Err(PathProblem::UnterminatedQuote { at: start }),
                 Some('"') => return Ok(out),
                 Some('\\') => match self.bump() {
                     Some(c @ ('"' | '\\')) => out.push(c),
                     Some(c) => {
-                        return Err(format!(
-                            "unsupported escape \\{c} at offset {}; only \\\" and \\\\ are allowed",
-                            self.pos - c.len_utf8() - 1
-                        ));
+                        return Err(PathProblem::UnsupportedEscape {
+                            found: c,
+                            at: self.pos - c.len_utf8() - 1,
+                        });
                     }
-                    None => return Err(format!("unterminated quote starting at offset {start}")),
+                    None => return Err(PathProblem::UnterminatedQuote { at: start }),
                 },
                 Some(c) => out.push(c),
             }
@@ -192,7 +233,7 @@ impl PathParser<'_> {
     }
 
     /// `[N]` or `[field=value]`; the `[` is next.
-    fn selector(&mut self) -> Result<Step, String> {
+    fn selector(&mut self) -> Result<Step, PathProblem> {
         let open = self.pos;
         self.bump();
         let body_start = self.pos;
@@ -217,39 +258,44 @@ impl PathParser<'_> {
                     value,
                 })
             }
-            Some(c) => Err(format!(
-                "unexpected {c:?} in selector at offset {}; expected [N] or [field=value]",
-                self.pos
-            )),
-            None => Err(format!("unclosed '[' at offset {open}")),
+            Some(c) => Err(PathProblem::UnexpectedInSelector {
+                found: c,
+                at: self.pos,
+            }),
+            None => Err(PathProblem::UnclosedSelector { at: open }),
         }
     }
 
-    fn index(head: &str, open: usize) -> Result<Step, String> {
+    fn index(head: &str, open: usize) -> Result<Step, PathProblem> {
         if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "selector [{head}] at offset {open} is neither [N] (a list index) nor [field=value]"
-            ));
+            return Err(PathProblem::BadSelector {
+                head: head.to_string(),
+                at: open,
+            });
         }
         head.parse::<usize>()
             .map(Step::Index)
-            .map_err(|_| format!("list index {head} at offset {open} is too large"))
+            .map_err(|_| PathProblem::IndexTooLarge {
+                index: head.to_string(),
+                at: open,
+            })
     }
 
-    fn check_field(field: &str, open: usize) -> Result<(), String> {
+    fn check_field(field: &str, open: usize) -> Result<(), PathProblem> {
         if field.is_empty() {
-            return Err(format!("selector at offset {open} has an empty field name"));
+            return Err(PathProblem::EmptyField { at: open });
         }
         if field.trim() != field || field.chars().any(char::is_control) {
-            return Err(format!(
-                "selector field {field:?} at offset {open} has whitespace or control characters"
-            ));
+            return Err(PathProblem::FieldWhitespace {
+                field: field.to_string(),
+                at: open,
+            });
         }
         Ok(())
     }
 
     /// The value part of `[field=value]`, through the closing `]`.
-    fn selector_value(&mut self, open: usize) -> Result<String, String> {
+    fn selector_value(&mut self, open: usize) -> Result<String, PathProblem> {
         let value = if self.peek() == Some('"') {
             self.quoted()?
         } else {
@@ -262,15 +308,13 @@ impl PathParser<'_> {
             }
             let v = &self.src[start..self.pos];
             if v.is_empty() {
-                return Err(format!(
-                    "selector at offset {open} has an empty value; write [field=\"\"] to match an empty string"
-                ));
+                return Err(PathProblem::EmptyValue { at: open });
             }
             v.to_string()
         };
         match self.bump() {
             Some(']') => Ok(value),
-            _ => Err(format!("unclosed '[' at offset {open}")),
+            _ => Err(PathProblem::UnclosedSelector { at: open }),
         }
     }
 }

@@ -11,7 +11,46 @@ enum Walk {
     /// The node the path leads to, and every node passed on the way (for the anchor check).
     Found { node: usize, trail: Vec<usize> },
     /// How many steps matched before the walk failed, and why it failed.
-    Missing { depth: usize, reason: String },
+    Missing { depth: usize, reason: Miss },
+}
+
+/// Why a path does not lead anywhere in one document: "not here", as opposed to a hard
+/// failure (an [`EditError`]). Phrased for the user, with the line the walk stopped at.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Miss {
+    #[error("no key {key:?} {under} at line {line}{}", if *.merge {
+        "; the mapping has a merge key (<<), and values merged from an anchor are not edited"
+    } else {
+        ""
+    })]
+    NoKey {
+        key: String,
+        under: String,
+        line: usize,
+        /// The mapping has a `<<` merge key, which may be where the user expected the key.
+        merge: bool,
+    },
+    #[error("{list} has {len} item(s); index [{index}] is out of range (line {line})")]
+    OutOfRange {
+        list: String,
+        len: usize,
+        index: usize,
+        line: usize,
+    },
+    #[error("no element of {list} has {field} = {value:?} (line {line})")]
+    NoElement {
+        list: String,
+        field: String,
+        value: String,
+        line: usize,
+    },
+    #[error("expected {expected} {under} but found {found} (line {line})")]
+    WrongKind {
+        expected: &'static str,
+        under: String,
+        found: &'static str,
+        line: usize,
+    },
 }
 
 /// Where in the path a walk is, for phrasing messages.
@@ -42,23 +81,24 @@ fn walk(tree: &Tree, root: usize, path: &KeyPath) -> Result<Walk, EditError> {
         let next = match (step, node.kind) {
             (Step::Key(key), Kind::MappingStart) => find_key(tree, current, key, path, i, line)?,
             (Step::Index(n), Kind::SequenceStart) => {
-                tree.children(current).nth(*n).ok_or_else(|| {
-                    format!(
-                        "{} has {} item(s); index [{n}] is out of range (line {line})",
-                        quoted_prefix(path, i),
-                        tree.children(current).count(),
-                    )
-                })
+                tree.children(current)
+                    .nth(*n)
+                    .ok_or_else(|| Miss::OutOfRange {
+                        list: quoted_prefix(path, i),
+                        len: tree.children(current).count(),
+                        index: *n,
+                        line,
+                    })
             }
             (Step::Select { field, value }, Kind::SequenceStart) => {
                 select(tree, current, field, value, path, i, line)?
             }
-            (step, kind) => Err(format!(
-                "expected {} {} but found {} (line {line})",
-                expected(step),
-                under(path, i),
-                describe(kind),
-            )),
+            (step, kind) => Err(Miss::WrongKind {
+                expected: expected(step),
+                under: under(path, i),
+                found: describe(kind),
+                line,
+            }),
         };
         match next {
             Ok(id) => {
@@ -105,7 +145,7 @@ pub(super) fn find_key(
     path: &KeyPath,
     i: usize,
     line: usize,
-) -> Result<Result<usize, String>, EditError> {
+) -> Result<Result<usize, Miss>, EditError> {
     let mut hits = Vec::new();
     let mut has_merge = false;
     for (k, v) in tree.pairs(mapping) {
@@ -117,17 +157,12 @@ pub(super) fn find_key(
         }
     }
     match hits.as_slice() {
-        [] => {
-            let merge_note = if has_merge {
-                "; the mapping has a merge key (<<), and values merged from an anchor are not edited"
-            } else {
-                ""
-            };
-            Ok(Err(format!(
-                "no key {key:?} {} at line {line}{merge_note}",
-                under(path, i)
-            )))
-        }
+        [] => Ok(Err(Miss::NoKey {
+            key: key.to_string(),
+            under: under(path, i),
+            line,
+            merge: has_merge,
+        })),
         [(_, v)] => Ok(Ok(*v)),
         many => Err(EditError::Ambiguous {
             count: many.len(),
@@ -153,7 +188,7 @@ pub(super) fn select(
     path: &KeyPath,
     i: usize,
     line: usize,
-) -> Result<Result<usize, String>, EditError> {
+) -> Result<Result<usize, Miss>, EditError> {
     let matches_field = |element: usize| -> bool {
         tree.nodes
             .get(element)
@@ -164,10 +199,12 @@ pub(super) fn select(
     };
     let hits: Vec<usize> = tree.children(list).filter(|&c| matches_field(c)).collect();
     match hits.as_slice() {
-        [] => Ok(Err(format!(
-            "no element of {} has {field} = {value:?} (line {line})",
-            quoted_prefix(path, i)
-        ))),
+        [] => Ok(Err(Miss::NoElement {
+            list: quoted_prefix(path, i),
+            field: field.to_string(),
+            value: value.to_string(),
+            line,
+        })),
         [one] => Ok(Ok(*one)),
         many => Err(EditError::Ambiguous {
             count: many.len(),
@@ -258,7 +295,7 @@ pub(super) fn resolve(tree: &Tree, path: &KeyPath, doc: &Document) -> Result<Hit
                 let reason = if tree.docs.len() > 1 {
                     format!("{reason} in document {d}")
                 } else {
-                    reason
+                    reason.to_string()
                 };
                 if best_miss.as_ref().is_none_or(|(best, _)| depth > *best) {
                     best_miss = Some((depth, reason));

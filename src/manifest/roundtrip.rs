@@ -98,6 +98,29 @@ fn expected_event(before: &Tree, expect: &Expect<'_>, event: &Event<'_>) -> bool
     }
 }
 
+/// How the edited file's event stream differs from what the edit intended. Each becomes an
+/// [`EditError::Roundtrip`], so nothing is written.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Mismatch {
+    #[error("internal error: the splice lies outside the document")]
+    SpliceOutside,
+    #[error("internal error: only a one-for-one splice can patch the tree")]
+    NotOneForOne,
+    #[error("the edited file does not parse: {0}")]
+    DoesNotParse(EditError),
+    #[error("the edit changed the document's structure (an extra {extra})")]
+    Extra { extra: String },
+    #[error("the edit changed the document: found {found} where {wanted} was expected")]
+    Changed { found: String, wanted: String },
+    #[error(
+        "the edit changed the document's structure ({expected} events expected, {found} found)"
+    )]
+    Count { expected: usize, found: usize },
+    /// Storing the edited file's events failed (positions too large, unbalanced collections).
+    #[error(transparent)]
+    Tree(EditError),
+}
+
 /// What to do with the edited file's tree.
 pub(super) enum After<'t> {
     /// The splice replaces events one for one: update `before` in place (positions, lines and
@@ -116,26 +139,24 @@ pub(super) fn reparse(
     out: &str,
     splice: &Splice<'_>,
     mut after: After<'_>,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let (at, removed, inserted) = (splice.at, splice.removed, splice.inserted.len());
     if at + removed > before.nodes.len() {
-        return Err("internal error: the splice lies outside the document".to_string());
+        return Err(Mismatch::SpliceOutside);
     }
     if matches!(after, After::Patch) && removed != inserted {
-        return Err("internal error: only a one-for-one splice can patch the tree".to_string());
+        return Err(Mismatch::NotOneForOne);
     }
     let expected_len = before.nodes.len() - removed + inserted;
     let mut open = Vec::new();
     let mut parser = Parser::new_from_str(out);
     let mut j = 0;
     while let Some(next) = parser.next_event() {
-        let (event, span) =
-            next.map_err(|e| format!("the edited file does not parse: {}", scan_error(&e)))?;
+        let (event, span) = next.map_err(|e| Mismatch::DoesNotParse(scan_error(&e)))?;
         if j >= expected_len {
-            return Err(format!(
-                "the edit changed the document's structure (an extra {})",
-                show_event(&event, &span)
-            ));
+            return Err(Mismatch::Extra {
+                extra: show_event(&event, &span),
+            });
         }
         let ok = if j < at {
             same_event(before, &before.nodes[j], &event)
@@ -157,28 +178,27 @@ pub(super) fn reparse(
             } else {
                 show(before, if j < at { j } else { j - inserted + removed })
             };
-            return Err(format!(
-                "the edit changed the document: found {} where {wanted} was expected",
-                show_event(&event, &span)
-            ));
+            return Err(Mismatch::Changed {
+                found: show_event(&event, &span),
+                wanted,
+            });
         }
         match &mut after {
-            After::Build(tree) => tree
-                .push(event, span, &mut open)
-                .map_err(|e| e.to_string())?,
+            After::Build(tree) => tree.push(event, span, &mut open).map_err(Mismatch::Tree)?,
             After::Patch => {
                 let replaced = (at..at + inserted).contains(&j);
                 before
                     .patch(j, &event, &span, replaced)
-                    .map_err(|e| e.to_string())?
+                    .map_err(Mismatch::Tree)?
             }
         }
         j += 1;
     }
     if j != expected_len {
-        return Err(format!(
-            "the edit changed the document's structure ({expected_len} events expected, {j} found)"
-        ));
+        return Err(Mismatch::Count {
+            expected: expected_len,
+            found: j,
+        });
     }
     Ok(())
 }
@@ -227,7 +247,7 @@ pub(super) fn reparse_scalar_swap(
     out: &str,
     target: &Target,
     value: &str,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let style = rendered_style(value, target.scalar.style, target.in_flow);
     let inserted = [Expect::Scalar {
         value,
@@ -257,7 +277,7 @@ pub(super) fn roundtrip_check(
     value: &str,
 ) -> Result<(), EditError> {
     let fail = |reason: String| EditError::Roundtrip { reason };
-    reparse_scalar_swap(&mut tree, out, target, value).map_err(fail)?;
+    reparse_scalar_swap(&mut tree, out, target, value).map_err(|e| fail(e.to_string()))?;
     let reread = locate(out, &tree, path, doc).map_err(|e| fail(format!("re-reading: {e}")))?;
     if reread.event_index != target.event_index
         || reread.scalar.value != value
