@@ -206,11 +206,19 @@ fn check_name(s: &str) -> Result<(), NameError> {
     }
 }
 
+/// The prefix of every proposal branch; tagwatch force-pushes only these.
+pub const PROPOSAL_PREFIX: &str = "tagwatch/";
+
 /// Where a pull-request target's branch lives: `tagwatch/<group or app>/<env>`.
-/// The same shape as `propose::branch` (which cannot be called from here:
-/// it sits above config), checked here so that a name git refuses fails at
-/// load instead of in every cycle.
-const PROPOSAL_BRANCH_PREFIX: &str = "refs/heads/tagwatch/";
+/// Defined here, the lowest layer that knows targets, so that the cycle
+/// and this load-time check cannot disagree on its shape.
+pub fn proposal_branch(app: &str, target: &Target) -> String {
+    proposal_branch_of(target.group.as_deref().unwrap_or(app), &target.env)
+}
+
+fn proposal_branch_of(owner: &str, env: &str) -> String {
+    format!("{PROPOSAL_PREFIX}{owner}/{env}")
+}
 
 /// `check_name` keeps names to `[A-Za-z0-9._-]`, but git's ref rules refuse
 /// more: a component ending in `.lock`, a `..`, a `.` at the very end. git2's
@@ -228,12 +236,12 @@ fn check_proposal_branch(
         return Ok(());
     }
     let owner = target.group.as_deref().unwrap_or(name.get_ref());
-    let branch = format!("{PROPOSAL_BRANCH_PREFIX}{owner}/{}", target.env);
-    if git2::Reference::is_valid_name(&branch) {
+    let valid = |branch: String| git2::Reference::is_valid_name(&format!("refs/heads/{branch}"));
+    let branch = proposal_branch(name.get_ref(), target);
+    if valid(branch.clone()) {
         return Ok(());
     }
-    let owner_is_bad =
-        !git2::Reference::is_valid_name(&format!("{PROPOSAL_BRANCH_PREFIX}{owner}/env"));
+    let owner_is_bad = !valid(proposal_branch_of(owner, "env"));
     let (span, key, what) = match (&raw.group, owner_is_bad) {
         (Some(g), true) => (
             g.span(),
@@ -247,7 +255,7 @@ fn check_proposal_branch(
             "env",
         ),
     };
-    let shown = branch.trim_start_matches("refs/heads/");
+    let shown = branch.as_str();
     Err(src.error(
         Some(span),
         key,

@@ -25,7 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::aws::{AwsSettings, EventSettings};
-pub use apps::{App, Kustomize, RepoPath, RepoPathError, RepoPathProblem, Target, Update};
+pub use apps::{
+    App, Kustomize, PROPOSAL_PREFIX, RepoPath, RepoPathError, RepoPathProblem, Target, Update,
+    proposal_branch,
+};
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };

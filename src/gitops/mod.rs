@@ -45,7 +45,7 @@ const REMOTE: &str = "origin";
 
 /// tagwatch's own branches, one per pull request (`tagwatch/<app>/<env>`).
 /// The only branches it ever force-pushes.
-pub const PROPOSAL_PREFIX: &str = "tagwatch/";
+pub use crate::config::PROPOSAL_PREFIX;
 
 /// How long to wait for a git server to accept a connection.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -28,7 +28,7 @@ use super::decide::Decision;
 use super::plan::Step;
 use crate::config::{Config, Target};
 use crate::forge::Proposal;
-use crate::gitops::{Checkout, GitError, PROPOSAL_PREFIX};
+use crate::gitops::{Checkout, GitError};
 use crate::manifest;
 use crate::trailers::{Location, Promotion};
 
@@ -104,8 +104,7 @@ pub enum BuildError {
 
 /// The branch a target's proposal goes on.
 pub fn branch(app: &str, target: &Target) -> String {
-    let owner = target.group.as_deref().unwrap_or(app);
-    format!("{PROPOSAL_PREFIX}{owner}/{}", target.env)
+    crate::config::proposal_branch(app, target)
 }
 
 /// Builds and pushes the proposal branches the decisions need, on the
