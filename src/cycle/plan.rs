@@ -141,26 +141,41 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
         app, target, now, ..
     } = *input;
     let at = |e: &dyn std::fmt::Display| format!("{}: {}: {e}", target.file, target.key);
+    // The file first, so that what the env runs is known (and shown) even
+    // when the registry failed; the registry's failure still comes first.
+    let read = match branch.read(&target.file) {
+        Ok(Some(bytes)) => match manifest::get(&bytes, &target.key, &target.document) {
+            Ok(scalar) => Ok((bytes, Some(scalar.value))),
+            // A Kustomize entry, or its field, that is not there yet is added.
+            Err(manifest::EditError::NotFound { .. }) if target.kustomize.is_some() => {
+                Ok((bytes, None))
+            }
+            Err(e) => Err((Stage::Manifest, at(&e))),
+        },
+        Ok(None) => Err((
+            Stage::Manifest,
+            format!("{}: no such file on the branch", target.file),
+        )),
+        Err(e) => Err((Stage::Git, e.to_string())),
+    };
     let listing = match listing_of(app, input.listing) {
         Ok(listing) => listing,
-        Err(error) => return Planned::fail(None, Stage::Registry, error.to_string()),
-    };
-    let file = match branch.read(&target.file) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => {
-            return Planned::fail(
-                None,
-                Stage::Manifest,
-                format!("{}: no such file on the branch", target.file),
-            );
+        Err(error) => {
+            // Without the listing, the value is read through the format only.
+            let held = read.ok().and_then(|(_, value)| value).map(|value| Held {
+                tag: target
+                    .format
+                    .current_tag(&value)
+                    .unwrap_or(&value)
+                    .to_string(),
+                value,
+            });
+            return Planned::fail(held, Stage::Registry, error.to_string());
         }
-        Err(e) => return Planned::fail(None, Stage::Git, e.to_string()),
     };
-    let current = match manifest::get(&file, &target.key, &target.document) {
-        Ok(scalar) => Some(scalar.value),
-        // A Kustomize entry, or its field, that is not there yet is added.
-        Err(manifest::EditError::NotFound { .. }) if target.kustomize.is_some() => None,
-        Err(e) => return Planned::fail(None, Stage::Manifest, at(&e)),
+    let (file, current) = match read {
+        Ok(read) => read,
+        Err((stage, error)) => return Planned::fail(None, stage, error),
     };
     let policy = app.policy_for(target);
     let held = current.as_ref().map(|value| Held {
