@@ -229,6 +229,11 @@ fn outcome_of(
     unpushed: Option<String>,
     proposals: &mut Proposals,
 ) -> TargetReport {
+    // The target's span, as every per-target line has carried it: log
+    // queries select on `span.app` and `span.env`.
+    let span =
+        tracing::info_span!("target", app = %d.app, env = %d.env, repository = %d.repository);
+    let _entered = span.enter();
     let held = d.held.clone();
     let (mut current, mut value) = (
         held.as_ref().map(|h| h.tag.clone()),
@@ -238,24 +243,24 @@ fn outcome_of(
         // A failed listing was logged once, for its repository; its
         // targets repeat it only at debug.
         if stage == Stage::Registry {
-            debug!(app = %d.app, env = %d.env, stage = Stage::as_str(stage), %error, "target failed");
+            debug!(stage = Stage::as_str(stage), %error, "target failed");
         } else {
-            warn!(app = %d.app, env = %d.env, stage = Stage::as_str(stage), %error, "target failed");
+            warn!(stage = Stage::as_str(stage), %error, "target failed");
         }
         Outcome::Failed { stage, error }
     };
     let outcome = match d.step {
         Step::Keep => {
-            debug!(app = %d.app, env = %d.env, current = ?current, "up to date");
+            debug!(current = ?current, "up to date");
             Outcome::Unchanged
         }
         Step::NoCandidate { why } => {
-            info!(app = %d.app, env = %d.env, %why, "no candidate; nothing written");
+            info!(%why, "no candidate; nothing written");
             Outcome::NoCandidate { why }
         }
         Step::Wait { reason, candidate } => Outcome::Waiting { reason, candidate },
         Step::Deferred { reason, candidate } => {
-            info!(app = %d.app, env = %d.env, %reason, "deferred to the next cycle");
+            info!(%reason, "deferred to the next cycle");
             Outcome::Deferred { reason, candidate }
         }
         Step::Fail { stage, error } => failed(stage, error),

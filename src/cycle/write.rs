@@ -223,7 +223,10 @@ fn commit(
         // A failure here is the clone's own storage: nothing after it can
         // be committed either, and nothing is pushed.
         let id = checkout.commit_file(&target.file, &change.content, &message, now)?;
-        info!(app = %d.app, env = %d.env, from = %change.promotion.from, to = %change.promotion.to, commit = %id, "committed");
+        let span =
+            tracing::info_span!("target", app = %d.app, env = %d.env, repository = %d.repository);
+        let _entered = span.enter();
+        info!(from = %change.promotion.from, to = %change.promotion.to, commit = %id, "committed");
         commits.insert(i, id.to_string());
     }
     Ok(commits)
