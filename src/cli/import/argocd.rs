@@ -8,7 +8,8 @@
 
 use super::yaml::Node;
 use super::{
-    Candidate, Found, Input, Origin, Place, Strategy, Target, env_from_path, join, split_image,
+    Candidate, Found, Input, Origin, Place, Strategy, Target, Warning, env_from_path, join,
+    split_image,
 };
 
 const PREFIX: &str = "argocd-image-updater.argoproj.io/";
@@ -649,6 +650,7 @@ fn candidate(app: &Application<'_>, spec: &ImageSpec, wb: &WriteBack, found: &mu
     };
 
     // The env.
+    let mut pending = Vec::new();
     let (env, env_note) = match app.node.str_at("spec.destination.namespace") {
         Some(ns) => (
             ns.to_string(),
@@ -657,10 +659,10 @@ fn candidate(app: &Application<'_>, spec: &ImageSpec, wb: &WriteBack, found: &mu
         None => match env_from_path(&file) {
             Some(env) => (env, Some(format!("inferred from the path {file}"))),
             None => {
-                found.warn(
-                    &app.origin,
-                    format!("{name}: no destination namespace and no envs/<env>/ in {file:?}; env \"default\" used"),
-                );
+                pending.push(Warning {
+                    origin: app.origin.clone(),
+                    message: format!("{name}: no destination namespace and no envs/<env>/ in {file:?}; env \"default\" used"),
+                });
                 (
                     "default".to_string(),
                     Some("inferred: nothing names an env".to_string()),
@@ -723,6 +725,7 @@ fn candidate(app: &Application<'_>, spec: &ImageSpec, wb: &WriteBack, found: &mu
             place,
             format,
         }],
+        pending,
     });
 }
 

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    Candidate, Found, Input, Origin, Place, Strategy, Target, collect, display, env_from_path,
-    split_image,
+    Candidate, Found, Input, Origin, Place, Strategy, Target, Warning, collect, display,
+    env_from_path, split_image,
 };
 use crate::manifest::KeyPath;
 
@@ -406,6 +406,7 @@ fn candidate(
     }
 
     let mut targets = Vec::new();
+    let mut pending = Vec::new();
     for m in markers {
         let format = match m.field.as_deref() {
             None => "image",
@@ -429,13 +430,13 @@ fn candidate(
         let (env, env_note) = match env_from_path(&m.file) {
             Some(env) => (env, Some(format!("inferred from the path {}", m.file))),
             None => {
-                found.warn(
-                    &m.origin,
-                    format!(
+                pending.push(Warning {
+                    origin: m.origin.clone(),
+                    message: format!(
                         "{name}: no envs/<env>/ in {:?}; env \"default\" used",
                         m.file
                     ),
-                );
+                });
                 (
                     "default".to_string(),
                     Some("inferred: nothing names an env".to_string()),
@@ -467,6 +468,7 @@ fn candidate(
         extract,
         ignore,
         targets,
+        pending,
     });
 }
 

@@ -153,6 +153,9 @@ pub struct Candidate {
     pub extract: Option<String>,
     pub ignore: Vec<String>,
     pub targets: Vec<Target>,
+    /// Warnings that matter only if the app is migrated (an env guessed for
+    /// an app that is then dropped for another reason is noise).
+    pub pending: Vec<Warning>,
 }
 
 /// A value for `[git]` found in the input, and where.
@@ -233,24 +236,26 @@ pub struct Input {
     pub docs: Vec<yaml::Node>,
 }
 
+/// A reader: parsed inputs in, candidates and warnings out.
+type Reader = dyn Fn(&[Input]) -> Found;
+
 /// Runs `tagwatch import …` and returns the exit status.
 pub fn run(args: ImportArgs) -> u8 {
-    let (common, command, read): (&Common, &'static str, Box<dyn Fn(&[Input]) -> Found>) =
-        match &args.source {
-            ImportSource::ArgocdImageUpdater(common) => (
+    let (common, command, read): (&Common, &'static str, Box<Reader>) = match &args.source {
+        ImportSource::ArgocdImageUpdater(common) => (
+            common,
+            "tagwatch import argocd-image-updater",
+            Box::new(argocd::read),
+        ),
+        ImportSource::Flux { common, repo_root } => {
+            let root = repo_root.clone();
+            (
                 common,
-                "tagwatch import argocd-image-updater",
-                Box::new(argocd::read),
-            ),
-            ImportSource::Flux { common, repo_root } => {
-                let root = repo_root.clone();
-                (
-                    common,
-                    "tagwatch import flux",
-                    Box::new(move |inputs: &[Input]| flux::read(inputs, &root)),
-                )
-            }
-        };
+                "tagwatch import flux",
+                Box::new(move |inputs: &[Input]| flux::read(inputs, &root)),
+            )
+        }
+    };
     let result = read_inputs(&common.paths).and_then(|inputs| {
         let found = read(&inputs);
         assemble(found, common, command)
@@ -518,6 +523,7 @@ fn assemble(
         if targets.is_empty() {
             continue;
         }
+        found.warnings.append(&mut c.pending);
         targets.sort_by(|a, b| (&a.env, &a.file, &a.place).cmp(&(&b.env, &b.file, &b.place)));
         c.targets = targets;
         apps.push(App {
