@@ -274,3 +274,28 @@ fn an_imported_flux_config_promotes_what_flux_would() {
     let digest = moto.digest(&seeded, "5.0.3");
     assert!(prod.contains(&format!("digest: \"{digest}\"")), "{prod}");
 }
+
+#[test]
+fn a_symlink_loop_in_a_directory_does_not_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let apps = tmp.path().join("apps");
+    std::fs::create_dir(&apps).unwrap();
+    std::os::unix::fs::symlink("..", apps.join("up")).unwrap();
+    std::fs::write(
+        apps.join("app.yaml"),
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: a\n",
+    )
+    .unwrap();
+    let mut cmd = tagwatch_command();
+    cmd.args([
+        "import",
+        "argocd-image-updater",
+        "--git-url",
+        "file:///g",
+        "apps",
+    ])
+    .current_dir(tmp.path());
+    let out =
+        output_within(&mut cmd, std::time::Duration::from_secs(20)).expect("import did not finish");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}

@@ -308,10 +308,17 @@ pub fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ImportError> {
 }
 
 /// `path` itself when named (whatever its extension), or the YAML files
-/// below a directory, sorted by name so the output does not depend on the
-/// file system's order.
+/// below a directory (symlinks below it skipped), sorted by name so the
+/// output does not depend on the file system's order.
 pub fn collect(path: &Path, named: bool, out: &mut Vec<PathBuf>) -> Result<(), ImportError> {
-    let meta = std::fs::metadata(path).map_err(|source| ImportError::Read {
+    // A named path is followed; inside a directory, symlinks are not, so a
+    // link back to a parent cannot make the walk endless.
+    let meta = if named {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    let meta = meta.map_err(|source| ImportError::Read {
         path: display(path),
         source,
     })?;
