@@ -5,6 +5,7 @@
 pub mod demo;
 mod edit;
 mod history;
+mod import;
 mod policy_test;
 mod promote;
 
@@ -72,6 +73,10 @@ pub enum Command {
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print a tagwatch configuration translated from Argo CD Image Updater
+    /// or Flux image automation; what does not translate exactly is warned
+    /// about on stderr. Exits 64 for unreadable input, 1 with --strict and a warning.
+    Import(import::ImportArgs),
     /// Walk through a promotion on loopback: a throwaway GitOps repository, a
     /// local ECR-compatible endpoint and a local GitHub-compatible one (dev by
     /// a commit, prod by a pull request); no AWS or GitHub needed.
@@ -195,6 +200,7 @@ pub async fn run(command: Command) -> u8 {
         Command::Promote(args) => promote::run(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
+        Command::Import(args) => import::run(args),
         Command::Demo { dir } => match demo::run(dir).await {
             Ok(()) => 0,
             Err(e) => {
