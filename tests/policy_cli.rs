@@ -312,3 +312,53 @@ fn policy_test_honours_tagwatch_config_and_env_constraint() {
         show(&out)
     );
 }
+
+/// `policy test --config C --app A TAG...`: the app's own policy (its
+/// ignore list and range, or an env's constraint) on tags from the command
+/// line, offline; as `tagwatch import`'s check of a converted config needs.
+#[test]
+fn policy_test_app_takes_tags_from_the_command_line_offline() {
+    let work = Workdir::new(
+        // Nothing listens here: the tags given must not need ECR.
+        "http://127.0.0.1:9",
+        "file:///nonexistent",
+        &[("payments", "payments-api", "^1.4", "v.yaml")],
+    );
+    std::fs::write(
+        &work.config,
+        std::fs::read_to_string(&work.config).unwrap()
+            + "\n[[apps.targets]]\nenv = \"prod\"\nfile = \"p.yaml\"\nkey = \"image.tag\"\nconstraint = \"^2\"\n",
+    )
+    .unwrap();
+    let config = work.config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        tagwatch_command()
+            .args(["policy", "test", "--config", config, "--app", "payments"])
+            .args(args)
+            .current_dir(work.dir.path())
+            .output()
+            .unwrap()
+    };
+    // 1.4.9 is on the app's ignore list; 2.0.0 outside ^1.4.
+    let out = run(&["--explain", "1.4.2", "1.4.9", "2.0.0"]);
+    expect(
+        &out,
+        0,
+        &["1.4.9  ignored", "2.0.0  outside the range", "\n1.4.2\n"],
+    );
+    let out = run(&["--env", "prod", "1.4.2", "2.0.0"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2.0.0\n",
+        "{}",
+        show(&out)
+    );
+    // Policy flags still conflict with --app: the app's policy is the point.
+    let out = run(&["--constraint", "^3", "3.0.0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with"),
+        "{}",
+        show(&out)
+    );
+}

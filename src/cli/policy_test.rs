@@ -37,19 +37,21 @@ pub struct PolicyTestArgs {
     /// Print every tag's verdict and the reason for it.
     #[arg(long)]
     explain: bool,
-    /// The configuration for --app; defaults to TAGWATCH_CONFIG.
-    #[arg(long, requires = "app")]
+    /// The configuration for --app; defaults to TAGWATCH_CONFIG. (Without
+    /// --app it is refused by `Source::from_args`, with a clearer message
+    /// than clap's.)
+    #[arg(long)]
     config: Option<PathBuf>,
-    /// Use this app's policy and its repository's real tags (needs --config
-    /// or TAGWATCH_CONFIG).
+    /// Use this app's policy (needs --config or TAGWATCH_CONFIG) on the
+    /// tags given, or, with none, on its repository's real tags in ECR.
     #[arg(
         long,
-        conflicts_with_all = ["strategy", "constraint", "allow", "extract", "ignore", "min_age", "tags"]
+        conflicts_with_all = ["strategy", "constraint", "allow", "extract", "ignore", "min_age"]
     )]
     app: Option<String>,
     /// With --app: use this env's own policy (its `constraint`) instead of
     /// the app's.
-    #[arg(long, requires = "app")]
+    #[arg(long)]
     env: Option<String>,
     /// Tags, each optionally with a push time: TAG@2026-11-21T10:00:00Z.
     /// `-` reads them from stdin, one per line.
@@ -119,7 +121,7 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
     };
     let (policy, images) = match source {
         Source::App { config, app, env } => {
-            match from_config(&config, &app, env.as_deref()).await {
+            match from_config(&config, &app, env.as_deref(), &args.tags).await {
                 Ok(found) => found,
                 Err(code) => return code,
             }
@@ -168,8 +170,13 @@ fn from_args(args: &PolicyTestArgs) -> Result<(Policy, Vec<Image>), String> {
     };
     let policy =
         Policy::from_spec(&spec).map_err(|e| format!("--{}: {e}", e.field.replace('_', "-")))?;
+    Ok((policy, read_tags(&args.tags)?))
+}
+
+/// The tags given: each argument, or with `-` the lines of stdin.
+fn read_tags(tags: &[String]) -> Result<Vec<Image>, String> {
     let mut images = Vec::new();
-    for arg in &args.tags {
+    for arg in tags {
         if arg == "-" {
             for line in std::io::stdin().lock().lines() {
                 let line = line.map_err(|e| format!("reading stdin: {e}"))?;
@@ -182,7 +189,7 @@ fn from_args(args: &PolicyTestArgs) -> Result<(Policy, Vec<Image>), String> {
             images.push(parse_tag(arg)?);
         }
     }
-    Ok((policy, images))
+    Ok(images)
 }
 
 /// `TAG` or `TAG@RFC3339`. OCI tags cannot contain `@`, so the split is
@@ -210,6 +217,7 @@ async fn from_config(
     path: &std::path::Path,
     app: &str,
     env: Option<&str>,
+    tags: &[String],
 ) -> Result<(Policy, Vec<Image>), u8> {
     let config = load(&ConfigArg {
         config: path.to_path_buf(),
@@ -238,6 +246,14 @@ async fn from_config(
             }
         },
     };
+    // Tags on the command line: the app's policy, offline.
+    if !tags.is_empty() {
+        let images = read_tags(tags).map_err(|message| {
+            eprintln!("tagwatch policy test: {message}");
+            EXIT_USAGE
+        })?;
+        return Ok((policy, images));
+    }
     let registry = EcrRegistry::connect(&config.aws, None).await.map_err(|e| {
         eprintln!("{}: {e}", path.display());
         EXIT_USAGE
