@@ -311,7 +311,7 @@ fn soak_zero_is_accepted() {
     let text = format!("{BASE}{PROD}promote_from = \"dev\"\nsoak = \"0s\"\n");
     std::fs::write(dir.path().join("tagwatch.toml"), text).unwrap();
     let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
-    expect(&out, 0, &["ok: 1 apps, 2 targets, 1 repositories"]);
+    expect(&out, 0, &["ok: 1 app, 2 targets, 1 repository"]);
 }
 
 /// An `http://` git remote with `token_file` (or a password in the URL), or
@@ -390,7 +390,7 @@ fn plaintext_credentials_to_loopback_are_accepted() {
         );
         std::fs::write(dir.path().join("tagwatch.toml"), text).unwrap();
         let out = tagwatch(&["check", "--config", "tagwatch.toml"], dir.path());
-        expect(&out, 0, &["ok: 1 apps, 1 targets, 1 repositories"]);
+        expect(&out, 0, &["ok: 1 app, 1 target, 1 repository"]);
     }
 }
 
