@@ -85,20 +85,16 @@ fn run_case(case: &str) {
     let check = tagwatch(&["check", "--config", config.to_str().unwrap()], tmp.path());
     assert_eq!(check.status.code(), Some(0), "{}", show(&check));
 
-    check_policies(&dir, &stdout);
+    check_policies(&dir, &config);
 }
 
-/// Each line of the case's `policy` file: `APP TAG... => CHOICE`.
-///
-/// `policy test --app` reads tags from ECR and does not take a tag list, so
-/// the app's policy is read from the printed configuration and passed to
-/// `policy test` as flags: the same fields `--app` would use.
-fn check_policies(dir: &Path, config: &str) {
+/// Each line of the case's `policy` file: `APP TAG... => CHOICE`, checked
+/// with `tagwatch policy test --config OUT --app APP TAG...`: the imported
+/// app's own policy, offline, on the tags given.
+fn check_policies(dir: &Path, config: &Path) {
     let Ok(text) = std::fs::read_to_string(dir.join("policy")) else {
         return;
     };
-    let table: toml::Table = config.parse().unwrap();
-    let apps = table["apps"].as_array().unwrap();
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -106,31 +102,17 @@ fn check_policies(dir: &Path, config: &str) {
         let (left, choice) = line.split_once("=>").unwrap();
         let mut words = left.split_whitespace();
         let name = words.next().unwrap();
-        let tags: Vec<&str> = words.collect();
-        let app = apps
-            .iter()
-            .find(|a| a["name"].as_str() == Some(name))
-            .unwrap_or_else(|| panic!("no app {name} in the output"));
-        let mut args: Vec<String> = vec!["policy".into(), "test".into()];
-        for field in ["strategy", "constraint", "allow", "extract"] {
-            if let Some(v) = app.get(field).and_then(|v| v.as_str()) {
-                args.push(format!("--{field}"));
-                args.push(v.to_string());
-            }
-        }
-        for glob in app
-            .get("ignore")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-        {
-            args.push("--ignore".into());
-            args.push(glob.as_str().unwrap().to_string());
-        }
-        args.push("--".into());
-        args.extend(tags.iter().map(|t| t.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = tagwatch(&refs, dir);
+        let mut args = vec![
+            "policy",
+            "test",
+            "--config",
+            config.to_str().unwrap(),
+            "--app",
+            name,
+            "--",
+        ];
+        args.extend(words);
+        let out = tagwatch(&args, dir);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             stdout.lines().last().unwrap_or_default(),
