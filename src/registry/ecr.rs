@@ -5,6 +5,10 @@
 //! manifest and a config blob per tag to learn the same (what Argo CD Image
 //! Updater does), so it is not used for ECR.
 //!
+//! The gates read `DescribeImageScanFindings` (every page) and
+//! `ListImageReferrers`, each for one digest, only for the images a gate
+//! considers.
+//!
 //! Credentials come from the SDK's default chain (environment, profile, IRSA
 //! web identity), optionally through an assumed role. The SDK refreshes
 //! them itself, so nothing here shells out or caches tokens.
@@ -20,8 +24,12 @@ use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, TagStatus};
 use time::OffsetDateTime;
 
-use super::{DescribeFuture, ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
+use super::{
+    DescribeFuture, ErrorKind, Image, ListFuture, Listing, Referrers, ReferrersFuture, Registry,
+    RegistryError, ScanFindings, ScanFuture,
+};
 use crate::aws::AwsSettings;
+use crate::gate::{ScanStatus, Severity};
 
 /// ECR's largest page; fewer pages means fewer round trips and less
 /// throttling pressure on accounts with thousands of images.
@@ -193,6 +201,119 @@ impl EcrRegistry {
     }
 }
 
+impl EcrRegistry {
+    async fn scan_of(&self, repository: &str, digest: &str) -> Result<ScanFindings, RegistryError> {
+        let mut pages = self
+            .client
+            .describe_image_scan_findings()
+            .repository_name(repository)
+            .set_registry_id(self.registry_id.clone())
+            .image_id(ImageIdentifier::builder().image_digest(digest).build())
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut scan = ScanFindings::with_status(ScanStatus::Missing);
+        // The summary's counts cover every finding; counting the findings
+        // themselves is the fallback for a page that has none.
+        let mut summary = None;
+        let mut counted = ScanFindings::with_status(ScanStatus::Missing);
+        loop {
+            let started = std::time::Instant::now();
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            observe("DescribeImageScanFindings", started);
+            let page = match page {
+                Ok(page) => page,
+                Err(SdkError::ServiceError(e)) if e.err().is_scan_not_found_exception() => {
+                    return Ok(ScanFindings::with_status(ScanStatus::Missing));
+                }
+                Err(e) => return Err(classify(repository, e)),
+            };
+            if let Some(status) = page.image_scan_status().and_then(|s| s.status()) {
+                scan.status = ScanStatus::parse(status.as_str());
+            }
+            let Some(findings) = page.image_scan_findings() else {
+                continue;
+            };
+            if summary.is_none()
+                && let Some(counts) = findings.finding_severity_counts()
+            {
+                let mut by = ScanFindings::with_status(ScanStatus::Complete);
+                for (severity, n) in counts {
+                    add(&mut by, severity.as_str(), u32::try_from(*n).unwrap_or(0));
+                }
+                summary = Some(by);
+            }
+            for f in findings.findings() {
+                add(
+                    &mut counted,
+                    f.severity().map_or("UNDEFINED", |s| s.as_str()),
+                    1,
+                );
+            }
+            for f in findings.enhanced_findings() {
+                scan.enhanced = true;
+                add(&mut counted, f.severity().unwrap_or("UNDEFINED"), 1);
+            }
+        }
+        let totals = summary.unwrap_or(counted);
+        scan.counts = totals.counts;
+        scan.undefined = totals.undefined;
+        Ok(scan)
+    }
+
+    async fn referrers_of(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Referrers, RegistryError> {
+        let mut types = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let started = std::time::Instant::now();
+            let page = self
+                .client
+                .list_image_referrers()
+                .repository_name(repository)
+                .set_registry_id(self.registry_id.clone())
+                .subject_id(
+                    aws_sdk_ecr::types::SubjectIdentifier::builder()
+                        .image_digest(digest)
+                        .build()
+                        .map_err(|e| RegistryError {
+                            repository: repository.to_string(),
+                            kind: ErrorKind::Other,
+                            message: e.to_string(),
+                        })?,
+                )
+                .set_next_token(token.take())
+                .send()
+                .await;
+            observe("ListImageReferrers", started);
+            let page = page.map_err(|e| classify(repository, e))?;
+            types.extend(
+                page.referrers()
+                    .iter()
+                    .filter_map(|r| r.artifact_type().map(str::to_string)),
+            );
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return Ok(types),
+            }
+        }
+    }
+}
+
+/// Counts `n` findings of ECR's (or Inspector's) severity `name`; anything
+/// without a known severity (`UNDEFINED`, `UNTRIAGED`) is undefined.
+fn add(scan: &mut ScanFindings, name: &str, n: u32) {
+    match Severity::parse(name) {
+        Some(severity) => *scan.counts.entry(severity).or_default() += n,
+        None => scan.undefined += n,
+    }
+}
+
 /// Times one API call, the SDK's own retries included.
 fn observe(operation: &str, started: std::time::Instant) {
     crate::metrics::get()
@@ -267,6 +388,16 @@ impl Registry for EcrRegistry {
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_> {
         let (repository, tag) = (repository.to_string(), tag.to_string());
         Box::pin(async move { self.describe_tag(&repository, &tag).await })
+    }
+
+    fn scan_findings(&self, repository: &str, digest: &str) -> ScanFuture<'_> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        Box::pin(async move { self.scan_of(&repository, &digest).await })
+    }
+
+    fn referrers(&self, repository: &str, digest: &str) -> ReferrersFuture<'_> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        Box::pin(async move { self.referrers_of(&repository, &digest).await })
     }
 
     fn throttled(&self) -> u64 {
