@@ -41,7 +41,7 @@ use plan::Step;
 use propose::settle::Request;
 
 pub use export::export;
-pub use report::{CycleReport, How, Mode, Outcome, RequestAction, Stage, TargetReport};
+pub use report::{CycleReport, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport};
 pub use write::SharedCheckout;
 
 /// The peers and the clock one cycle works with.
@@ -230,6 +230,7 @@ fn outcome_of(
     proposals: &mut Proposals,
 ) -> TargetReport {
     let held = d.held.clone();
+    let gates = d.gates.clone();
     let (mut current, mut value) = (
         held.as_ref().map(|h| h.tag.clone()),
         held.as_ref().map(|h| h.value.clone()),
@@ -322,6 +323,7 @@ fn outcome_of(
         outcome,
         current,
         value,
+        gates,
     }
 }
 
@@ -335,6 +337,7 @@ fn all_failed(config: &Config, error: &str) -> Vec<TargetReport> {
             env: t.env.clone(),
             current: None,
             value: None,
+            gates: Vec::new(),
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: error.to_string(),

@@ -9,6 +9,7 @@
 
 pub mod ecr;
 pub mod memory;
+pub mod scan_cache;
 
 use std::future::Future;
 use std::pin::Pin;
