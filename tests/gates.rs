@@ -3,9 +3,13 @@
 //! served by tests/moto_server.py), moto's SQS for scan events, and a real
 //! bare git repository.
 
+#[path = "support/forge/mod.rs"]
+mod forge;
 mod support;
 
 use std::time::{Duration, Instant};
+
+use forge::{GitHubConfig, GitHubFake};
 
 use support::*;
 
@@ -262,4 +266,44 @@ fn a_bad_gate_value_exits_64_naming_file_line_and_key() {
     assert!(err.contains("apps[0].scan_max_severity"), "{err}");
     assert!(err.contains("tagwatch.toml:"), "{err}");
     assert!(err.contains("unknown severity \"SEVERE\""), "{err}");
+}
+
+#[test]
+fn a_pull_request_body_says_which_gates_the_version_passed() {
+    let (moto, remote, work) = setup(
+        r#"scan_max_severity = "HIGH"
+require_signature = "cosign""#,
+    );
+    let d = seed(&moto, &[("1.0.0", 1), ("1.1.0", 2)]);
+    scan(&moto, &d[1], "COMPLETE", &[("HIGH", 2), ("LOW", 1)]);
+    refer(
+        &moto,
+        &d[1],
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+    );
+    let fake = GitHubFake::start(
+        GitHubConfig::new("acme", "gitops")
+            .token("forge-token-1")
+            .git_dir(&remote.bare()),
+    );
+    work.edit_config(
+        "key = \"image.tag\"",
+        &format!(
+            "key = \"image.tag\"\nupdate = \"pull-request\"\n\n[forge]\nkind = \"github\"\nrepository = \"acme/gitops\"\ntoken_file = \"forge-token\"\napi_url = \"{}\"",
+            fake.api_url()
+        ),
+    );
+    std::fs::write(work.dir.path().join("forge-token"), "forge-token-1\n").unwrap();
+    let out = work.once(&[]);
+    expect(&out, 0, &["app/dev: proposed 1.0.0 -> 1.1.0"]);
+    let pulls = fake.pulls();
+    let body = pulls[0].body.clone().unwrap_or_default();
+    assert!(
+        body.contains("gate scan passed: scan (basic): 3 findings, none above HIGH"),
+        "{body}"
+    );
+    assert!(
+        body.contains("gate signature passed: signed (cosign)"),
+        "{body}"
+    );
 }
