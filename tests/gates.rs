@@ -307,3 +307,44 @@ require_signature = "cosign""#,
         "{body}"
     );
 }
+
+#[test]
+fn policy_test_explain_shows_gate_verdicts_or_says_they_are_offline() {
+    let (moto, _remote, work) = setup(r#"scan_max_severity = "HIGH""#);
+    let d = seed(&moto, &[("1.0.0", 1), ("1.1.0", 2), ("1.2.0", 3)]);
+    scan(&moto, &d[1], "COMPLETE", &[]);
+    scan(&moto, &d[2], "COMPLETE", &[("CRITICAL", 2)]);
+    let config = work.config.to_str().unwrap();
+    let out = tagwatch(
+        &[
+            "policy",
+            "test",
+            "--config",
+            config,
+            "--app",
+            "app",
+            "--explain",
+        ],
+        work.dir.path(),
+    );
+    expect(
+        &out,
+        0,
+        &[
+            "gate scan on 1.2.0: fail (2 CRITICAL findings above HIGH (basic scan))",
+            "gate scan on 1.1.0: pass (scan (basic): 0 findings, none above HIGH)",
+            "\n1.1.0\n",
+        ],
+    );
+    let out = tagwatch(
+        &["policy", "test", "--explain", "1.0.0", "1.1.0"],
+        work.dir.path(),
+    );
+    expect(&out, 0, &["1.1.0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gates: not checked offline"),
+        "{}",
+        show(&out)
+    );
+}

@@ -236,6 +236,36 @@ fn check(
     facts: &GateFacts,
     walk: &mut Walk,
 ) -> Checked {
+    let (verdicts, needs) = gate_verdicts(gates, listing, image, facts);
+    // A gate that failed already decides: nothing more is fetched for it.
+    let failed = verdicts.iter().find(|(_, v)| !v.passes()).cloned();
+    for (gate, verdict) in &verdicts {
+        walk.verdicts.push(GateResult {
+            gate: *gate,
+            tag: image.tag.clone(),
+            verdict: verdict.clone(),
+        });
+    }
+    match failed {
+        Some((_, verdict)) => Checked::Blocked(verdict),
+        None if needs.is_empty() => Checked::Pass(
+            verdicts
+                .into_iter()
+                .map(|(g, v)| (g, v.text().to_string()))
+                .collect(),
+        ),
+        None => Checked::Unknown(needs),
+    }
+}
+
+/// Every gate's verdict on `image` that `facts` can decide, and the facts
+/// still needed for the others. `policy test --explain` shows the same.
+pub fn gate_verdicts(
+    gates: &Gates,
+    listing: &Listing,
+    image: &Image,
+    facts: &GateFacts,
+) -> (Vec<(Gate, Verdict)>, Vec<Need>) {
     let key = (listing.repository.clone(), image.digest.clone());
     let need = |gate| Need {
         gate,
@@ -264,25 +294,7 @@ fn check(
             None => needs.push(need(Gate::Signature)),
         }
     }
-    // A gate that failed already decides: nothing more is fetched for it.
-    let failed = verdicts.iter().find(|(_, v)| !v.passes()).cloned();
-    for (gate, verdict) in &verdicts {
-        walk.verdicts.push(GateResult {
-            gate: *gate,
-            tag: image.tag.clone(),
-            verdict: verdict.clone(),
-        });
-    }
-    match failed {
-        Some((_, verdict)) => Checked::Blocked(verdict),
-        None if needs.is_empty() => Checked::Pass(
-            verdicts
-                .into_iter()
-                .map(|(g, v)| (g, v.text().to_string()))
-                .collect(),
-        ),
-        None => Checked::Unknown(needs),
-    }
+    (verdicts, needs)
 }
 
 /// The gated choice among `ranked` (best first): the first candidate that
