@@ -1300,8 +1300,7 @@ fn event_pipeline_template_routes_pushes_to_a_queue_with_a_dead_letter_queue() {
     assert!(!pattern_matches(&rule["Properties"]["EventPattern"], &scan));
     let scan_rule = &resources[scan_rules[0].as_str()];
     assert_eq!(
-        scan_rule["Properties"]["Targets"],
-        rule["Properties"]["Targets"],
+        scan_rule["Properties"]["Targets"], rule["Properties"]["Targets"],
         "scan events go to the push events' queue"
     );
     let pattern = &rule["Properties"]["EventPattern"];

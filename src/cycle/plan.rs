@@ -298,22 +298,22 @@ pub fn gate_verdicts(
 }
 
 /// The gated choice among `ranked` (best first): the first candidate that
-/// passes every gate. A candidate the file holds already ends the walk
-/// (nothing below it would be written anyway), unless the format pins a
-/// digest (the same tag may point at a new image that must pass). `Err`
+/// passes every gate. `stop_at`, the tag the file holds, ends the walk
+/// (nothing below it would be written anyway); the caller leaves it `None`
+/// when the format pins a digest (the same tag may point at a new image,
+/// which must pass). `Err`
 /// is the step when the walk cannot choose yet, or nothing passed.
 fn walk_gates<'a>(
     gates: &Gates,
     listing: &Listing,
     ranked: &[&'a Image],
-    held: Option<&Held>,
-    pins: bool,
+    stop_at: Option<&str>,
     facts: &GateFacts,
     walk: &mut Walk,
     prefix: &str,
 ) -> Result<Option<&'a Image>, Step> {
     for &image in ranked {
-        if !pins && held.is_some_and(|h| h.tag == image.tag) {
+        if stop_at == Some(image.tag.as_str()) {
             return Ok(Some(image));
         }
         match check(gates, listing, image, facts, walk) {
@@ -421,19 +421,11 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             Some(source) => (vec![&source.image], format!("from {}: ", source.env)),
             None => (policy.ranked(&listing.images, now), String::new()),
         };
-        let pins = held
+        let stop_at = held
             .as_ref()
-            .is_some_and(|h| target.format.pins_digest(&h.value));
-        match walk_gates(
-            gates,
-            listing,
-            &ranked,
-            held.as_ref(),
-            pins,
-            input.gates,
-            walk,
-            &prefix,
-        ) {
+            .filter(|h| !target.format.pins_digest(&h.value))
+            .map(|h| h.tag.as_str());
+        match walk_gates(gates, listing, &ranked, stop_at, input.gates, walk, &prefix) {
             Ok(best) => best,
             Err(step) => return Planned::step(held, step),
         }
