@@ -181,6 +181,13 @@ fn a_scan_event_wakes_a_cycle_and_drops_the_kept_result() {
         metrics.contains("tagwatch_gate_results_total{gate=\"scan\",outcome=\"fail\"} 1"),
         "{metrics}"
     );
+    // Each ECR call is counted under its own operation.
+    assert!(
+        metrics.contains(
+            "tagwatch_registry_requests_total{operation=\"DescribeImageScanFindings\",outcome=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
 
     // A rescan with a newer vulnerability database clears it; ECR sends
     // the scan event, and the kept CRITICAL result must not outlive it.

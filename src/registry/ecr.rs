@@ -341,23 +341,56 @@ impl aws_sdk_ecr::config::Intercept for CountAttempts {
         _components: &aws_sdk_ecr::config::RuntimeComponents,
         _cfg: &mut aws_sdk_ecr::config::ConfigBag,
     ) -> Result<(), aws_sdk_ecr::error::BoxError> {
-        let outcome = match context.output_or_error() {
-            Some(Ok(_)) => "success",
-            Some(Err(e)) => match e.as_operation_error().and_then(|e| {
-                e.downcast_ref::<aws_sdk_ecr::operation::describe_images::DescribeImagesError>()
-            }) {
-                Some(e) => kind_of(e.code()).as_str(),
-                None if e.is_timeout_error() => "timeout",
-                None => "other",
-            },
-            None => "other",
+        use aws_sdk_ecr::operation::{
+            describe_image_scan_findings as scans, describe_images as images,
+            list_image_referrers as referrers,
+        };
+        // The operation, told by the type of its answer: one interceptor
+        // serves every call of the client.
+        let (operation, outcome) = match context.output_or_error() {
+            Some(Ok(out)) => {
+                let operation = if out
+                    .downcast_ref::<scans::DescribeImageScanFindingsOutput>()
+                    .is_some()
+                {
+                    "DescribeImageScanFindings"
+                } else if out
+                    .downcast_ref::<referrers::ListImageReferrersOutput>()
+                    .is_some()
+                {
+                    "ListImageReferrers"
+                } else {
+                    "DescribeImages"
+                };
+                (operation, "success")
+            }
+            Some(Err(e)) => {
+                let op = e.as_operation_error();
+                let code = |c: Option<&str>| kind_of(c).as_str();
+                if let Some(e) = op.and_then(|e| e.downcast_ref::<images::DescribeImagesError>()) {
+                    ("DescribeImages", code(e.code()))
+                } else if let Some(e) =
+                    op.and_then(|e| e.downcast_ref::<scans::DescribeImageScanFindingsError>())
+                {
+                    ("DescribeImageScanFindings", code(e.code()))
+                } else if let Some(e) =
+                    op.and_then(|e| e.downcast_ref::<referrers::ListImageReferrersError>())
+                {
+                    ("ListImageReferrers", code(e.code()))
+                } else if e.is_timeout_error() {
+                    ("DescribeImages", "timeout")
+                } else {
+                    ("DescribeImages", "other")
+                }
+            }
+            None => ("DescribeImages", "other"),
         };
         if outcome == ErrorKind::Throttled.as_str() {
             self.throttled.fetch_add(1, Ordering::Relaxed);
         }
         crate::metrics::get()
             .registry_requests
-            .with_label_values(&["DescribeImages", outcome])
+            .with_label_values(&[operation, outcome])
             .inc();
         Ok(())
     }
