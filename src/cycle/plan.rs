@@ -326,7 +326,7 @@ fn walk_gates<'a>(
                 walk.needs = needs;
                 // Provisional: the cycle asks the registry and plans again.
                 return Err(Step::Wait {
-                    reason: format!("{prefix}checking the gates of {}", image.tag),
+                    reason: format!("{prefix}the gates of {} are not checked yet", image.tag),
                     candidate: Some(image.tag.clone()),
                 });
             }
