@@ -9,6 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Public};
 
 /// A finding's severity, ordered from least to most severe (ECR basic
 /// scanning and Amazon Inspector share these names).
@@ -178,10 +183,124 @@ impl SignatureKind {
 
 /// The gates a target's candidates must pass (app keys, each overridden
 /// by the target's own).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Gates {
     pub scan: Option<ScanGate>,
     pub signature: Option<SignatureKind>,
+    /// `cosign_public_key_file`: a cosign signature counts only when it
+    /// verifies against this key (with `require_signature = "cosign"`).
+    pub cosign_key: Option<Arc<CosignKey>>,
+}
+
+/// A cosign public key (ECDSA P-256, PEM), parsed when the config loads.
+#[derive(Clone)]
+pub struct CosignKey {
+    pub path: PathBuf,
+    key: PKey<Public>,
+}
+
+impl fmt::Debug for CosignKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CosignKey({})", self.path.display())
+    }
+}
+
+impl PartialEq for CosignKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for CosignKey {}
+
+/// Why a `cosign_public_key_file` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PEM public key (as `cosign generate-key-pair` writes cosign.pub)")]
+    NotAKey { path: PathBuf },
+    #[error("{path} is not an ECDSA P-256 key, which cosign signs with")]
+    NotP256 { path: PathBuf },
+}
+
+impl CosignKey {
+    /// Reads and parses the key at `path`.
+    pub fn load(path: &Path) -> Result<CosignKey, KeyError> {
+        let pem = std::fs::read(path).map_err(|source| KeyError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let key = PKey::public_key_from_pem(&pem).map_err(|_| KeyError::NotAKey {
+            path: path.to_path_buf(),
+        })?;
+        let p256 = key.ec_key().ok().and_then(|ec| ec.group().curve_name())
+            == Some(openssl::nid::Nid::X9_62_PRIME256V1);
+        if !p256 {
+            return Err(KeyError::NotP256 {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(CosignKey {
+            path: path.to_path_buf(),
+            key,
+        })
+    }
+
+    /// Whether `signature` (base64 DER, as cosign's layer annotation holds
+    /// it) signs `payload` with this key.
+    pub fn verifies(&self, payload: &[u8], signature: &str) -> bool {
+        use base64::Engine as _;
+        let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature.trim())
+        else {
+            return false;
+        };
+        openssl::sign::Verifier::new(MessageDigest::sha256(), &self.key)
+            .and_then(|mut v| {
+                v.update(payload)?;
+                v.verify(&signature)
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// One signature of cosign's legacy scheme: a layer of the `.sig` image,
+/// its payload (the simple-signing JSON) and the signature over it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CosignSignature {
+    pub payload: Vec<u8>,
+    /// Base64, from the layer's `dev.cosignproject.cosign/signature`.
+    pub signature: String,
+}
+
+/// The signature gate with a key: some signature must verify against the
+/// key *and* its payload must name `digest` (`critical.image.
+/// docker-manifest-digest`), so a signature copied from another image does
+/// not count.
+pub fn cosign_verdict(key: &CosignKey, digest: &str, signatures: &[CosignSignature]) -> Verdict {
+    let names_digest = |payload: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .is_some_and(|v| v["critical"]["image"]["docker-manifest-digest"] == digest)
+    };
+    let verified = signatures
+        .iter()
+        .any(|s| names_digest(&s.payload) && key.verifies(&s.payload, &s.signature));
+    if verified {
+        Verdict::Pass(format!(
+            "signed (cosign, verified with {})",
+            key.path.display()
+        ))
+    } else {
+        Verdict::Fail(format!(
+            "no cosign signature verifies with {}",
+            key.path.display()
+        ))
+    }
 }
 
 impl Gates {
@@ -381,6 +500,60 @@ mod tests {
         assert!(scan_verdict(&allow, &pending).passes());
         let failed = ScanFindings::with_status(ScanStatus::Failed);
         assert_eq!(scan_verdict(&HIGH, &failed).outcome(), "fail");
+    }
+
+    /// A key as `cosign generate-key-pair` makes one, and a signature as
+    /// `cosign sign --key` makes it.
+    fn keypair(dir: &Path, name: &str) -> (CosignKey, PKey<openssl::pkey::Private>) {
+        let group =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let private = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, private.public_key_to_pem().unwrap()).unwrap();
+        (CosignKey::load(&path).unwrap(), private)
+    }
+
+    fn sign(private: &PKey<openssl::pkey::Private>, digest: &str) -> CosignSignature {
+        use base64::Engine as _;
+        let payload = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
+        )
+        .into_bytes();
+        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), private).unwrap();
+        signer.update(&payload).unwrap();
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(signer.sign_to_vec().unwrap());
+        CosignSignature { payload, signature }
+    }
+
+    #[test]
+    fn cosign_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (trusted, trusted_private) = keypair(dir.path(), "trusted.pub");
+        let (_, other_private) = keypair(dir.path(), "other.pub");
+        let good = sign(&trusted_private, "sha256:ab");
+        assert!(cosign_verdict(&trusted, "sha256:ab", std::slice::from_ref(&good)).passes());
+        assert_eq!(
+            cosign_verdict(&trusted, "sha256:ab", &[sign(&other_private, "sha256:ab")]).outcome(),
+            "fail",
+            "another key's signature"
+        );
+        assert_eq!(
+            cosign_verdict(&trusted, "sha256:cd", std::slice::from_ref(&good)).outcome(),
+            "fail",
+            "a signature copied from another image"
+        );
+        let mut tampered = good;
+        tampered.payload.push(b' ');
+        assert_eq!(
+            cosign_verdict(&trusted, "sha256:ab", &[tampered]).outcome(),
+            "fail"
+        );
+        std::fs::write(dir.path().join("junk.pub"), "not a key").unwrap();
+        assert!(matches!(
+            CosignKey::load(&dir.path().join("junk.pub")),
+            Err(KeyError::NotAKey { .. })
+        ));
     }
 
     #[test]

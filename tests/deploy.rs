@@ -1030,6 +1030,7 @@ const AWS_CALLS: &[(&str, &str)] = &[
         "ecr:DescribeImageScanFindings",
     ),
     ("list_image_referrers", "ecr:ListImageReferrers"),
+    ("get_download_url_for_layer", "ecr:GetDownloadUrlForLayer"),
     ("get_authorization_token", "ecr:GetAuthorizationToken"),
     ("receive_message", "sqs:ReceiveMessage"),
     ("delete_message", "sqs:DeleteMessage"),

@@ -355,3 +355,88 @@ fn policy_test_explain_shows_gate_verdicts_or_says_they_are_offline() {
         show(&out)
     );
 }
+
+/// Signs `digest` the way `cosign sign --key` does (a simple-signing
+/// payload naming the digest, an ECDSA P-256 signature over it, pushed as
+/// the layer of `sha256-<hex>.sig` with the signature as its annotation),
+/// with the key whose public half is `key.pub` in `dir` (made if missing).
+fn cosign_sign(moto: &Moto, dir: &std::path::Path, key: &str, digest: &str) {
+    let script = format!(
+        r#"
+import base64, hashlib, os
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+path = {dir:?} + "/" + {key:?}
+if os.path.exists(path + ".key"):
+    private = serialization.load_pem_private_key(open(path + ".key", "rb").read(), None)
+else:
+    private = ec.generate_private_key(ec.SECP256R1())
+    open(path + ".key", "wb").write(private.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    open(path + ".pub", "wb").write(private.public_key().public_bytes(serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo))
+payload = json.dumps({{"critical": {{"identity": {{"docker-reference": "app"}},
+    "image": {{"docker-manifest-digest": {digest:?}}}, "type": "cosign container image signature"}},
+    "optional": None}}).encode()
+signature = base64.b64encode(private.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+print(json.dumps({{"payload": base64.b64encode(payload).decode(), "signature": signature,
+    "digest": "sha256:" + hashlib.sha256(payload).hexdigest()}}))
+"#
+    );
+    let signed: serde_json::Value = serde_json::from_str(&moto.boto3(&script)).unwrap();
+    let layer = signed["digest"].as_str().unwrap();
+    let blob = serde_json::json!({"digest": layer, "base64": signed["payload"]});
+    let (code, text) = http(&moto.endpoint, "POST", "/_tagwatch/blob", &blob.to_string());
+    assert_eq!(code, 200, "{text}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 233,
+                   "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000"},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                    "size": 250, "digest": layer,
+                    "annotations": {"dev.cosignproject.cosign/signature": signed["signature"]}}],
+    });
+    let tag = format!("{}.sig", digest.replacen(':', "-", 1));
+    let body = serde_json::json!({
+        "region": "eu-west-1", "repositoryName": REPO,
+        "images": [{"tags": [tag], "manifest": manifest, "pushedAt": 9}],
+    });
+    let (code, text) = http(&moto.endpoint, "POST", "/_tagwatch/seed", &body.to_string());
+    assert_eq!(code, 200, "{text}");
+}
+
+#[test]
+fn a_signature_by_another_key_is_not_a_candidate() {
+    let (moto, remote, work) = setup(
+        r#"require_signature = "cosign"
+cosign_public_key_file = "trusted.pub""#,
+    );
+    let dir = work.dir.path();
+    let d = seed(&moto, &[("1.0.0", 1), ("1.1.0", 2), ("1.2.0", 3)]);
+    // 1.1.0 signed with the trusted key; 1.2.0 (newer) with another.
+    cosign_sign(&moto, dir, "trusted", &d[1]);
+    cosign_sign(&moto, dir, "other", &d[2]);
+    let out = work.once(&[]);
+    expect(&out, 0, &["app/dev: promoted 1.0.0 -> 1.1.0"]);
+    assert_eq!(remote.subjects().len(), 2);
+    let out = work.once(&[]);
+    expect(&out, 0, &["(1.2.0: no cosign signature verifies with"]);
+
+    // Once 1.2.0 is signed with the trusted key too, it moves.
+    cosign_sign(&moto, dir, "trusted", &d[2]);
+    let out = work.once(&[]);
+    expect(&out, 0, &["app/dev: promoted 1.1.0 -> 1.2.0"]);
+}
+
+#[test]
+fn a_missing_cosign_key_file_exits_64() {
+    let (_moto, _remote, work) = setup(
+        r#"require_signature = "cosign"
+cosign_public_key_file = "nowhere.pub""#,
+    );
+    let out = work.once(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    assert!(err.contains("apps[0].cosign_public_key_file"), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+}

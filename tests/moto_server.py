@@ -35,6 +35,10 @@ Control API on the same port (no AWS call uses /_tagwatch/), JSON in and out:
    queued) result whatever the image; here each digest has its own, set through
    /_tagwatch/scan, paged by maxResults (default 100) with findingSeverityCounts on every
    page, and ScanNotFoundException for a digest without one, as on ECR.
+6. GetDownloadUrlForLayer (not in moto 5.2): a URL on this server for a blob set through
+   POST /_tagwatch/blob {"digest", "base64"}; GET /_tagwatch/blob/<digest> serves it.  An
+   image spec's "manifest" (a JSON object) is stored as that image's manifest as written
+   (cosign's .sig images carry their signatures as layer annotations).
 5. ListImageReferrers (not in moto 5.2): the images of the repository whose manifest's
    `subject.digest` is the asked digest, each with its manifest's `artifactType`.  Seed a
    referrer with {"subject": "sha256:...", "artifactType": "..."} in an image spec.
@@ -75,6 +79,7 @@ _calls: list = []
 _seeded = itertools.count()
 _call_log = None
 _scans: dict = {}  # (repositoryName, imageDigest) -> the /_tagwatch/scan request
+_blobs: dict = {}  # layer digest -> bytes
 
 
 def _bad(msg):
@@ -149,7 +154,7 @@ def seed(req):
             body["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
             body["artifactType"] = spec.get("artifactType")
             body["subject"] = {"mediaType": MEDIA_TYPE, "digest": spec["subject"], "size": 1}
-        manifest = json.dumps(body)
+        manifest = json.dumps(spec["manifest"] if spec.get("manifest") else body)
         digest = spec.get("digest") or "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
         image = by_digest.get(digest)
         if image is None:
@@ -183,6 +188,18 @@ def set_pushed_at(req):
 def set_scan(req):
     _scans[(req["repositoryName"], req["imageDigest"])] = req
     return 200, {}
+
+
+def set_blob(req):
+    _blobs[req["digest"]] = base64.b64decode(req["base64"])
+    return 200, {}
+
+
+def download_url(params, host_url):
+    digest = params.get("layerDigest")
+    if digest not in _blobs:
+        return _ecr_error("LayerNotFoundException", f"no layer {digest}")
+    return 200, {"downloadUrl": f"{host_url}_tagwatch/blob/{digest}", "layerDigest": digest}
 
 
 def _ecr_error(kind, message):
@@ -252,9 +269,10 @@ def control(request):
             moto_api_backend.reset()
             _calls.clear()
             _scans.clear()
+            _blobs.clear()
             return 200, {}
         handler = {"/_tagwatch/seed": seed, "/_tagwatch/pushed-at": set_pushed_at,
-                   "/_tagwatch/scan": set_scan}
+                   "/_tagwatch/scan": set_scan, "/_tagwatch/blob": set_blob}
         handler = handler.get(request.path) if request.method == "POST" else None
         if handler is None:
             return 404, {"error": f"unknown control route {route}"}
@@ -269,6 +287,10 @@ def make_app():
 
     def app(environ, start_response):
         request = Request(environ)
+        if request.method == "GET" and request.path.startswith("/_tagwatch/blob/"):
+            blob = _blobs.get(request.path[len("/_tagwatch/blob/"):])
+            return Response(blob or b"", 200 if blob is not None else 404,
+                            mimetype="application/octet-stream")(environ, start_response)
         if request.path.startswith("/_tagwatch/"):
             status, body = control(request)
             return Response(json.dumps(body), status, mimetype="application/json")(
@@ -277,6 +299,7 @@ def make_app():
             with _lock:
                 _calls.clear()
                 _scans.clear()
+                _blobs.clear()
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(ECR_TARGET):
             return moto_app(environ, start_response)
@@ -303,10 +326,15 @@ def make_app():
             return start_response(status, headers, *rest)
 
         operation = call["operation"]
-        if operation in ("DescribeImageScanFindings", "ListImageReferrers"):
+        if operation in ("DescribeImageScanFindings", "ListImageReferrers",
+                         "GetDownloadUrlForLayer"):
             with _lock:
-                status, body = (scan_findings(params) if operation == "DescribeImageScanFindings"
-                                else image_referrers(params, call["region"]))
+                if operation == "DescribeImageScanFindings":
+                    status, body = scan_findings(params)
+                elif operation == "ListImageReferrers":
+                    status, body = image_referrers(params, call["region"])
+                else:
+                    status, body = download_url(params, request.host_url)
             call["imageIds"] = [params.get("imageId") or params.get("subjectId")]
             return Response(json.dumps(body), status,
                             mimetype="application/x-amz-json-1.1")(environ, record)

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
-use crate::cycle::plan::{GateFacts, gate_verdicts};
-use crate::gate::{Gate, Gates};
+use crate::cycle::plan::{Fact, GateFacts, gate_verdicts};
+use crate::gate::Gates;
 use crate::policy::{Policy, PolicySpec};
 use crate::registry::ecr::EcrRegistry;
 use crate::registry::{Image, Listing, Registry};
@@ -246,14 +246,18 @@ impl Gated {
             let key = (self.listing.repository.clone(), image.digest.clone());
             let (_, needs) = gate_verdicts(&self.gates, &self.listing, image, &facts);
             for need in needs {
-                match need.gate {
-                    Gate::Scan => {
+                match need.fact {
+                    Fact::Scan => {
                         let scan = self.registry.scan_findings(&key.0, &key.1).await;
                         facts.scans.insert(key.clone(), scan);
                     }
-                    Gate::Signature => {
+                    Fact::Referrers => {
                         let types = self.registry.referrers(&key.0, &key.1).await;
                         facts.referrers.insert(key.clone(), types);
+                    }
+                    Fact::Cosign => {
+                        let found = self.registry.cosign_signatures(&key.0, &key.1).await;
+                        facts.cosign.insert(key.clone(), found);
                     }
                 }
             }
@@ -301,11 +305,15 @@ async fn from_config(
     };
     // Gates are set per target; without --env, the first target's (the
     // config orders sources first, so usually the first env promoted).
-    let gates = found.targets.first().map(|t| t.gates).unwrap_or_default();
+    let gates = found
+        .targets
+        .first()
+        .map(|t| t.gates.clone())
+        .unwrap_or_default();
     let (policy, gates) = match env {
         None => (found.policy.clone(), gates),
         Some(env) => match found.targets.iter().find(|t| t.env == env) {
-            Some(target) => (found.policy_for(target).clone(), target.gates),
+            Some(target) => (found.policy_for(target).clone(), target.gates.clone()),
             None => {
                 let envs: Vec<&str> = found.targets.iter().map(|t| t.env.as_str()).collect();
                 eprintln!(

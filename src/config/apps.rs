@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::format::Format;
-use crate::gate::{Gates, Pending, ScanGate, Severity, SignatureKind};
+use crate::gate::{CosignKey, Gates, Pending, ScanGate, Severity, SignatureKind};
 use crate::manifest::{Document, KeyPath};
 use crate::policy::{Patterns, Policy, PolicySpec, Strategy};
 
@@ -605,6 +605,24 @@ fn target_gates(
             )
         })?),
     };
+    // Read and parsed now, so a missing or wrong key stops the start (64),
+    // not a promotion months later. Relative to the config file's folder.
+    let cosign_key = match pick("cosign_public_key_file", |g| &g.cosign_public_key_file) {
+        None => None,
+        Some((v, key)) => {
+            if signature != Some(SignatureKind::Cosign) {
+                return Err(src.error(
+                    Some(v.span()),
+                    key,
+                    "cosign_public_key_file verifies cosign signatures; set require_signature = \"cosign\" too",
+                ));
+            }
+            let base = src.file.parent().unwrap_or(std::path::Path::new("."));
+            let loaded = CosignKey::load(&base.join(v.get_ref()))
+                .map_err(|e| src.error(Some(v.span()), key, e.to_string()))?;
+            Some(std::sync::Arc::new(loaded))
+        }
+    };
     Ok(Gates {
         scan: max.map(|max| ScanGate {
             max,
@@ -612,6 +630,7 @@ fn target_gates(
             pending,
         }),
         signature,
+        cosign_key,
     })
 }
 

@@ -151,6 +151,7 @@ pub(super) struct RawApp {
     pub(super) scan_undefined_as: Option<Spanned<String>>,
     pub(super) scan_pending: Option<Spanned<String>>,
     pub(super) require_signature: Option<Spanned<String>>,
+    pub(super) cosign_public_key_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
 }
@@ -174,6 +175,7 @@ pub(super) struct RawTarget {
     pub(super) scan_undefined_as: Option<Spanned<String>>,
     pub(super) scan_pending: Option<Spanned<String>>,
     pub(super) require_signature: Option<Spanned<String>>,
+    pub(super) cosign_public_key_file: Option<Spanned<String>>,
     labels: Option<Vec<Spanned<String>>>,
     reviewers: Option<Vec<Spanned<String>>>,
     assignees: Option<Vec<Spanned<String>>>,
@@ -188,6 +190,7 @@ pub(super) struct RawGates {
     pub(super) scan_undefined_as: Option<Spanned<String>>,
     pub(super) scan_pending: Option<Spanned<String>>,
     pub(super) require_signature: Option<Spanned<String>>,
+    pub(super) cosign_public_key_file: Option<Spanned<String>>,
 }
 
 impl RawApp {
@@ -197,6 +200,7 @@ impl RawApp {
             scan_undefined_as: self.scan_undefined_as.clone(),
             scan_pending: self.scan_pending.clone(),
             require_signature: self.require_signature.clone(),
+            cosign_public_key_file: self.cosign_public_key_file.clone(),
         }
     }
 }
@@ -208,6 +212,7 @@ impl RawTarget {
             scan_undefined_as: self.scan_undefined_as.clone(),
             scan_pending: self.scan_pending.clone(),
             require_signature: self.require_signature.clone(),
+            cosign_public_key_file: self.cosign_public_key_file.clone(),
         }
     }
 

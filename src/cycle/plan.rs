@@ -17,7 +17,9 @@ use super::report::{GateResult, Stage};
 use super::source;
 use crate::config::{App, Target};
 use crate::format::Parts;
-use crate::gate::{self, Gate, Gates, Referrers, ScanFindings, Verdict};
+use crate::gate::{
+    self, CosignSignature, Gate, Gates, Referrers, ScanFindings, SignatureKind, Verdict,
+};
 use crate::manifest;
 use crate::policy::{Decision, Policy};
 use crate::registry::{Image, Listing, RegistryError};
@@ -145,14 +147,26 @@ impl Planned {
 pub struct GateFacts {
     pub scans: HashMap<(String, String), Result<ScanFindings, RegistryError>>,
     pub referrers: HashMap<(String, String), Result<Referrers, RegistryError>>,
+    pub cosign: HashMap<(String, String), Result<Vec<CosignSignature>, RegistryError>>,
 }
 
-/// A gate fact a decision needs: which gate, about which image.
+/// A gate fact a decision needs: which fact, about which image.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Need {
-    pub gate: Gate,
+    pub fact: Fact,
     pub repository: String,
     pub digest: String,
+}
+
+/// What the registry is asked for an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fact {
+    /// `DescribeImageScanFindings`.
+    Scan,
+    /// `ListImageReferrers`.
+    Referrers,
+    /// cosign's `.sig` image and its layers, to verify with a key.
+    Cosign,
 }
 
 /// The facts one target is decided on.
@@ -267,8 +281,8 @@ pub fn gate_verdicts(
     facts: &GateFacts,
 ) -> (Vec<(Gate, Verdict)>, Vec<Need>) {
     let key = (listing.repository.clone(), image.digest.clone());
-    let need = |gate| Need {
-        gate,
+    let need = |fact| Need {
+        fact,
         repository: key.0.clone(),
         digest: key.1.clone(),
     };
@@ -276,7 +290,7 @@ pub fn gate_verdicts(
     let mut verdicts = Vec::new();
     if let Some(scan) = &gates.scan {
         match facts.scans.get(&key) {
-            None => needs.push(need(Gate::Scan)),
+            None => needs.push(need(Fact::Scan)),
             Some(Err(e)) => verdicts.push((Gate::Scan, Verdict::Error(format!("scan: {e}")))),
             Some(Ok(found)) => verdicts.push((Gate::Scan, gate::scan_verdict(scan, found))),
         }
@@ -284,14 +298,34 @@ pub fn gate_verdicts(
     if let Some(kind) = gates.signature {
         let legacy_tag = gate::cosign_tag(&image.digest);
         let legacy = listing.images.iter().any(|i| i.tag == legacy_tag);
-        let verdict = match facts.referrers.get(&key) {
-            None => gate::signature_verdict(kind, legacy, None),
-            Some(Ok(types)) => gate::signature_verdict(kind, legacy, Some(types)),
-            Some(Err(e)) => Some(Verdict::Error(format!("signature: {e}"))),
+        // With a key, only a legacy `.sig` signature that verifies counts
+        // (config allows a key only with "cosign").
+        let verdict = match (&gates.cosign_key, kind) {
+            (Some(_), SignatureKind::Cosign) if !legacy => Some(Verdict::Fail(format!(
+                "no cosign signature tag {legacy_tag} to verify"
+            ))),
+            (Some(k), SignatureKind::Cosign) => match facts.cosign.get(&key) {
+                None => {
+                    needs.push(need(Fact::Cosign));
+                    None
+                }
+                Some(Ok(found)) => Some(gate::cosign_verdict(k, &image.digest, found)),
+                Some(Err(e)) => Some(Verdict::Error(format!("signature: {e}"))),
+            },
+            _ => {
+                let verdict = match facts.referrers.get(&key) {
+                    None => gate::signature_verdict(kind, legacy, None),
+                    Some(Ok(types)) => gate::signature_verdict(kind, legacy, Some(types)),
+                    Some(Err(e)) => Some(Verdict::Error(format!("signature: {e}"))),
+                };
+                if verdict.is_none() {
+                    needs.push(need(Fact::Referrers));
+                }
+                verdict
+            }
         };
-        match verdict {
-            Some(v) => verdicts.push((Gate::Signature, v)),
-            None => needs.push(need(Gate::Signature)),
+        if let Some(v) = verdict {
+            verdicts.push((Gate::Signature, v));
         }
     }
     (verdicts, needs)

@@ -15,10 +15,9 @@ use tracing::{error, info, warn};
 
 use super::decide::{self, Answers, Ask, Decided, Decision};
 use super::list::{Listings, Preferred};
-use super::plan::{GateFacts, Need, Step};
+use super::plan::{Fact, GateFacts, Need, Step};
 use super::report::Mode;
 use crate::config::{Config, Update};
-use crate::gate::Gate;
 use crate::gitops::{Checkout, GitError};
 use crate::registry::{Registry, scan_cache};
 use crate::trailers::Location;
@@ -170,6 +169,7 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
         let mut facts = gates.write().unwrap_or_else(|e| e.into_inner());
         facts.scans.extend(fetched.scans);
         facts.referrers.extend(fetched.referrers);
+        facts.cosign.extend(fetched.cosign);
     }
 }
 
@@ -184,7 +184,7 @@ async fn fetch_gates(
     let mut facts = GateFacts::default();
     for need in needs {
         let key = (need.repository.clone(), need.digest.clone());
-        if need.gate == Gate::Scan
+        if need.fact == Fact::Scan
             && let Some(scan) = scan_cache::get(&key.0, &key.1)
         {
             facts.scans.insert(key, Ok(scan));
@@ -192,32 +192,36 @@ async fn fetch_gates(
         }
         let registry = Arc::clone(registry);
         reads.spawn(async move {
-            match need.gate {
-                Gate::Scan => {
+            let mut one = GateFacts::default();
+            match need.fact {
+                Fact::Scan => {
                     let scan = registry.scan_findings(&key.0, &key.1).await;
                     if let Ok(found) = &scan
                         && found.is_final()
                     {
                         scan_cache::put(&key.0, &key.1, found.clone());
                     }
-                    (key, Some(scan), None)
+                    one.scans.insert(key, scan);
                 }
-                Gate::Signature => {
+                Fact::Referrers => {
                     let referrers = registry.referrers(&key.0, &key.1).await;
-                    (key, None, Some(referrers))
+                    one.referrers.insert(key, referrers);
+                }
+                Fact::Cosign => {
+                    let signatures = registry.cosign_signatures(&key.0, &key.1).await;
+                    one.cosign.insert(key, signatures);
                 }
             }
+            one
         });
     }
     while let Some(joined) = reads.join_next().await {
         match joined {
-            Ok((key, Some(scan), _)) => {
-                facts.scans.insert(key, scan);
+            Ok(one) => {
+                facts.scans.extend(one.scans);
+                facts.referrers.extend(one.referrers);
+                facts.cosign.extend(one.cosign);
             }
-            Ok((key, None, Some(referrers))) => {
-                facts.referrers.insert(key, referrers);
-            }
-            Ok(_) => {}
             Err(e) => error!(error = %e, "gate task panicked"),
         }
     }

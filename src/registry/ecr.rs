@@ -7,7 +7,8 @@
 //!
 //! The gates read `DescribeImageScanFindings` (every page) and
 //! `ListImageReferrers`, each for one digest, only for the images a gate
-//! considers.
+//! considers; verifying a cosign signature reads its `.sig` image
+//! (`BatchGetImage`) and signature layers (`GetDownloadUrlForLayer`).
 //!
 //! Credentials come from the SDK's default chain (environment, profile, IRSA
 //! web identity), optionally through an assumed role. The SDK refreshes
@@ -25,8 +26,8 @@ use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, Tag
 use time::OffsetDateTime;
 
 use super::{
-    DescribeFuture, ErrorKind, Image, ListFuture, Listing, Referrers, ReferrersFuture, Registry,
-    RegistryError, ScanFindings, ScanFuture,
+    CosignFuture, CosignSignature, DescribeFuture, ErrorKind, Image, ListFuture, Listing,
+    Referrers, ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
 };
 use crate::aws::AwsSettings;
 use crate::gate::{ScanStatus, Severity};
@@ -305,6 +306,116 @@ impl EcrRegistry {
     }
 }
 
+/// The largest cosign signature layer read (a simple-signing payload is a
+/// few hundred bytes).
+const MAX_SIGNATURE_LAYER: usize = 1 << 20;
+/// cosign's annotation on each signature layer.
+const COSIGN_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+
+impl EcrRegistry {
+    /// cosign's legacy `.sig` image for `digest`: `BatchGetImage` for its
+    /// manifest, then each signature layer through `GetDownloadUrlForLayer`.
+    /// No `.sig` image is no signatures, not an error.
+    async fn cosign_of(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<CosignSignature>, RegistryError> {
+        let failed = |message: String| RegistryError {
+            repository: repository.to_string(),
+            kind: ErrorKind::Other,
+            message,
+        };
+        let tag = crate::gate::cosign_tag(digest);
+        let started = std::time::Instant::now();
+        let out = self
+            .client
+            .batch_get_image()
+            .repository_name(repository)
+            .set_registry_id(self.registry_id.clone())
+            .image_ids(ImageIdentifier::builder().image_tag(&tag).build())
+            .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
+            .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
+            .send()
+            .await;
+        observe("BatchGetImage", started);
+        let out = out.map_err(|e| classify(repository, e))?;
+        let Some(manifest) = out.images().first().and_then(|i| i.image_manifest()) else {
+            return Ok(Vec::new());
+        };
+        let manifest: serde_json::Value = serde_json::from_str(manifest)
+            .map_err(|e| failed(format!("{tag}: the manifest is not JSON: {e}")))?;
+        let mut found = Vec::new();
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        for layer in layers {
+            let (Some(layer_digest), Some(signature)) = (
+                layer["digest"].as_str(),
+                layer["annotations"][COSIGN_SIGNATURE].as_str(),
+            ) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let url = self
+                .client
+                .get_download_url_for_layer()
+                .repository_name(repository)
+                .set_registry_id(self.registry_id.clone())
+                .layer_digest(layer_digest)
+                .send()
+                .await;
+            observe("GetDownloadUrlForLayer", started);
+            let url = url.map_err(|e| classify(repository, e))?;
+            let Some(url) = url.download_url() else {
+                continue;
+            };
+            let payload = download(url)
+                .await
+                .map_err(|e| failed(format!("{tag}: layer {layer_digest}: {e}")))?;
+            // The layer is what its digest says, or it is not read at all.
+            let sha = openssl::sha::sha256(&payload);
+            let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+            if layer_digest != format!("sha256:{hex}") {
+                return Err(failed(format!(
+                    "{tag}: layer {layer_digest} does not match its digest"
+                )));
+            }
+            found.push(CosignSignature {
+                payload,
+                signature: signature.to_string(),
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// One layer from its pre-signed URL, at most [`MAX_SIGNATURE_LAYER`].
+async fn download(url: &str) -> Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(ATTEMPT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| crate::telemetry::error_chain(&e))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| crate::telemetry::error_chain(&e))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_SIGNATURE_LAYER {
+            return Err(format!("larger than {MAX_SIGNATURE_LAYER} bytes"));
+        }
+    }
+    Ok(body)
+}
+
 /// Counts `n` findings of ECR's (or Inspector's) severity `name`; anything
 /// without a known severity (`UNDEFINED`, `UNTRIAGED`) is undefined.
 fn add(scan: &mut ScanFindings, name: &str, n: u32) {
@@ -431,6 +542,11 @@ impl Registry for EcrRegistry {
     fn referrers(&self, repository: &str, digest: &str) -> ReferrersFuture<'_> {
         let (repository, digest) = (repository.to_string(), digest.to_string());
         Box::pin(async move { self.referrers_of(&repository, &digest).await })
+    }
+
+    fn cosign_signatures(&self, repository: &str, digest: &str) -> CosignFuture<'_> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        Box::pin(async move { self.cosign_of(&repository, &digest).await })
     }
 
     fn throttled(&self) -> u64 {

@@ -14,7 +14,7 @@ pub mod scan_cache;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use crate::gate::{Referrers, ScanFindings};
+pub use crate::gate::{CosignSignature, Referrers, ScanFindings};
 pub use crate::image::{Image, Listing};
 
 /// Why a listing failed, in the fixed set that logs and metrics use.
@@ -66,6 +66,9 @@ pub type ScanFuture<'a> =
 pub type ReferrersFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Referrers, RegistryError>> + Send + 'a>>;
 
+pub type CosignFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<CosignSignature>, RegistryError>> + Send + 'a>>;
+
 /// A source of image listings.
 pub trait Registry: Send + Sync {
     /// Lists every tagged image of `repository`, following pagination to the
@@ -90,6 +93,14 @@ pub trait Registry: Send + Sync {
     /// attestations). Asked only for the images a signature gate considers.
     fn referrers(&self, repository: &str, _digest: &str) -> ReferrersFuture<'_> {
         let error = unsupported(repository, "referrers");
+        Box::pin(async move { Err(error) })
+    }
+
+    /// The signatures in cosign's legacy `sha256-<hex>.sig` image for
+    /// `digest` (its layers' payloads and signature annotations), for
+    /// verifying them against `cosign_public_key_file`.
+    fn cosign_signatures(&self, repository: &str, _digest: &str) -> CosignFuture<'_> {
+        let error = unsupported(repository, "cosign signatures");
         Box::pin(async move { Err(error) })
     }
 
