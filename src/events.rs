@@ -98,9 +98,14 @@ pub fn parse(body: &str) -> Result<Event, String> {
     };
     let repository = text("repository-name")?;
     if scan {
-        return Ok(Event::Scan {
-            repository: repository.to_string(),
-            digest: text("image-digest")?.to_string(),
+        // ECR always names the scanned digest; a scan event without one
+        // says nothing tagwatch can act on, and is not worth a cycle.
+        return Ok(match text("image-digest") {
+            Ok(digest) => Event::Scan {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            },
+            Err(_) => Event::Other,
         });
     }
     // A push in another shape would otherwise be deleted as "needs
@@ -314,7 +319,10 @@ mod tests {
                 digest: "sha256:ab".into(),
             })
         );
-        assert!(parse(&scan.replace("image-digest", "other")).is_err());
+        assert_eq!(
+            parse(&scan.replace("image-digest", "other")),
+            Ok(Event::Other)
+        );
     }
 
     #[test]
