@@ -440,3 +440,21 @@ cosign_public_key_file = "nowhere.pub""#,
     assert!(err.contains("apps[0].cosign_public_key_file"), "{err}");
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn scan_findings_are_read_to_the_last_page() {
+    let (moto, remote, work) = setup(r#"scan_max_severity = "HIGH""#);
+    let d = seed(&moto, &[("1.0.0", 1), ("1.1.0", 2)]);
+    // More findings than one page of 1000 holds.
+    scan(&moto, &d[1], "COMPLETE", &[("HIGH", 1500)]);
+    let out = work.once(&[]);
+    expect(&out, 0, &["app/dev: promoted 1.0.0 -> 1.1.0"]);
+    let pages: Vec<bool> = moto
+        .calls()
+        .iter()
+        .filter(|c| c["operation"] == "DescribeImageScanFindings")
+        .map(|c| c["nextToken"] == true)
+        .collect();
+    assert_eq!(pages, [false, true], "two pages, the second by its token");
+    assert_eq!(remote.subjects().len(), 2);
+}
