@@ -6,7 +6,8 @@
 //! list     registry, once per repository, concurrently   (list.rs)
 //!   ║ sync the clone meanwhile                            (write::prepare)
 //! decide   plan each target, pure, in chain order         (decide.rs → plan.rs, source.rs)
-//!   ↻ confirm moved tags with the registry, decide again  (write.rs)
+//!   ↻ confirm moved tags, fetch the gate facts plan asked
+//!     for (scans, signatures), decide again               (write.rs)
 //! write    commit each change, push once; rejected → sync and decide again
 //! propose  build proposal branches, then the forge        (propose/)
 //! report   one outcome per target                          (report.rs)

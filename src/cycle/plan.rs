@@ -4,7 +4,11 @@
 //! branch with this cycle's earlier edits on top), what its repository's
 //! listing holds, what git history says, and the clock, and returns a
 //! [`Planned`]: keep, no candidate, wait, or change (with the new file's
-//! bytes). It reads no file, calls no registry, logs nothing: the cycle
+//! bytes). With gates (`scan_max_severity`, `require_signature`) it walks
+//! the policy's candidates best first over the gate facts it is given
+//! ([`GateFacts`]), takes the first that passes, and names the facts it
+//! still needs ([`Need`]) when a candidate's are missing: that step is
+//! provisional, and the cycle fetches them and plans again. It reads no file, calls no registry, logs nothing: the cycle
 //! fetches the facts and carries the decision out. A new rule (a gate, a
 //! hold) is one more input here and one more row in the tables of
 //! `tests.rs`.

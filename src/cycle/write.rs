@@ -1,5 +1,6 @@
 //! Carrying a cycle's decisions out on the branch: decide, confirm the
-//! images that need it, commit, push once; on a rejected push, sync and
+//! images that need it and fetch the gate facts the decisions ask for,
+//! commit, push once; on a rejected push, sync and
 //! start over from the new head. The retry policy lives here and only here.
 //!
 //! The desired state is recomputed from the listings and the branch's
