@@ -8,8 +8,10 @@
 //! the policy's candidates best first over the gate facts it is given
 //! ([`GateFacts`]), takes the first that passes, and names the facts it
 //! still needs ([`Need`]) when a candidate's are missing: that step is
-//! provisional, and the cycle fetches them and plans again. It reads no file, calls no registry, logs nothing: the cycle
-//! fetches the facts and carries the decision out. A new rule (a gate, a
+//! provisional, and the cycle fetches them and plans again.
+//!
+//! It reads no file, calls no registry, logs nothing: the cycle fetches the
+//! facts and carries the decision out. A new rule (a gate, a
 //! hold) is one more input here and one more row in the tables of
 //! `tests.rs`.
 
