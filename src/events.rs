@@ -75,6 +75,13 @@ pub fn parse(body: &str) -> Result<Event, String> {
             .map_err(|e| format!("an SNS notification whose Message is not JSON: {e}"))?,
         _ => value,
     };
+    // Amazon Inspector (ECR enhanced scanning) reports a finished scan as
+    // its own event, naming the repository by ARN.
+    if value.get("source").and_then(Value::as_str) == Some("aws.inspector2")
+        && value.get("detail-type").and_then(Value::as_str) == Some("Inspector2 Scan")
+    {
+        return inspector_scan(&value);
+    }
     if value.get("source").and_then(Value::as_str) != Some("aws.ecr") {
         return Err("not an ECR event (source is not \"aws.ecr\")".into());
     }
@@ -117,6 +124,27 @@ pub fn parse(body: &str) -> Result<Event, String> {
     Ok(Event::Push {
         repository: repository.to_string(),
         tag: text("image-tag").ok().map(str::to_string),
+    })
+}
+
+/// An "Inspector2 Scan" event: `repository-name` is the repository's ARN
+/// (`arn:aws:ecr:REGION:ACCOUNT:repository/NAME`).
+fn inspector_scan(value: &Value) -> Result<Event, String> {
+    let detail = value
+        .get("detail")
+        .and_then(Value::as_object)
+        .ok_or("an Inspector scan event without a detail object")?;
+    let text = |key: &str| {
+        detail
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("an Inspector scan event without {key}"))
+    };
+    let arn = text("repository-name")?;
+    let repository = arn.split_once(":repository/").map_or(arn, |(_, name)| name);
+    Ok(Event::Scan {
+        repository: repository.to_string(),
+        digest: text("image-digest")?.to_string(),
     })
 }
 
@@ -322,6 +350,15 @@ mod tests {
         assert_eq!(
             parse(&scan.replace("image-digest", "other")),
             Ok(Event::Other)
+        );
+        // Amazon Inspector (enhanced scanning) names the repository by ARN.
+        let inspector = r#"{"version":"0","id":"3","detail-type":"Inspector2 Scan","source":"aws.inspector2","account":"123456789012","time":"2026-11-21T10:02:00Z","region":"eu-west-1","resources":["arn:aws:ecr:eu-west-1:123456789012:repository/team/payments-api"],"detail":{"scan-status":"INITIAL_SCAN_COMPLETE","repository-name":"arn:aws:ecr:eu-west-1:123456789012:repository/team/payments-api","finding-severity-counts":{"CRITICAL":1,"TOTAL":1},"image-digest":"sha256:cd","image-tags":["1.4.3"]}}"#;
+        assert_eq!(
+            parse(inspector),
+            Ok(Event::Scan {
+                repository: "team/payments-api".into(),
+                digest: "sha256:cd".into(),
+            })
         );
     }
 
