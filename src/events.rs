@@ -2,7 +2,9 @@
 //! poll as the backstop (EventBridge delivery is at least once, unordered,
 //! and best effort).
 //!
-//! The queue is long-polled. A PUSH of a watched repository wakes a cycle
+//! The queue is long-polled. A PUSH of a watched repository, or a finished
+//! scan of one of its images (which also drops that image's kept scan
+//! result, see `registry::scan_cache`), wakes a cycle
 //! over just the apps that use it, after a short debounce so that a burst
 //! of pushes (a monorepo build) gives one cycle. A message is deleted only
 //! after the cycle it caused has finished, so a crash mid-cycle leaves it
@@ -51,6 +53,11 @@ pub enum Event {
         repository: String,
         tag: Option<String>,
     },
+    /// A finished image scan ("ECR Image Scan"): the scan gate's verdict on
+    /// `digest` may have changed, so its kept result is dropped and the
+    /// repository's apps decide again (push → scan → promotion, each step
+    /// event-driven).
+    Scan { repository: String, digest: String },
     /// A valid ECR event that needs nothing (a delete, a failed push).
     Other,
 }
@@ -68,16 +75,24 @@ pub fn parse(body: &str) -> Result<Event, String> {
             .map_err(|e| format!("an SNS notification whose Message is not JSON: {e}"))?,
         _ => value,
     };
+    // Amazon Inspector (ECR enhanced scanning) reports a finished scan as
+    // its own event, naming the repository by ARN.
+    if value.get("source").and_then(Value::as_str) == Some("aws.inspector2")
+        && value.get("detail-type").and_then(Value::as_str) == Some("Inspector2 Scan")
+    {
+        return inspector_scan(&value);
+    }
     if value.get("source").and_then(Value::as_str) != Some("aws.ecr") {
         return Err("not an ECR event (source is not \"aws.ecr\")".into());
     }
-    // Other ECR events (scans, replication) are valid and need nothing; an
+    // Other ECR events (replication, …) are valid and need nothing; an
     // event without a detail-type is not in EventBridge's schema at all.
-    match value.get("detail-type").and_then(Value::as_str) {
-        Some("ECR Image Action") => {}
+    let scan = match value.get("detail-type").and_then(Value::as_str) {
+        Some("ECR Image Action") => false,
+        Some("ECR Image Scan") => true,
         Some(_) => return Ok(Event::Other),
         None => return Err("an ECR event without a detail-type string".into()),
-    }
+    };
     let detail = value
         .get("detail")
         .and_then(Value::as_object)
@@ -89,6 +104,17 @@ pub fn parse(body: &str) -> Result<Event, String> {
             .ok_or_else(|| format!("an ECR event without {key}"))
     };
     let repository = text("repository-name")?;
+    if scan {
+        // ECR always names the scanned digest; a scan event without one
+        // says nothing tagwatch can act on, and is not worth a cycle.
+        return Ok(match text("image-digest") {
+            Ok(digest) => Event::Scan {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            },
+            Err(_) => Event::Other,
+        });
+    }
     // A push in another shape would otherwise be deleted as "needs
     // nothing", and every push silently dropped; refusing it sends it to
     // the dead-letter queue, where someone notices.
@@ -98,6 +124,27 @@ pub fn parse(body: &str) -> Result<Event, String> {
     Ok(Event::Push {
         repository: repository.to_string(),
         tag: text("image-tag").ok().map(str::to_string),
+    })
+}
+
+/// An "Inspector2 Scan" event: `repository-name` is the repository's ARN
+/// (`arn:aws:ecr:REGION:ACCOUNT:repository/NAME`).
+fn inspector_scan(value: &Value) -> Result<Event, String> {
+    let detail = value
+        .get("detail")
+        .and_then(Value::as_object)
+        .ok_or("an Inspector scan event without a detail object")?;
+    let text = |key: &str| {
+        detail
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("an Inspector scan event without {key}"))
+    };
+    let arn = text("repository-name")?;
+    let repository = arn.split_once(":repository/").map_or(arn, |(_, name)| name);
+    Ok(Event::Scan {
+        repository: repository.to_string(),
+        digest: text("image-digest")?.to_string(),
     })
 }
 
@@ -223,6 +270,16 @@ pub async fn run(queue: Queue, wake: mpsc::Sender<Wake>, shutdown: CancellationT
                     repositories.insert(repository);
                     done.push(handle);
                 }
+                Ok(Event::Scan { repository, digest }) => {
+                    metrics::get()
+                        .events
+                        .with_label_values(&["sqs", "accepted"])
+                        .inc();
+                    debug!(%id, %repository, %digest, "scan event");
+                    crate::registry::scan_cache::forget(&repository, &digest);
+                    repositories.insert(repository);
+                    done.push(handle);
+                }
                 Ok(Event::Other) => {
                     metrics::get()
                         .events
@@ -278,6 +335,31 @@ mod tests {
         let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": RAW})
             .to_string();
         assert!(matches!(parse(&sns), Ok(Event::Push { .. })));
+    }
+
+    #[test]
+    fn a_scan_event_names_its_repository_and_digest() {
+        let scan = r#"{"version":"0","id":"2","detail-type":"ECR Image Scan","source":"aws.ecr","account":"123456789012","time":"2026-11-21T10:01:00Z","region":"eu-west-1","resources":[],"detail":{"scan-status":"COMPLETE","repository-name":"payments-api","finding-severity-counts":{"CRITICAL":1},"image-digest":"sha256:ab","image-tags":["1.4.3"]}}"#;
+        assert_eq!(
+            parse(scan),
+            Ok(Event::Scan {
+                repository: "payments-api".into(),
+                digest: "sha256:ab".into(),
+            })
+        );
+        assert_eq!(
+            parse(&scan.replace("image-digest", "other")),
+            Ok(Event::Other)
+        );
+        // Amazon Inspector (enhanced scanning) names the repository by ARN.
+        let inspector = r#"{"version":"0","id":"3","detail-type":"Inspector2 Scan","source":"aws.inspector2","account":"123456789012","time":"2026-11-21T10:02:00Z","region":"eu-west-1","resources":["arn:aws:ecr:eu-west-1:123456789012:repository/team/payments-api"],"detail":{"scan-status":"INITIAL_SCAN_COMPLETE","repository-name":"arn:aws:ecr:eu-west-1:123456789012:repository/team/payments-api","finding-severity-counts":{"CRITICAL":1,"TOTAL":1},"image-digest":"sha256:cd","image-tags":["1.4.3"]}}"#;
+        assert_eq!(
+            parse(inspector),
+            Ok(Event::Scan {
+                repository: "team/payments-api".into(),
+                digest: "sha256:cd".into(),
+            })
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //!   as the real implementation, an in-memory one for tests.
 //! - [`image`]: what a repository holds ([`image::Image`], [`image::Listing`]);
 //!   plain data shared by registry, policy and the cycle.
+//! - [`gate`]: promotion gates as data and pure rules (scan findings,
+//!   signatures, their verdicts); a leaf below config, registry and cycle.
 //! - [`aws`]: the validated `[aws]` settings the ECR and SQS clients take.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
@@ -48,6 +50,7 @@ pub mod daemon;
 pub mod events;
 pub mod forge;
 pub mod format;
+pub mod gate;
 pub mod gitops;
 pub mod image;
 pub mod manifest;

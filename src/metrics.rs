@@ -43,6 +43,7 @@ pub struct Metrics {
     pub push_to_promotion: HistogramVec,
     pub events: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub gate_results: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -203,6 +204,11 @@ impl Metrics {
                 "From the image's push to ECR (imagePushedAt) to its promotion being pushed or proposed.",
                 &["env"],
                 SLOW,
+            ),
+            gate_results: counter(
+                "tagwatch_gate_results_total",
+                "Promotion gate verdicts on candidate images, by gate (scan, signature) and outcome (pass, fail, pending, error).",
+                &["gate", "outcome"],
             ),
             events: counter(
                 "tagwatch_events_total",

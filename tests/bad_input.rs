@@ -795,8 +795,8 @@ fn tags_that_look_like_other_yaml_types_are_written_as_strings() {
 #[serde(deny_unknown_fields)]
 struct SqsCase {
     why: String,
-    /// `invalid` (with `error`), `other` (valid, needs nothing) or `push`
-    /// (with `repository` and `tag`).
+    /// `invalid` (with `error`), `other` (valid, needs nothing), `push`
+    /// (with `repository` and `tag`) or `scan` (with `repository`).
     outcome: String,
     error: Option<String>,
     repository: Option<String>,
@@ -834,6 +834,10 @@ fn sqs_messages_are_classified() {
                 ("other", Ok(Event::Other)) => true,
                 ("push", Ok(Event::Push { repository, tag })) => {
                     Some(repository) == case.repository.as_ref() && *tag == case.tag
+                }
+                // A finished scan wakes its repository (the scan gate).
+                ("scan", Ok(Event::Scan { repository, .. })) => {
+                    Some(repository) == case.repository.as_ref()
                 }
                 _ => false,
             };

@@ -1029,6 +1029,8 @@ const AWS_CALLS: &[(&str, &str)] = &[
         "describe_image_scan_findings",
         "ecr:DescribeImageScanFindings",
     ),
+    ("list_image_referrers", "ecr:ListImageReferrers"),
+    ("get_download_url_for_layer", "ecr:GetDownloadUrlForLayer"),
     ("get_authorization_token", "ecr:GetAuthorizationToken"),
     ("receive_message", "sqs:ReceiveMessage"),
     ("delete_message", "sqs:DeleteMessage"),
@@ -1251,6 +1253,22 @@ fn push_event(action: &str, result: &str) -> Value {
     })
 }
 
+/// The scan event as AWS documents it ("ECR Image Scan", basic scanning).
+fn scan_event() -> Value {
+    json!({
+        "version": "0", "id": "85fc3613-0000-0000-0000-000000000000",
+        "detail-type": "ECR Image Scan", "source": "aws.ecr",
+        "account": "123456789012", "time": "2026-11-21T10:01:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:ecr:eu-west-1:123456789012:repository/payments-api"],
+        "detail": {
+            "scan-status": "COMPLETE", "repository-name": "payments-api",
+            "finding-severity-counts": { "CRITICAL": 1, "MEDIUM": 2 },
+            "image-digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "image-tags": ["1.4.3"]
+        }
+    })
+}
+
 #[test]
 fn event_pipeline_template_routes_pushes_to_a_queue_with_a_dead_letter_queue() {
     let template = cloudformation();
@@ -1262,9 +1280,30 @@ fn event_pipeline_template_routes_pushes_to_a_queue_with_a_dead_letter_queue() {
             .collect()
     };
 
+    // Two rules: pushes, and finished scans (for the scan gate), both into
+    // the one queue.
     let rules = of_type("AWS::Events::Rule");
-    assert_eq!(rules.len(), 1);
-    let (rule_id, rule) = rules[0];
+    assert_eq!(rules.len(), 2);
+    let matching = |event: &Value| -> Vec<&String> {
+        rules
+            .iter()
+            .filter(|(_, r)| pattern_matches(&r["Properties"]["EventPattern"], event))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let scan = scan_event();
+    let scan_rules = matching(&scan);
+    assert_eq!(scan_rules.len(), 1, "one rule takes scan events");
+    let (rule_id, rule) = *rules
+        .iter()
+        .find(|(id, _)| *id != scan_rules[0])
+        .expect("a push rule");
+    assert!(!pattern_matches(&rule["Properties"]["EventPattern"], &scan));
+    let scan_rule = &resources[scan_rules[0].as_str()];
+    assert_eq!(
+        scan_rule["Properties"]["Targets"], rule["Properties"]["Targets"],
+        "scan events go to the push events' queue"
+    );
     let pattern = &rule["Properties"]["EventPattern"];
     assert!(
         pattern_matches(pattern, &push_event("PUSH", "SUCCESS")),
@@ -1313,8 +1352,11 @@ fn event_pipeline_template_routes_pushes_to_a_queue_with_a_dead_letter_queue() {
     assert_eq!(statement["Action"], "sqs:SendMessage");
     assert_eq!(
         statement["Condition"]["ArnEquals"]["aws:SourceArn"],
-        json!({ "Fn::GetAtt": [rule_id, "Arn"] }),
-        "only the rule may send"
+        json!([
+            { "Fn::GetAtt": [rule_id, "Arn"] },
+            { "Fn::GetAtt": [scan_rules[0], "Arn"] }
+        ]),
+        "only the two rules may send"
     );
 
     run(Command::new(venv_tool("cfn-lint")).arg(root().join("manifests/aws/ecr-push-events.yaml")));

@@ -27,6 +27,21 @@ Control API on the same port (no AWS call uses /_tagwatch/), JSON in and out:
         "tagStatus", "status", "registryId", "imageIds"}];
       DELETE clears it.
   POST /_tagwatch/reset  resets all moto state and the call log (as does /moto-api/reset).
+  POST /_tagwatch/scan  {"repositoryName", "imageDigest", "status": "COMPLETE" | "IN_PROGRESS" |
+      "FAILED" | "UNSUPPORTED_IMAGE", "counts"?: {"CRITICAL": 2, "UNDEFINED": 1, ...},
+      "enhanced"?: bool} -> 200 {}.  The image's scan, as DescribeImageScanFindings reports it.
+
+4. Per-image scan findings.  moto answers DescribeImageScanFindings with one static (or
+   queued) result whatever the image; here each digest has its own, set through
+   /_tagwatch/scan, paged by maxResults (default 100) with findingSeverityCounts on every
+   page, and ScanNotFoundException for a digest without one, as on ECR.
+6. GetDownloadUrlForLayer (not in moto 5.2): a URL on this server for a blob set through
+   POST /_tagwatch/blob {"digest", "base64"}; GET /_tagwatch/blob/<digest> serves it.  An
+   image spec's "manifest" (a JSON object) is stored as that image's manifest as written
+   (cosign's .sig images carry their signatures as layer annotations).
+5. ListImageReferrers (not in moto 5.2): the images of the repository whose manifest's
+   `subject.digest` is the asked digest, each with its manifest's `artifactType`.  Seed a
+   referrer with {"subject": "sha256:...", "artifactType": "..."} in an image spec.
 """
 
 import argparse
@@ -63,6 +78,8 @@ _lock = threading.Lock()
 _calls: list = []
 _seeded = itertools.count()
 _call_log = None
+_scans: dict = {}  # (repositoryName, imageDigest) -> the /_tagwatch/scan request
+_blobs: dict = {}  # layer digest -> bytes
 
 
 def _bad(msg):
@@ -130,9 +147,14 @@ def seed(req):
     for spec in req["images"]:
         tags = spec.get("tags") or ([spec["tag"]] if spec.get("tag") else [])
         layer = hashlib.sha256(f"{name}:{next(_seeded)}:{tags}".encode()).hexdigest()
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_TYPE, "layers": [{
+        body = {"schemaVersion": 2, "mediaType": MEDIA_TYPE, "layers": [{
             "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            "size": 2811969, "digest": "sha256:" + layer}]})
+            "size": 2811969, "digest": "sha256:" + layer}]}
+        if spec.get("subject"):  # an OCI referrer: a signature, an attestation
+            body["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+            body["artifactType"] = spec.get("artifactType")
+            body["subject"] = {"mediaType": MEDIA_TYPE, "digest": spec["subject"], "size": 1}
+        manifest = json.dumps(spec["manifest"] if spec.get("manifest") else body)
         digest = spec.get("digest") or "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
         image = by_digest.get(digest)
         if image is None:
@@ -163,6 +185,78 @@ def set_pushed_at(req):
     return 404, {"error": f"no image tagged {req['imageTag']!r} in {req['repositoryName']!r}"}
 
 
+def set_scan(req):
+    _scans[(req["repositoryName"], req["imageDigest"])] = req
+    return 200, {}
+
+
+def set_blob(req):
+    _blobs[req["digest"]] = base64.b64decode(req["base64"])
+    return 200, {}
+
+
+def download_url(params, host_url):
+    digest = params.get("layerDigest")
+    if digest not in _blobs:
+        return _ecr_error("LayerNotFoundException", f"no layer {digest}")
+    return 200, {"downloadUrl": f"{host_url}_tagwatch/blob/{digest}", "layerDigest": digest}
+
+
+def _ecr_error(kind, message):
+    return 400, {"__type": kind, "message": message}
+
+
+def scan_findings(params):
+    """DescribeImageScanFindings for one digest, from what /_tagwatch/scan set."""
+    repo, digest = params.get("repositoryName"), (params.get("imageId") or {}).get("imageDigest")
+    scan = _scans.get((repo, digest))
+    if scan is None:
+        return _ecr_error("ScanNotFoundException",
+                          f"Image scan does not exist for the image with '{digest}' "
+                          f"in the repository with name '{repo}'")
+    counts = {k: v for k, v in (scan.get("counts") or {}).items() if v}
+    findings = [{"name": f"CVE-2026-{n:05d}", "severity": severity, "uri": "https://example"}
+                for severity, count in sorted(counts.items()) for n in range(count)]
+    size = params.get("maxResults") or 100
+    start = int(base64.b64decode(params["nextToken"]).decode()) if params.get("nextToken") else 0
+    body = {"repositoryName": repo, "registryId": params.get("registryId") or DEFAULT_ACCOUNT_ID,
+            "imageId": {"imageDigest": digest},
+            "imageScanStatus": {"status": scan["status"], "description": "as the test set it"}}
+    if scan["status"] == "COMPLETE":
+        key = "enhancedFindings" if scan.get("enhanced") else "findings"
+        page = findings[start:start + size]
+        if scan.get("enhanced"):
+            page = [{"severity": f["severity"], "title": f["name"]} for f in page]
+        body["imageScanFindings"] = {key: page, "findingSeverityCounts": counts,
+                                     "imageScanCompletedAt": 1_700_000_000}
+        if start + size < len(findings):
+            body["nextToken"] = base64.b64encode(str(start + size).encode()).decode()
+    return 200, body
+
+
+def image_referrers(params, region):
+    """ListImageReferrers: the images whose manifest names the digest as its subject."""
+    repo_name = params.get("repositoryName")
+    digest = (params.get("subjectId") or {}).get("imageDigest")
+    backend = ecr_backends[params.get("registryId") or os.environ.get(
+        "MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)][region or "us-east-1"]
+    repo = backend.repositories.get(repo_name)
+    if repo is None:
+        return _ecr_error("RepositoryNotFoundException",
+                          f"The repository with name '{repo_name}' does not exist")
+    referrers = []
+    for image in repo.images:
+        try:
+            manifest = json.loads(image.image_manifest)
+        except (TypeError, ValueError):
+            continue
+        if (manifest.get("subject") or {}).get("digest") == digest:
+            referrers.append({"digest": image.image_digest, "mediaType": manifest["mediaType"],
+                              "artifactType": manifest.get("artifactType"), "size": 1,
+                              "artifactStatus": "ACTIVE"})
+    return 200, {"referrers": referrers}
+
+
 def control(request):
     route = (request.method, request.path)
     with _lock:
@@ -174,8 +268,11 @@ def control(request):
         if route == ("POST", "/_tagwatch/reset"):
             moto_api_backend.reset()
             _calls.clear()
+            _scans.clear()
+            _blobs.clear()
             return 200, {}
-        handler = {"/_tagwatch/seed": seed, "/_tagwatch/pushed-at": set_pushed_at}
+        handler = {"/_tagwatch/seed": seed, "/_tagwatch/pushed-at": set_pushed_at,
+                   "/_tagwatch/scan": set_scan, "/_tagwatch/blob": set_blob}
         handler = handler.get(request.path) if request.method == "POST" else None
         if handler is None:
             return 404, {"error": f"unknown control route {route}"}
@@ -190,6 +287,10 @@ def make_app():
 
     def app(environ, start_response):
         request = Request(environ)
+        if request.method == "GET" and request.path.startswith("/_tagwatch/blob/"):
+            blob = _blobs.get(request.path[len("/_tagwatch/blob/"):])
+            return Response(blob or b"", 200 if blob is not None else 404,
+                            mimetype="application/octet-stream")(environ, start_response)
         if request.path.startswith("/_tagwatch/"):
             status, body = control(request)
             return Response(json.dumps(body), status, mimetype="application/json")(
@@ -197,6 +298,8 @@ def make_app():
         if request.path == "/moto-api/reset":
             with _lock:
                 _calls.clear()
+                _scans.clear()
+                _blobs.clear()
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if not target.startswith(ECR_TARGET):
             return moto_app(environ, start_response)
@@ -222,6 +325,19 @@ def make_app():
                     _call_log.flush()
             return start_response(status, headers, *rest)
 
+        operation = call["operation"]
+        if operation in ("DescribeImageScanFindings", "ListImageReferrers",
+                         "GetDownloadUrlForLayer"):
+            with _lock:
+                if operation == "DescribeImageScanFindings":
+                    status, body = scan_findings(params)
+                elif operation == "ListImageReferrers":
+                    status, body = image_referrers(params, call["region"])
+                else:
+                    status, body = download_url(params, request.host_url)
+            call["imageIds"] = [params.get("imageId") or params.get("subjectId")]
+            return Response(json.dumps(body), status,
+                            mimetype="application/x-amz-json-1.1")(environ, record)
         return moto_app(environ, record)
 
     return app

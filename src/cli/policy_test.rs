@@ -9,9 +9,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
+use crate::cycle::plan::{Fact, GateFacts, gate_verdicts};
+use crate::gate::Gates;
 use crate::policy::{Policy, PolicySpec};
 use crate::registry::ecr::EcrRegistry;
-use crate::registry::{Image, Registry};
+use crate::registry::{Image, Listing, Registry};
 use crate::trailers::one_line;
 
 #[derive(clap::Args, Debug)]
@@ -119,7 +121,7 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let (policy, images) = match source {
+    let (policy, images, gated) = match source {
         Source::App { config, app, env } => {
             match from_config(&config, &app, env.as_deref(), &args.tags).await {
                 Ok(found) => found,
@@ -127,7 +129,7 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
             }
         }
         Source::Args => match from_args(&args) {
-            Ok(found) => found,
+            Ok((policy, images)) => (policy, images, None),
             Err(message) => {
                 eprintln!("tagwatch policy test: {message}");
                 return EXIT_USAGE;
@@ -144,8 +146,24 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
         for (tag, (_, verdict)) in shown.iter().zip(&verdicts) {
             println!("{tag:width$}  {verdict}");
         }
+        // On stderr: stdout stays the verdicts and the choice, for scripts.
+        if gated.is_none() {
+            eprintln!(
+                "gates: not checked offline (with --config and --app, scan findings and signatures are read from ECR)"
+            );
+        }
     }
-    match policy.best(&images, now) {
+    let best = match &gated {
+        Some(gated) if gated.gates.any() => match gated.choose(&policy, now, args.explain).await {
+            Ok(best) => best,
+            Err(why) => {
+                eprintln!("no tag passes the gates: {why}");
+                return EXIT_FAILED;
+            }
+        },
+        _ => policy.best(&images, now).cloned(),
+    };
+    match best.as_ref() {
         Some(image) => {
             let value = policy.value_of(image);
             // Tags from the command line carry no digest.
@@ -213,12 +231,74 @@ fn parse_tag(arg: &str) -> Result<Image, String> {
     })
 }
 
+/// An app's gates with what they are read from.
+struct Gated {
+    gates: Gates,
+    listing: Listing,
+    registry: EcrRegistry,
+}
+
+impl Gated {
+    /// The cycle's walk: the policy's candidates best first, each gate read
+    /// from ECR, until one passes. Its verdicts are printed under --explain.
+    async fn choose(
+        &self,
+        policy: &Policy,
+        now: OffsetDateTime,
+        explain: bool,
+    ) -> Result<Option<Image>, String> {
+        let mut blocked = Vec::new();
+        for image in policy.ranked(&self.listing.images, now) {
+            let mut facts = GateFacts::default();
+            let key = (self.listing.repository.clone(), image.digest.clone());
+            let (_, needs) = gate_verdicts(&self.gates, &self.listing, image, &facts);
+            for need in needs {
+                match need.fact {
+                    Fact::Scan => {
+                        let scan = self.registry.scan_findings(&key.0, &key.1).await;
+                        facts.scans.insert(key.clone(), scan);
+                    }
+                    Fact::Referrers => {
+                        let types = self.registry.referrers(&key.0, &key.1).await;
+                        facts.referrers.insert(key.clone(), types);
+                    }
+                    Fact::Cosign => {
+                        let found = self.registry.cosign_signatures(&key.0, &key.1).await;
+                        facts.cosign.insert(key.clone(), found);
+                    }
+                }
+            }
+            let (verdicts, _) = gate_verdicts(&self.gates, &self.listing, image, &facts);
+            for (gate, verdict) in &verdicts {
+                if explain {
+                    println!(
+                        "gate {} on {}: {} ({})",
+                        gate.as_str(),
+                        one_line(&image.tag),
+                        verdict.outcome(),
+                        verdict.text()
+                    );
+                }
+            }
+            match verdicts.iter().find(|(_, v)| !v.passes()) {
+                None => return Ok(Some(image.clone())),
+                Some((_, v)) => blocked.push(format!("{}: {}", image.tag, v.text())),
+            }
+        }
+        if blocked.is_empty() {
+            Ok(None)
+        } else {
+            Err(blocked.join("; "))
+        }
+    }
+}
+
 async fn from_config(
     path: &std::path::Path,
     app: &str,
     env: Option<&str>,
     tags: &[String],
-) -> Result<(Policy, Vec<Image>), u8> {
+) -> Result<(Policy, Vec<Image>, Option<Gated>), u8> {
     let config = load(&ConfigArg {
         config: path.to_path_buf(),
     })?;
@@ -231,10 +311,17 @@ async fn from_config(
         );
         return Err(EXIT_USAGE);
     };
-    let policy = match env {
-        None => found.policy.clone(),
+    // Gates are set per target; without --env, the first target's (the
+    // config orders sources first, so usually the first env promoted).
+    let gates = found
+        .targets
+        .first()
+        .map(|t| t.gates.clone())
+        .unwrap_or_default();
+    let (policy, gates) = match env {
+        None => (found.policy.clone(), gates),
         Some(env) => match found.targets.iter().find(|t| t.env == env) {
-            Some(target) => found.policy_for(target).clone(),
+            Some(target) => (found.policy_for(target).clone(), target.gates.clone()),
             None => {
                 let envs: Vec<&str> = found.targets.iter().map(|t| t.env.as_str()).collect();
                 eprintln!(
@@ -252,7 +339,7 @@ async fn from_config(
             eprintln!("tagwatch policy test: {message}");
             EXIT_USAGE
         })?;
-        return Ok((policy, images));
+        return Ok((policy, images, None));
     }
     let registry = EcrRegistry::connect(&config.aws, None).await.map_err(|e| {
         eprintln!("{}: {e}", path.display());
@@ -262,5 +349,14 @@ async fn from_config(
         eprintln!("{e}");
         EXIT_FAILED
     })?;
-    Ok((policy, listing.images))
+    let images = listing.images.clone();
+    Ok((
+        policy,
+        images,
+        Some(Gated {
+            gates,
+            listing,
+            registry,
+        }),
+    ))
 }

@@ -17,7 +17,9 @@ use time::OffsetDateTime;
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, context, load};
 use crate::cycle::{Mode, Outcome};
 use crate::forge::State;
-use crate::registry::{DescribeFuture, ListFuture, Listing, Registry};
+use crate::registry::{
+    CosignFuture, DescribeFuture, ListFuture, Listing, ReferrersFuture, Registry, ScanFuture,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct PromoteArgs {
@@ -42,17 +44,34 @@ pub struct PromoteArgs {
 }
 
 /// A registry that lists one image: the cycle can then only choose it.
-struct Pinned(Listing);
+/// The gates' questions (scan findings, signatures) go to the real
+/// registry: an explicit tag is still only promoted if it passes them.
+struct Pinned {
+    listing: Listing,
+    real: Arc<dyn Registry>,
+}
 
 impl Registry for Pinned {
     fn list(&self, _repository: &str) -> ListFuture<'_> {
-        let listing = self.0.clone();
+        let listing = self.listing.clone();
         Box::pin(async move { Ok(listing) })
     }
 
     fn describe(&self, _repository: &str, tag: &str) -> DescribeFuture<'_> {
-        let image = self.0.images.iter().find(|i| i.tag == tag).cloned();
+        let image = self.listing.images.iter().find(|i| i.tag == tag).cloned();
         Box::pin(async move { Ok(image) })
+    }
+
+    fn scan_findings(&self, repository: &str, digest: &str) -> ScanFuture<'_> {
+        self.real.scan_findings(repository, digest)
+    }
+
+    fn referrers(&self, repository: &str, digest: &str) -> ReferrersFuture<'_> {
+        self.real.referrers(repository, digest)
+    }
+
+    fn cosign_signatures(&self, repository: &str, digest: &str) -> CosignFuture<'_> {
+        self.real.cosign_signatures(repository, digest)
     }
 }
 
@@ -90,12 +109,28 @@ pub async fn run(args: PromoteArgs) -> u8 {
             return EXIT_FAILED;
         }
     };
-    listing.images.retain(|i| i.tag == args.tag);
-    let Some(image) = listing.images.first() else {
+    let Some(digest) = listing
+        .images
+        .iter()
+        .find(|i| i.tag == args.tag)
+        .map(|i| i.digest.clone())
+    else {
         return usage(format!(
             "tag {:?} does not exist in repository {:?}",
             args.tag, app.repository
         ));
+    };
+    // The tag, and cosign's `sha256-<hex>.sig` (and .att, .sbom) tags of its
+    // digest, which a signature gate looks for in the listing.
+    let attached = digest.replace(':', "-");
+    listing.images.retain(|i| {
+        i.tag == args.tag
+            || i.tag
+                .strip_prefix(attached.as_str())
+                .is_some_and(|rest| matches!(rest, ".sig" | ".att" | ".sbom"))
+    });
+    let Some(image) = listing.images.iter().find(|i| i.tag == args.tag) else {
+        return EXIT_FAILED;
     };
     let now = OffsetDateTime::now_utc();
     if let Err(reason) = app.policy_for(&app.targets[0]).judge(image, now) {
@@ -104,7 +139,10 @@ pub async fn run(args: PromoteArgs) -> u8 {
             args.tag, app.name
         ));
     }
-    ctx.registry = Arc::new(Pinned(listing));
+    ctx.registry = Arc::new(Pinned {
+        listing,
+        real: Arc::clone(&ctx.registry),
+    });
 
     let report = ctx.cycle(Mode::Apply).await;
     let Some(result) = report.targets.first() else {

@@ -10,11 +10,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::format::Format;
+use crate::gate::{CosignKey, Gates, Pending, ScanGate, Severity, SignatureKind};
 use crate::manifest::{Document, KeyPath};
 use crate::policy::{Patterns, Policy, PolicySpec, Strategy};
 
 use super::ConfigError;
-use super::raw::{RawApp, RawDocument, RawTarget};
+use super::raw::{RawApp, RawDocument, RawGates, RawTarget};
 use super::settings::{ForgeSettings, ProposalOptions};
 use super::source::{Source, line_of};
 
@@ -86,6 +87,9 @@ pub struct Target {
     /// The app's policy with this env's own `constraint`, when it has one
     /// (prod on `^1` while dev takes anything).
     pub policy: Option<Policy>,
+    /// What a candidate must pass besides the policy: scan findings, a
+    /// signature (the app's keys, each replaced by the target's own).
+    pub gates: Gates,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -340,6 +344,7 @@ pub(super) fn validate_app(
             seen.forge.as_ref(),
         )?;
         check_proposal_branch(src, index, t, name, raw_target, &target)?;
+        target.gates = target_gates(src, index, t, &raw.gates(), &raw_target.gates())?;
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -530,6 +535,102 @@ fn validate_target(
         group,
         proposal,
         policy: None,
+        gates: Gates::default(),
+    })
+}
+
+/// The gate keys: the target's own, else the app's. An error names the
+/// key where it was written (`apps[0].scan_max_severity` or
+/// `apps[0].targets[1].scan_max_severity`).
+fn target_gates(
+    src: &Source<'_>,
+    app: usize,
+    index: usize,
+    on_app: &RawGates,
+    on_target: &RawGates,
+) -> Result<Gates, ConfigError> {
+    let pick = |field: &str,
+                get: fn(&RawGates) -> &Option<Spanned<String>>|
+     -> Option<(Spanned<String>, String)> {
+        match (get(on_target), get(on_app)) {
+            (Some(v), _) => Some((v.clone(), format!("apps[{app}].targets[{index}].{field}"))),
+            (None, Some(v)) => Some((v.clone(), format!("apps[{app}].{field}"))),
+            (None, None) => None,
+        }
+    };
+    let severity = |field: &str, get: fn(&RawGates) -> &Option<Spanned<String>>| {
+        match pick(field, get) {
+            None => Ok(None),
+            Some((v, key)) => Severity::parse(v.get_ref()).map(Some).ok_or_else(|| {
+                src.error(
+                    Some(v.span()),
+                    key,
+                    format!(
+                        "unknown severity {:?}; expected one of \"INFORMATIONAL\", \"LOW\", \"MEDIUM\", \"HIGH\", \"CRITICAL\"",
+                        v.get_ref()
+                    ),
+                )
+            }),
+        }
+    };
+    let max = severity("scan_max_severity", |g| &g.scan_max_severity)?;
+    let undefined_as =
+        severity("scan_undefined_as", |g| &g.scan_undefined_as)?.unwrap_or(Severity::Low);
+    let pending = match pick("scan_pending", |g| &g.scan_pending) {
+        None => Pending::Wait,
+        Some((v, key)) => {
+            match v.get_ref().as_str() {
+                "wait" => Pending::Wait,
+                "allow" => Pending::Allow,
+                other => {
+                    return Err(src.error(
+                    Some(v.span()),
+                    key,
+                    format!("unknown scan_pending {other:?}; expected \"wait\" (default) or \"allow\""),
+                ));
+                }
+            }
+        }
+    };
+    let signature = match pick("require_signature", |g| &g.require_signature) {
+        None => None,
+        Some((v, key)) => Some(SignatureKind::parse(v.get_ref()).ok_or_else(|| {
+            src.error(
+                Some(v.span()),
+                key,
+                format!(
+                    "unknown require_signature {:?}; expected \"cosign\", \"notation\" or \"any\"",
+                    v.get_ref()
+                ),
+            )
+        })?),
+    };
+    // Read and parsed now, so a missing or wrong key stops the start (64),
+    // not a promotion months later. Relative to the config file's folder.
+    let cosign_key = match pick("cosign_public_key_file", |g| &g.cosign_public_key_file) {
+        None => None,
+        Some((v, key)) => {
+            if signature != Some(SignatureKind::Cosign) {
+                return Err(src.error(
+                    Some(v.span()),
+                    key,
+                    "cosign_public_key_file verifies cosign signatures; set require_signature = \"cosign\" too",
+                ));
+            }
+            let base = src.file.parent().unwrap_or(std::path::Path::new("."));
+            let loaded = CosignKey::load(&base.join(v.get_ref()))
+                .map_err(|e| src.error(Some(v.span()), key, e.to_string()))?;
+            Some(std::sync::Arc::new(loaded))
+        }
+    };
+    Ok(Gates {
+        scan: max.map(|max| ScanGate {
+            max,
+            undefined_as,
+            pending,
+        }),
+        signature,
+        cosign_key,
     })
 }
 

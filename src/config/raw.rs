@@ -147,6 +147,11 @@ pub(super) struct RawApp {
     #[serde(default)]
     pub(super) ignore: Vec<Spanned<String>>,
     pub(super) min_age: Option<Spanned<String>>,
+    pub(super) scan_max_severity: Option<Spanned<String>>,
+    pub(super) scan_undefined_as: Option<Spanned<String>>,
+    pub(super) scan_pending: Option<Spanned<String>>,
+    pub(super) require_signature: Option<Spanned<String>>,
+    pub(super) cosign_public_key_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
 }
@@ -166,6 +171,11 @@ pub(super) struct RawTarget {
     pub(super) promote_from: Option<Spanned<String>>,
     pub(super) soak: Option<Spanned<String>>,
     pub(super) group: Option<Spanned<String>>,
+    pub(super) scan_max_severity: Option<Spanned<String>>,
+    pub(super) scan_undefined_as: Option<Spanned<String>>,
+    pub(super) scan_pending: Option<Spanned<String>>,
+    pub(super) require_signature: Option<Spanned<String>>,
+    pub(super) cosign_public_key_file: Option<Spanned<String>>,
     labels: Option<Vec<Spanned<String>>>,
     reviewers: Option<Vec<Spanned<String>>>,
     assignees: Option<Vec<Spanned<String>>>,
@@ -173,7 +183,39 @@ pub(super) struct RawTarget {
     auto_merge: Option<Spanned<bool>>,
 }
 
+/// The gate keys, on an app or a target (a target's own replace the app's).
+#[derive(Default, Clone)]
+pub(super) struct RawGates {
+    pub(super) scan_max_severity: Option<Spanned<String>>,
+    pub(super) scan_undefined_as: Option<Spanned<String>>,
+    pub(super) scan_pending: Option<Spanned<String>>,
+    pub(super) require_signature: Option<Spanned<String>>,
+    pub(super) cosign_public_key_file: Option<Spanned<String>>,
+}
+
+impl RawApp {
+    pub(super) fn gates(&self) -> RawGates {
+        RawGates {
+            scan_max_severity: self.scan_max_severity.clone(),
+            scan_undefined_as: self.scan_undefined_as.clone(),
+            scan_pending: self.scan_pending.clone(),
+            require_signature: self.require_signature.clone(),
+            cosign_public_key_file: self.cosign_public_key_file.clone(),
+        }
+    }
+}
+
 impl RawTarget {
+    pub(super) fn gates(&self) -> RawGates {
+        RawGates {
+            scan_max_severity: self.scan_max_severity.clone(),
+            scan_undefined_as: self.scan_undefined_as.clone(),
+            scan_pending: self.scan_pending.clone(),
+            require_signature: self.require_signature.clone(),
+            cosign_public_key_file: self.cosign_public_key_file.clone(),
+        }
+    }
+
     pub(super) fn proposal(&self) -> RawProposal {
         RawProposal {
             labels: self.labels.clone(),

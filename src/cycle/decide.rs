@@ -15,7 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
 use super::list::{Listings, Preferred};
-use super::plan::{self, Branch, Held, Input, Step, Unreadable};
+use super::plan::{self, Branch, GateFacts, Held, Input, Need, Step, Unreadable};
+use super::report::GateResult;
 use crate::config::{App, Config, RepoPath, Target, Update};
 use crate::gitops::Checkout;
 use crate::registry::Image;
@@ -41,6 +42,8 @@ pub struct Decision {
     pub branch: Option<String>,
     pub held: Option<Held>,
     pub step: Step,
+    /// The gate verdicts the step rests on.
+    pub gates: Vec<GateResult>,
 }
 
 /// An image the registry must confirm before it is written: repository,
@@ -57,6 +60,9 @@ pub struct Decided {
     /// Images a change needs confirmed that `answers` did not cover; the
     /// cycle asks the registry and decides again.
     pub asks: BTreeSet<Ask>,
+    /// Gate facts a decision needs that `gates` did not hold; the cycle
+    /// fetches them and decides again.
+    pub needs: BTreeSet<Need>,
 }
 
 /// Decides every target of `config` in order (sources before the envs
@@ -67,11 +73,13 @@ pub fn decide(
     preferred: &Preferred,
     checkout: &Checkout,
     answers: &Answers,
+    gates: &GateFacts,
     now: OffsetDateTime,
 ) -> Decided {
     let tree = Worktree::new(checkout, now);
     let mut decisions = Vec::new();
     let mut asks = BTreeSet::new();
+    let mut needs = BTreeSet::new();
     for (a, app) in config.apps.iter().enumerate() {
         for (t, target) in app.targets.iter().enumerate() {
             let input = Input {
@@ -79,9 +87,11 @@ pub fn decide(
                 target,
                 listing: listings.get(&app.repository),
                 best: best_of(preferred, listings, app, target),
+                gates,
                 now,
             };
             let mut planned = plan::plan(&input, &tree);
+            needs.extend(planned.needs.drain(..));
             if let Step::Change(change) = &planned.step
                 && change.recheck
             {
@@ -115,10 +125,15 @@ pub fn decide(
                     .then(|| super::propose::branch(&app.name, target)),
                 held: planned.held,
                 step: planned.step,
+                gates: planned.verdicts,
             });
         }
     }
-    Decided { decisions, asks }
+    Decided {
+        decisions,
+        asks,
+        needs,
+    }
 }
 
 pub fn ask(repository: &str, image: &Image) -> Ask {

@@ -40,6 +40,11 @@ pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
     let now = OffsetDateTime::now_utc();
     for t in &report.targets {
         let (app, env) = (t.app.as_str(), t.env.as_str());
+        for g in &t.gates {
+            m.gate_results
+                .with_label_values(&[g.gate.as_str(), g.verdict.outcome()])
+                .inc();
+        }
         if let Some(current) = &t.current {
             m.set_target_tag(app, env, current);
         }

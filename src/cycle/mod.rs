@@ -6,7 +6,8 @@
 //! list     registry, once per repository, concurrently   (list.rs)
 //!   ║ sync the clone meanwhile                            (write::prepare)
 //! decide   plan each target, pure, in chain order         (decide.rs → plan.rs, source.rs)
-//!   ↻ confirm moved tags with the registry, decide again  (write.rs)
+//!   ↻ confirm moved tags, fetch the gate facts plan asked
+//!     for (scans, signatures), decide again               (write.rs)
 //! write    commit each change, push once; rejected → sync and decide again
 //! propose  build proposal branches, then the forge        (propose/)
 //! report   one outcome per target                          (report.rs)
@@ -41,7 +42,7 @@ use plan::Step;
 use propose::settle::Request;
 
 pub use export::export;
-pub use report::{CycleReport, How, Mode, Outcome, RequestAction, Stage, TargetReport};
+pub use report::{CycleReport, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport};
 pub use write::SharedCheckout;
 
 /// The peers and the clock one cycle works with.
@@ -235,6 +236,7 @@ fn outcome_of(
         tracing::info_span!("target", app = %d.app, env = %d.env, repository = %d.repository);
     let _entered = span.enter();
     let held = d.held.clone();
+    let gates = d.gates.clone();
     let (mut current, mut value) = (
         held.as_ref().map(|h| h.tag.clone()),
         held.as_ref().map(|h| h.value.clone()),
@@ -327,6 +329,7 @@ fn outcome_of(
         outcome,
         current,
         value,
+        gates,
     }
 }
 
@@ -340,6 +343,7 @@ fn all_failed(config: &Config, error: &str) -> Vec<TargetReport> {
             env: t.env.clone(),
             current: None,
             value: None,
+            gates: Vec::new(),
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: error.to_string(),

@@ -4,17 +4,28 @@
 //! branch with this cycle's earlier edits on top), what its repository's
 //! listing holds, what git history says, and the clock, and returns a
 //! [`Planned`]: keep, no candidate, wait, or change (with the new file's
-//! bytes). It reads no file, calls no registry, logs nothing: the cycle
-//! fetches the facts and carries the decision out. A new rule (a gate, a
+//! bytes). With gates (`scan_max_severity`, `require_signature`) it walks
+//! the policy's candidates best first over the gate facts it is given
+//! ([`GateFacts`]), takes the first that passes, and names the facts it
+//! still needs ([`Need`]) when a candidate's are missing: that step is
+//! provisional, and the cycle fetches them and plans again.
+//!
+//! It reads no file, calls no registry, logs nothing: the cycle fetches the
+//! facts and carries the decision out. A new rule (a gate, a
 //! hold) is one more input here and one more row in the tables of
 //! `tests.rs`.
 
+use std::collections::HashMap;
+
 use time::OffsetDateTime;
 
-use super::report::Stage;
+use super::report::{GateResult, Stage};
 use super::source;
 use crate::config::{App, Target};
 use crate::format::Parts;
+use crate::gate::{
+    self, CosignSignature, Gate, Gates, Referrers, ScanFindings, SignatureKind, Verdict,
+};
 use crate::manifest;
 use crate::policy::{Decision, Policy};
 use crate::registry::{Image, Listing, RegistryError};
@@ -76,6 +87,9 @@ pub struct Change {
     pub content: Vec<u8>,
     /// With `promote_from`: the source env and since when it runs the tag.
     pub source: Option<(String, Option<OffsetDateTime>)>,
+    /// The gates the image passed, each with what it found (for the pull
+    /// request's body).
+    pub passed: Vec<(Gate, String)>,
 }
 
 /// What to do with one target.
@@ -112,15 +126,53 @@ pub struct Planned {
     /// What the file holds, when it could be read.
     pub held: Option<Held>,
     pub step: Step,
+    /// Gate facts the decision needs and `Input::gates` did not hold: the
+    /// step is provisional until the cycle fetches them and plans again.
+    pub needs: Vec<Need>,
+    /// Every gate verdict the decision rests on, best candidate first.
+    pub verdicts: Vec<GateResult>,
 }
 
 impl Planned {
     fn fail(held: Option<Held>, stage: Stage, error: String) -> Planned {
+        Planned::step(held, Step::Fail { stage, error })
+    }
+
+    fn step(held: Option<Held>, step: Step) -> Planned {
         Planned {
             held,
-            step: Step::Fail { stage, error },
+            step,
+            needs: Vec::new(),
+            verdicts: Vec::new(),
         }
     }
+}
+
+/// The gate facts a cycle has fetched so far, by (repository, digest).
+#[derive(Clone, Debug, Default)]
+pub struct GateFacts {
+    pub scans: HashMap<(String, String), Result<ScanFindings, RegistryError>>,
+    pub referrers: HashMap<(String, String), Result<Referrers, RegistryError>>,
+    pub cosign: HashMap<(String, String), Result<Vec<CosignSignature>, RegistryError>>,
+}
+
+/// A gate fact a decision needs: which fact, about which image.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Need {
+    pub fact: Fact,
+    pub repository: String,
+    pub digest: String,
+}
+
+/// What the registry is asked for an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fact {
+    /// `DescribeImageScanFindings`.
+    Scan,
+    /// `ListImageReferrers`.
+    Referrers,
+    /// cosign's `.sig` image and its layers, to verify with a key.
+    Cosign,
 }
 
 /// The facts one target is decided on.
@@ -132,11 +184,201 @@ pub struct Input<'a> {
     /// The policy's best image in `listing`, when the cycle chose it
     /// already (while other repositories were still listed).
     pub best: Option<Option<&'a Image>>,
+    /// The gate facts fetched so far this cycle.
+    pub gates: &'a GateFacts,
     pub now: OffsetDateTime,
 }
 
 /// Decides one target.
 pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
+    let mut walk = Walk::default();
+    let mut planned = decide_target(input, branch, &mut walk);
+    planned.needs = walk.needs;
+    planned.verdicts = walk.verdicts;
+    planned
+}
+
+/// What the gates found while one target was decided.
+#[derive(Default)]
+struct Walk {
+    needs: Vec<Need>,
+    verdicts: Vec<GateResult>,
+    /// Candidates better than the choice that a gate kept out, best first.
+    blocked: Vec<(String, Verdict)>,
+    /// What the chosen image passed.
+    passed: Vec<(Gate, String)>,
+}
+
+impl Walk {
+    /// The step for candidates the gates kept out: waiting on the best one
+    /// still pending, else no candidate; each named with its reason.
+    fn blocked_step(&self, prefix: &str) -> Option<Step> {
+        if self.blocked.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self
+            .blocked
+            .iter()
+            .map(|(tag, v)| format!("{tag}: {}", v.text()))
+            .collect();
+        let list = list.join("; ");
+        Some(
+            match self
+                .blocked
+                .iter()
+                .find(|(_, v)| matches!(v, Verdict::Pending(_)))
+            {
+                Some((tag, _)) => Step::Wait {
+                    reason: format!("{prefix}{list}"),
+                    candidate: Some(tag.clone()),
+                },
+                None => Step::NoCandidate {
+                    why: format!("in the registry ({prefix}{list})"),
+                },
+            },
+        )
+    }
+}
+
+/// One image through every gate of `gates`.
+enum Checked {
+    Pass(Vec<(Gate, String)>),
+    /// The first gate that kept it out.
+    Blocked(Verdict),
+    /// Facts still to fetch.
+    Unknown(Vec<Need>),
+}
+
+fn check(
+    gates: &Gates,
+    listing: &Listing,
+    image: &Image,
+    facts: &GateFacts,
+    walk: &mut Walk,
+) -> Checked {
+    let (verdicts, needs) = gate_verdicts(gates, listing, image, facts);
+    // A gate that failed already decides: nothing more is fetched for it.
+    let failed = verdicts.iter().find(|(_, v)| !v.passes()).cloned();
+    for (gate, verdict) in &verdicts {
+        walk.verdicts.push(GateResult {
+            gate: *gate,
+            tag: image.tag.clone(),
+            verdict: verdict.clone(),
+        });
+    }
+    match failed {
+        Some((_, verdict)) => Checked::Blocked(verdict),
+        None if needs.is_empty() => Checked::Pass(
+            verdicts
+                .into_iter()
+                .map(|(g, v)| (g, v.text().to_string()))
+                .collect(),
+        ),
+        None => Checked::Unknown(needs),
+    }
+}
+
+/// Every gate's verdict on `image` that `facts` can decide, and the facts
+/// still needed for the others. `policy test --explain` shows the same.
+pub fn gate_verdicts(
+    gates: &Gates,
+    listing: &Listing,
+    image: &Image,
+    facts: &GateFacts,
+) -> (Vec<(Gate, Verdict)>, Vec<Need>) {
+    let key = (listing.repository.clone(), image.digest.clone());
+    let need = |fact| Need {
+        fact,
+        repository: key.0.clone(),
+        digest: key.1.clone(),
+    };
+    let mut needs = Vec::new();
+    let mut verdicts = Vec::new();
+    if let Some(scan) = &gates.scan {
+        match facts.scans.get(&key) {
+            None => needs.push(need(Fact::Scan)),
+            Some(Err(e)) => verdicts.push((Gate::Scan, Verdict::Error(format!("scan: {e}")))),
+            Some(Ok(found)) => verdicts.push((Gate::Scan, gate::scan_verdict(scan, found))),
+        }
+    }
+    if let Some(kind) = gates.signature {
+        let legacy_tag = gate::cosign_tag(&image.digest);
+        let legacy = listing.images.iter().any(|i| i.tag == legacy_tag);
+        // With a key, only a legacy `.sig` signature that verifies counts
+        // (config allows a key only with "cosign").
+        let verdict = match (&gates.cosign_key, kind) {
+            (Some(_), SignatureKind::Cosign) if !legacy => Some(Verdict::Fail(format!(
+                "no cosign signature tag {legacy_tag} to verify"
+            ))),
+            (Some(k), SignatureKind::Cosign) => match facts.cosign.get(&key) {
+                None => {
+                    needs.push(need(Fact::Cosign));
+                    None
+                }
+                Some(Ok(found)) => Some(gate::cosign_verdict(k, &image.digest, found)),
+                Some(Err(e)) => Some(Verdict::Error(format!("signature: {e}"))),
+            },
+            _ => {
+                let verdict = match facts.referrers.get(&key) {
+                    None => gate::signature_verdict(kind, legacy, None),
+                    Some(Ok(types)) => gate::signature_verdict(kind, legacy, Some(types)),
+                    Some(Err(e)) => Some(Verdict::Error(format!("signature: {e}"))),
+                };
+                if verdict.is_none() {
+                    needs.push(need(Fact::Referrers));
+                }
+                verdict
+            }
+        };
+        if let Some(v) = verdict {
+            verdicts.push((Gate::Signature, v));
+        }
+    }
+    (verdicts, needs)
+}
+
+/// The gated choice among `ranked` (best first): the first candidate that
+/// passes every gate. `stop_at`, the tag the file holds, ends the walk
+/// (nothing below it would be written anyway); the caller leaves it `None`
+/// when the format pins a digest (the same tag may point at a new image,
+/// which must pass). `Err`
+/// is the step when the walk cannot choose yet, or nothing passed.
+fn walk_gates<'a>(
+    gates: &Gates,
+    listing: &Listing,
+    ranked: &[&'a Image],
+    stop_at: Option<&str>,
+    facts: &GateFacts,
+    walk: &mut Walk,
+    prefix: &str,
+) -> Result<Option<&'a Image>, Step> {
+    for &image in ranked {
+        if stop_at == Some(image.tag.as_str()) {
+            return Ok(Some(image));
+        }
+        match check(gates, listing, image, facts, walk) {
+            Checked::Pass(passed) => {
+                walk.passed = passed;
+                return Ok(Some(image));
+            }
+            Checked::Blocked(verdict) => walk.blocked.push((image.tag.clone(), verdict)),
+            Checked::Unknown(needs) => {
+                walk.needs = needs;
+                // Provisional: the cycle asks the registry and plans again.
+                return Err(Step::Wait {
+                    reason: format!("{prefix}the gates of {} are not checked yet", image.tag),
+                    candidate: Some(image.tag.clone()),
+                });
+            }
+        }
+    }
+    match walk.blocked_step(prefix) {
+        Some(step) => Err(step),
+        None => Ok(None),
+    }
+}
+
+fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Planned {
     let Input {
         app, target, now, ..
     } = *input;
@@ -188,7 +430,7 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     let source = match &target.promote_from {
         Some(env) => match source::resolve(app, env, listing, branch, now) {
             Ok(source) => Some(source),
-            Err(step) => return Planned { held, step },
+            Err(step) => return Planned::step(held, step),
         },
         None => None,
     };
@@ -200,10 +442,7 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
                     "from {}: it runs {}, which {}'s policy refuses ({reason})",
                     source.env, source.held, target.env
                 );
-                return Planned {
-                    held,
-                    step: Step::NoCandidate { why },
-                };
+                return Planned::step(held, Step::NoCandidate { why });
             }
         },
         (None, Some(best)) => best,
@@ -213,6 +452,26 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
         Some(source) => std::slice::from_ref(&source.image),
         None => &listing.images,
     };
+    // The gates walk the policy's candidates best first and take the first
+    // that passes; they are facts like the listing, fetched by the cycle
+    // for exactly the images this walk asks about.
+    let gates = &target.gates;
+    let best = if gates.any() {
+        let (ranked, prefix) = match &source {
+            Some(source) => (vec![&source.image], format!("from {}: ", source.env)),
+            None => (policy.ranked(&listing.images, now), String::new()),
+        };
+        let stop_at = held
+            .as_ref()
+            .filter(|h| !target.format.pins_digest(&h.value))
+            .map(|h| h.tag.as_str());
+        match walk_gates(gates, listing, &ranked, stop_at, input.gates, walk, &prefix) {
+            Ok(best) => best,
+            Err(step) => return Planned::step(held, step),
+        }
+    } else {
+        best
+    };
 
     let chosen = held
         .as_ref()
@@ -220,16 +479,12 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     let (image, from) = match chosen {
         Some((h, Ok(Chosen::Image(image)))) => (image, h.tag.clone()),
         Some((_, Ok(Chosen::Keep))) => {
-            return Planned {
-                held,
-                step: Step::Keep,
-            };
+            // Kept because every better candidate failed a gate: say so.
+            let step = walk.blocked_step("").unwrap_or(Step::Keep);
+            return Planned::step(held, step);
         }
         Some((_, Ok(Chosen::Nothing(why)))) => {
-            return Planned {
-                held,
-                step: Step::NoCandidate { why },
-            };
+            return Planned::step(held, Step::NoCandidate { why });
         }
         Some((_, Err(e))) => {
             let error = at(&e);
@@ -238,12 +493,12 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
         None => match best {
             Some(best) => (best, "(none)".to_string()),
             None => {
-                return Planned {
+                return Planned::step(
                     held,
-                    step: Step::NoCandidate {
+                    Step::NoCandidate {
                         why: "in the registry; the entry stays absent".into(),
                     },
-                };
+                );
             }
         },
     };
@@ -260,10 +515,7 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
         Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
     };
     if value == current {
-        return Planned {
-            held,
-            step: Step::Keep,
-        };
+        return Planned::step(held, Step::Keep);
     }
     let written = match &target.kustomize {
         Some(k) => manifest::set_kustomize_image(&file, &k.image, k.field, &value),
@@ -272,10 +524,7 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     let content = match written {
         Ok(Some(content)) => content,
         Ok(None) => {
-            return Planned {
-                held,
-                step: Step::Keep,
-            };
+            return Planned::step(held, Step::Keep);
         }
         Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
     };
@@ -286,17 +535,18 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     if let Some(source) = &source
         && let Some(reason) = source::soaking(source, target.soak, now)
     {
-        return Planned {
+        return Planned::step(
             held,
-            step: Step::Wait {
+            Step::Wait {
                 reason,
                 candidate: Some(to),
             },
-        };
+        );
     }
 
-    Planned {
-        step: Step::Change(Box::new(Change {
+    Planned::step(
+        held,
+        Step::Change(Box::new(Change {
             // The trailers speak in tags (or digests, for the digest
             // strategy), whatever the file's format wraps them in.
             promotion: Promotion {
@@ -314,9 +564,9 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
             old: file,
             content,
             source: source.map(|s| (s.env, s.since)),
+            passed: std::mem::take(&mut walk.passed),
         })),
-        held,
-    }
+    )
 }
 
 /// Why a target has no listing to choose from.

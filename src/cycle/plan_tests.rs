@@ -10,6 +10,8 @@ use crate::cycle::table_facts as facts;
 
 use facts::{Facts, HOST, NOW, app, images, values};
 
+use crate::gate::Severity;
+
 /// What the registry said about repository `web`.
 #[derive(Clone, Copy)]
 enum Listed {
@@ -41,6 +43,19 @@ enum Want {
     },
     /// The stage, and text the error contains.
     Fail(Stage, &'static [&'static str]),
+    /// Provisional: the gate facts of these digests are needed first.
+    Asks(&'static [&'static str]),
+}
+
+/// What the registry says about one digest, for the gates.
+#[derive(Clone, Copy)]
+enum GateFact {
+    /// A scan: its status and `(severity, count)`; UNDEFINED as `None`.
+    Scan(&'static str, &'static [(Option<Severity>, u32)]),
+    /// The scan findings could not be read.
+    ScanError,
+    /// The referrers' artifact types.
+    Referrers(&'static [&'static str]),
 }
 
 struct Row {
@@ -65,6 +80,8 @@ struct Row {
     /// The best image the cycle chose while listing, by tag (`Some(None)`:
     /// it found none); `None`: `plan` chooses.
     best: Option<Option<&'static str>>,
+    /// `(digest, fact)`: what the cycle fetched for the gates so far.
+    gates: &'static [(&'static str, GateFact)],
     want: Want,
 }
 
@@ -80,6 +97,7 @@ const ROW: Row = Row {
     since: &[],
     tag_of: &[],
     best: None,
+    gates: &[],
     want: Want::Keep,
 };
 
@@ -128,6 +146,36 @@ fn run(row: &Row) -> Result<(), String> {
         })),
         Listed::Not => None,
     };
+    let mut gates = GateFacts::default();
+    for &(digest, fact) in row.gates {
+        let key = ("web".to_string(), digest.to_string());
+        match fact {
+            GateFact::Scan(status, counts) => {
+                let mut scan = ScanFindings::with_status(crate::gate::ScanStatus::parse(status));
+                for &(severity, n) in counts {
+                    match severity {
+                        Some(severity) => {
+                            scan.counts.insert(severity, n);
+                        }
+                        None => scan.undefined += n,
+                    }
+                }
+                gates.scans.insert(key, Ok(scan));
+            }
+            GateFact::ScanError => {
+                let error = crate::registry::RegistryError {
+                    repository: "web".into(),
+                    kind: crate::registry::ErrorKind::AccessDenied,
+                    message: "not authorized to perform ecr:DescribeImageScanFindings".into(),
+                };
+                gates.scans.insert(key, Err(error));
+            }
+            GateFact::Referrers(types) => {
+                let types = types.iter().map(|t| t.to_string()).collect();
+                gates.referrers.insert(key, Ok(types));
+            }
+        }
+    }
     let input = Input {
         app: &app,
         target,
@@ -139,15 +187,28 @@ fn run(row: &Row) -> Result<(), String> {
                 found.unwrap_or_else(|| panic!("{}: best {tag} is not listed", row.rule))
             })
         }),
+        gates: &gates,
         now: NOW,
     };
     let planned = plan(&input, &branch);
-    check(&row.want, &planned.step, &branch, target).map_err(|e| {
-        format!(
-            "{}: {e}\n    want {:?}\n    got  {:?}",
-            row.rule, row.want, planned.step
-        )
-    })
+    let asked: Vec<&str> = planned.needs.iter().map(|n| n.digest.as_str()).collect();
+    let checked = match row.want {
+        Want::Asks(want) if asked == want => Ok(()),
+        Want::Asks(want) => Err(format!("asks about {asked:?}, want {want:?}")),
+        _ if !asked.is_empty() => Err(format!("a final step that still asks about {asked:?}")),
+        _ => Ok(()),
+    };
+    checked
+        .and_then(|()| match row.want {
+            Want::Asks(_) => Ok(()),
+            _ => check(&row.want, &planned.step, &branch, target),
+        })
+        .map_err(|e| {
+            format!(
+                "{}: {e}\n    want {:?}\n    got  {:?}",
+                row.rule, row.want, planned.step
+            )
+        })
 }
 
 fn contains_all(text: &str, parts: &[&str]) -> Result<(), String> {
@@ -1179,5 +1240,270 @@ fn soak_zero_promotes_at_once() {
             },
             ..ROW
         }],
+    );
+}
+
+/// dev on 1.4.1; 1.4.2 and 1.4.3 above it (and a pre-release the policy
+/// refuses anyway).
+const GATED: Listed = Listed::Images(&[
+    ("1.4.1", "sha256:a0", 86_400),
+    ("1.4.2", "sha256:a1", 86_400),
+    ("1.4.3", "sha256:b2", 86_400),
+    ("1.5.0-rc.1", "sha256:c3", 86_400),
+]);
+const SCAN_HIGH: &str = r#"scan_max_severity = "HIGH""#;
+const CLEAN: GateFact = GateFact::Scan("COMPLETE", &[(Some(Severity::High), 3)]);
+const CRITICAL: GateFact = GateFact::Scan("COMPLETE", &[(Some(Severity::Critical), 2)]);
+const SCANNING: GateFact = GateFact::Scan("IN_PROGRESS", &[]);
+
+#[test]
+fn gate_rules() {
+    let from_141 = |to: &'static str| Want::Change {
+        from: "1.4.1",
+        to,
+        value: to,
+        recheck: false,
+        content: None,
+    };
+    check_rows(
+        "gate",
+        &[
+            Row {
+                rule: "scan: the best candidate's findings are asked for first, and only its",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                want: Want::Asks(&["sha256:b2"]),
+                ..ROW
+            },
+            Row {
+                rule: "scan: the best candidate passes: promoted, nothing else asked",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", CLEAN)],
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "scan: a CRITICAL above HIGH skips the best; the next is asked for",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", CRITICAL)],
+                want: Want::Asks(&["sha256:a1"]),
+                ..ROW
+            },
+            Row {
+                rule: "scan: a CRITICAL above HIGH skips the best; the one below passes and is promoted",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", CRITICAL), ("sha256:a1", CLEAN)],
+                want: from_141("1.4.2"),
+                ..ROW
+            },
+            Row {
+                rule: "scan: every better candidate fails: no candidate, each named with its findings",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[
+                    ("sha256:b2", CRITICAL),
+                    ("sha256:a1", GateFact::Scan("FAILED", &[])),
+                ],
+                want: Want::NoCandidate(&[
+                    "1.4.3: 2 CRITICAL findings above HIGH",
+                    "1.4.2: scan FAILED",
+                ]),
+                ..ROW
+            },
+            Row {
+                rule: "scan: the file's own tag ends the walk; nothing below it is asked about",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.3")],
+                listed: GATED,
+                want: Want::Keep,
+                ..ROW
+            },
+            Row {
+                rule: "scan: the only newer image's scan is pending: waits for it, naming it",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                gates: &[("sha256:b2", SCANNING)],
+                want: Want::Wait {
+                    reason: &["1.4.3: scan pending"],
+                    candidate: Some("1.4.3"),
+                },
+                ..ROW
+            },
+            Row {
+                rule: "scan: a missing scan is pending too",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                gates: &[("sha256:b2", GateFact::Scan("missing", &[]))],
+                want: Want::Wait {
+                    reason: &["1.4.3: scan pending"],
+                    candidate: Some("1.4.3"),
+                },
+                ..ROW
+            },
+            Row {
+                rule: "scan: a pending best is skipped under \"wait\"; the scanned one below is promoted",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", SCANNING), ("sha256:a1", CLEAN)],
+                want: from_141("1.4.2"),
+                ..ROW
+            },
+            Row {
+                rule: "scan: scan_pending = \"allow\" takes a pending scan",
+                app: r#"scan_max_severity = "HIGH", scan_pending = "allow""#,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", SCANNING)],
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "scan: UNDEFINED counts as LOW by default",
+                app: r#"scan_max_severity = "LOW""#,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", GateFact::Scan("COMPLETE", &[(None, 4)]))],
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "scan: UNDEFINED counts as scan_undefined_as",
+                app: r#"scan_max_severity = "LOW", scan_undefined_as = "MEDIUM""#,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                gates: &[("sha256:b2", GateFact::Scan("COMPLETE", &[(None, 4)]))],
+                want: Want::NoCandidate(&["1.4.3: 4 MEDIUM findings above LOW"]),
+                ..ROW
+            },
+            Row {
+                rule: "scan: a target's own key replaces the app's",
+                app: r#"scan_max_severity = "LOW""#,
+                targets: &[r#"env = "dev", scan_max_severity = "CRITICAL""#],
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[("sha256:b2", CRITICAL)],
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "scan: findings that cannot be read keep the image out, with the error",
+                app: SCAN_HIGH,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                gates: &[("sha256:b2", GateFact::ScanError)],
+                want: Want::NoCandidate(&["1.4.3: scan:", "DescribeImageScanFindings"]),
+                ..ROW
+            },
+            Row {
+                rule: "scan: promote_from gates the source's image",
+                app: SCAN_HIGH,
+                targets: CHAIN,
+                decide: "prod",
+                holds: &[("dev", "1.4.3"), ("prod", "1.4.2")],
+                since: &[("dev", "1.4.3", 7_200)],
+                listed: GATED,
+                gates: &[("sha256:b2", CRITICAL)],
+                want: Want::NoCandidate(&["from dev: 1.4.3: 2 CRITICAL findings above HIGH"]),
+                ..ROW
+            },
+            Row {
+                rule: "signature: cosign's legacy .sig tag signs without asking for referrers",
+                app: r#"require_signature = "cosign""#,
+                holds: &[("dev", "1.4.1")],
+                listed: Listed::Images(&[
+                    ("1.4.1", "sha256:a0", 86_400),
+                    ("1.4.3", "sha256:b2", 86_400),
+                    ("sha256-b2.sig", "sha256:51", 86_400),
+                ]),
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "signature: without a .sig tag the referrers are asked for",
+                app: r#"require_signature = "cosign""#,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                want: Want::Asks(&["sha256:b2"]),
+                ..ROW
+            },
+            Row {
+                rule: "signature: an unsigned newest is skipped for a signed older one",
+                app: r#"require_signature = "cosign""#,
+                holds: &[("dev", "1.4.1")],
+                listed: Listed::Images(&[
+                    ("1.4.1", "sha256:a0", 86_400),
+                    ("1.4.2", "sha256:a1", 86_400),
+                    ("1.4.3", "sha256:b2", 86_400),
+                    ("sha256-a1.sig", "sha256:51", 86_400),
+                ]),
+                gates: &[("sha256:b2", GateFact::Referrers(&[]))],
+                want: from_141("1.4.2"),
+                ..ROW
+            },
+            Row {
+                rule: "signature: a cosign v3 bundle referrer signs for cosign",
+                app: r#"require_signature = "cosign""#,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[(
+                    "sha256:b2",
+                    GateFact::Referrers(&["application/vnd.dev.sigstore.bundle.v0.3+json"]),
+                )],
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "signature: a notation signature does not satisfy cosign",
+                app: r#"require_signature = "cosign""#,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                gates: &[(
+                    "sha256:b2",
+                    GateFact::Referrers(&["application/vnd.cncf.notary.signature"]),
+                )],
+                want: Want::NoCandidate(&["1.4.3: not signed with cosign"]),
+                ..ROW
+            },
+            Row {
+                rule: "signature: \"any\" takes a notation signature",
+                app: r#"require_signature = "any""#,
+                holds: &[("dev", "1.4.1")],
+                listed: GATED,
+                gates: &[(
+                    "sha256:b2",
+                    GateFact::Referrers(&["application/vnd.cncf.notary.signature"]),
+                )],
+                want: from_141("1.4.3"),
+                ..ROW
+            },
+            Row {
+                rule: "both gates: a scan failure decides without the signature's verdict",
+                app: r#"scan_max_severity = "HIGH", require_signature = "notation""#,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                gates: &[("sha256:b2", CRITICAL)],
+                want: Want::NoCandidate(&["1.4.3: 2 CRITICAL findings above HIGH"]),
+                ..ROW
+            },
+            Row {
+                rule: "both gates: both facts of one image are asked for at once",
+                app: r#"scan_max_severity = "HIGH", require_signature = "notation""#,
+                holds: &[("dev", "1.4.2")],
+                listed: GATED,
+                want: Want::Asks(&["sha256:b2", "sha256:b2"]),
+                ..ROW
+            },
+        ],
     );
 }

@@ -11,6 +11,8 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
+use crate::gate::{Gate, Verdict};
+
 /// Whether a cycle writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -199,6 +201,17 @@ pub struct TargetReport {
     pub current: Option<String>,
     /// The scalar as the file holds it (`reg/web:1.4.3`, `1.4.3@sha256:…`).
     pub value: Option<String>,
+    /// The gate verdicts the decision rests on, best candidate first
+    /// (empty for a target without gates).
+    pub gates: Vec<GateResult>,
+}
+
+/// One gate's verdict on one candidate tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateResult {
+    pub gate: Gate,
+    pub tag: String,
+    pub verdict: Verdict,
 }
 
 impl fmt::Display for TargetReport {
@@ -282,6 +295,7 @@ mod tests {
             outcome,
             current: Some("1.0.0".into()),
             value: Some("reg/a:1.0.0".into()),
+            gates: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Carrying a cycle's decisions out on the branch: decide, confirm the
-//! images that need it, commit, push once; on a rejected push, sync and
+//! images that need it and fetch the gate facts the decisions ask for,
+//! commit, push once; on a rejected push, sync and
 //! start over from the new head. The retry policy lives here and only here.
 //!
 //! The desired state is recomputed from the listings and the branch's
@@ -15,11 +16,11 @@ use tracing::{error, info, warn};
 
 use super::decide::{self, Answers, Ask, Decided, Decision};
 use super::list::{Listings, Preferred};
-use super::plan::Step;
+use super::plan::{Fact, GateFacts, Need, Step};
 use super::report::Mode;
 use crate::config::{Config, Update};
 use crate::gitops::{Checkout, GitError};
-use crate::registry::Registry;
+use crate::registry::{Registry, scan_cache};
 use crate::trailers::Location;
 
 /// The persistent clone, opened on first use. A std `Mutex`, because it is
@@ -30,6 +31,10 @@ pub type SharedCheckout = Arc<Mutex<Option<Checkout>>>;
 /// second decides with the answers. A third covers a chain whose source
 /// was deferred; anything still unconfirmed after it waits a cycle.
 const DECIDE_PASSES: usize = 3;
+/// Extra passes for the gates: each walks every gated target one
+/// candidate further (its best candidate failed; the next is asked about).
+/// A target whose gates are still undecided after them waits a cycle.
+const GATE_PASSES: usize = 8;
 
 /// What the cycle's inputs are, shared by every attempt.
 pub struct Inputs {
@@ -129,28 +134,101 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
 
 /// Decides every target, asking the registry to confirm the images that
 /// need it between passes (concurrently, never from a blocking thread).
+///
+/// Gate facts are fetched the same way: only for the images a decision
+/// asks about (best first, one further per pass), never for the whole
+/// listing. A target still asking after the last pass waits a cycle.
 async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
     let mut answers = Answers::new();
+    let gates = Arc::new(std::sync::RwLock::new(GateFacts::default()));
     let mut pass = 0;
+    let mut confirm_passes = 0;
     loop {
         pass += 1;
         let given = answers.clone();
         let (listings, preferred) = (Arc::clone(&inputs.listings), Arc::clone(&inputs.preferred));
+        let facts = Arc::clone(&gates);
         let decided: Decided = blocking(inputs, move |config, slot, now| {
             let checkout = slot.as_ref().ok_or_else(|| no_checkout(config))?;
+            let facts = facts.read().unwrap_or_else(|e| e.into_inner());
             Ok(decide::decide(
-                config, &listings, &preferred, checkout, &given, now,
+                config, &listings, &preferred, checkout, &given, &facts, now,
             ))
         })
         .await?;
-        if decided.asks.is_empty() {
+        if decided.asks.is_empty() && decided.needs.is_empty() {
             return Ok(decided.decisions);
         }
-        if pass == DECIDE_PASSES {
+        if pass >= DECIDE_PASSES + GATE_PASSES
+            || (decided.needs.is_empty() && confirm_passes == DECIDE_PASSES - 1)
+        {
             return Ok(unconfirmed(decided.decisions, &answers));
         }
-        answers.extend(confirm(&inputs.registry, decided.asks).await);
+        if !decided.asks.is_empty() {
+            confirm_passes += 1;
+            answers.extend(confirm(&inputs.registry, decided.asks).await);
+        }
+        let fetched = fetch_gates(&inputs.registry, decided.needs).await;
+        let mut facts = gates.write().unwrap_or_else(|e| e.into_inner());
+        facts.scans.extend(fetched.scans);
+        facts.referrers.extend(fetched.referrers);
+        facts.cosign.extend(fetched.cosign);
     }
+}
+
+/// Reads the gate facts asked for, all at once. A final scan result is
+/// kept for the life of the process ([`scan_cache`]); a pending one is
+/// asked again next time.
+async fn fetch_gates(
+    registry: &Arc<dyn Registry>,
+    needs: impl IntoIterator<Item = Need>,
+) -> GateFacts {
+    let mut reads = tokio::task::JoinSet::new();
+    let mut facts = GateFacts::default();
+    for need in needs {
+        let key = (need.repository.clone(), need.digest.clone());
+        if need.fact == Fact::Scan
+            && let Some(scan) = scan_cache::get(&key.0, &key.1)
+        {
+            facts.scans.insert(key, Ok(scan));
+            continue;
+        }
+        let registry = Arc::clone(registry);
+        reads.spawn(async move {
+            let mut one = GateFacts::default();
+            match need.fact {
+                Fact::Scan => {
+                    let scan = registry.scan_findings(&key.0, &key.1).await;
+                    if let Ok(found) = &scan
+                        && found.is_final()
+                    {
+                        scan_cache::put(&key.0, &key.1, found.clone());
+                    }
+                    one.scans.insert(key, scan);
+                }
+                Fact::Referrers => {
+                    let referrers = registry.referrers(&key.0, &key.1).await;
+                    one.referrers.insert(key, referrers);
+                }
+                Fact::Cosign => {
+                    let signatures = registry.cosign_signatures(&key.0, &key.1).await;
+                    one.cosign.insert(key, signatures);
+                }
+            }
+            one
+        });
+    }
+    while let Some(joined) = reads.join_next().await {
+        match joined {
+            Ok(one) => {
+                facts.scans.extend(one.scans);
+                facts.referrers.extend(one.referrers);
+                facts.cosign.extend(one.cosign);
+            }
+            Err(e) => error!(error = %e, "gate task panicked"),
+        }
+    }
+    facts
 }
 
 /// Changes whose image the passes could not confirm wait a cycle.

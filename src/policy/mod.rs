@@ -399,6 +399,19 @@ impl Policy {
             .map(|(_, i, _)| i)
     }
 
+    /// Every candidate in `images`, best first: what a gate walks, taking
+    /// the first that passes. Its first is [`Policy::best`].
+    pub fn ranked<'a>(&self, images: &'a [Image], now: OffsetDateTime) -> Vec<&'a Image> {
+        let mut scratch = self.scratch();
+        let mut judged: Vec<(Key<'a>, &'a Image)> = images
+            .iter()
+            .filter_map(|image| Some((self.judge_with(image, now, &mut scratch).ok()?, image)))
+            .collect();
+        // `best` takes the greatest (key, tag): the same order, reversed.
+        judged.sort_by(|(ka, a), (kb, b)| kb.cmp(ka).then_with(|| b.tag.cmp(&a.tag)));
+        judged.into_iter().map(|(_, image)| image).collect()
+    }
+
     /// Every tag's verdict, in input order, and the chosen one.
     pub fn explain<'a>(
         &self,

@@ -869,3 +869,39 @@ fn oci_tag_grammar_at_its_edges() {
     let invalid: Vec<&str> = invalid_tags(&listing).map(|i| i.tag.as_str()).collect();
     assert_eq!(invalid, ["bad tag"]);
 }
+
+/// `ranked` is what a gate walks: its first must be `best` under every
+/// strategy, and the rest in order (a gate that skips the best takes the
+/// second best, never an arbitrary candidate).
+#[test]
+fn ranked_starts_with_best_and_descends() {
+    let mut failures = Vec::new();
+    for &(proves, written, tags, _) in STRATEGIES {
+        let images = images(tags);
+        let policy = policy(written);
+        let ranked = policy.ranked(&images, NOW);
+        let best = policy.best(&images, NOW);
+        if ranked.first().copied() != best {
+            failures.push(format!(
+                "{proves}: ranked starts with {:?}, best is {best:?}",
+                ranked.first()
+            ));
+        }
+        // Without the first, the best of the rest is the second.
+        if let Some(first) = ranked.first() {
+            let rest: Vec<Image> = images
+                .iter()
+                .filter(|i| i.tag != first.tag)
+                .cloned()
+                .collect();
+            let second = policy.best(&rest, NOW).map(|i| i.tag.clone());
+            if ranked.get(1).map(|i| i.tag.clone()) != second {
+                failures.push(format!(
+                    "{proves}: second is {:?}, want {second:?}",
+                    ranked.get(1)
+                ));
+            }
+        }
+    }
+    assert_rows("ranked", failures);
+}

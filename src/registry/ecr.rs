@@ -5,6 +5,11 @@
 //! manifest and a config blob per tag to learn the same (what Argo CD Image
 //! Updater does), so it is not used for ECR.
 //!
+//! The gates read `DescribeImageScanFindings` (every page) and
+//! `ListImageReferrers`, each for one digest, only for the images a gate
+//! considers; verifying a cosign signature reads its `.sig` image
+//! (`BatchGetImage`) and signature layers (`GetDownloadUrlForLayer`).
+//!
 //! Credentials come from the SDK's default chain (environment, profile, IRSA
 //! web identity), optionally through an assumed role. The SDK refreshes
 //! them itself, so nothing here shells out or caches tokens.
@@ -20,8 +25,12 @@ use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, TagStatus};
 use time::OffsetDateTime;
 
-use super::{DescribeFuture, ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
+use super::{
+    CosignFuture, CosignSignature, DescribeFuture, ErrorKind, Image, ListFuture, Listing,
+    Referrers, ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
+};
 use crate::aws::AwsSettings;
+use crate::gate::{ScanStatus, Severity};
 
 /// ECR's largest page; fewer pages means fewer round trips and less
 /// throttling pressure on accounts with thousands of images.
@@ -193,6 +202,229 @@ impl EcrRegistry {
     }
 }
 
+impl EcrRegistry {
+    async fn scan_of(&self, repository: &str, digest: &str) -> Result<ScanFindings, RegistryError> {
+        let mut pages = self
+            .client
+            .describe_image_scan_findings()
+            .repository_name(repository)
+            .set_registry_id(self.registry_id.clone())
+            .image_id(ImageIdentifier::builder().image_digest(digest).build())
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        let mut scan = ScanFindings::with_status(ScanStatus::Missing);
+        // The summary's counts cover every finding; counting the findings
+        // themselves is the fallback for a page that has none.
+        let mut summary = None;
+        let mut counted = ScanFindings::with_status(ScanStatus::Missing);
+        loop {
+            let started = std::time::Instant::now();
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            observe("DescribeImageScanFindings", started);
+            let page = match page {
+                Ok(page) => page,
+                Err(SdkError::ServiceError(e)) if e.err().is_scan_not_found_exception() => {
+                    return Ok(ScanFindings::with_status(ScanStatus::Missing));
+                }
+                Err(e) => return Err(classify(repository, e)),
+            };
+            if let Some(status) = page.image_scan_status().and_then(|s| s.status()) {
+                scan.status = ScanStatus::parse(status.as_str());
+            }
+            let Some(findings) = page.image_scan_findings() else {
+                continue;
+            };
+            if summary.is_none()
+                && let Some(counts) = findings.finding_severity_counts()
+            {
+                let mut by = ScanFindings::with_status(ScanStatus::Complete);
+                for (severity, n) in counts {
+                    add(&mut by, severity.as_str(), u32::try_from(*n).unwrap_or(0));
+                }
+                summary = Some(by);
+            }
+            for f in findings.findings() {
+                add(
+                    &mut counted,
+                    f.severity().map_or("UNDEFINED", |s| s.as_str()),
+                    1,
+                );
+            }
+            for f in findings.enhanced_findings() {
+                scan.enhanced = true;
+                add(&mut counted, f.severity().unwrap_or("UNDEFINED"), 1);
+            }
+        }
+        let totals = summary.unwrap_or(counted);
+        scan.counts = totals.counts;
+        scan.undefined = totals.undefined;
+        Ok(scan)
+    }
+
+    async fn referrers_of(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Referrers, RegistryError> {
+        let mut types = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let started = std::time::Instant::now();
+            let page = self
+                .client
+                .list_image_referrers()
+                .repository_name(repository)
+                .set_registry_id(self.registry_id.clone())
+                .subject_id(
+                    aws_sdk_ecr::types::SubjectIdentifier::builder()
+                        .image_digest(digest)
+                        .build()
+                        .map_err(|e| RegistryError {
+                            repository: repository.to_string(),
+                            kind: ErrorKind::Other,
+                            message: e.to_string(),
+                        })?,
+                )
+                .set_next_token(token.take())
+                .send()
+                .await;
+            observe("ListImageReferrers", started);
+            let page = page.map_err(|e| classify(repository, e))?;
+            types.extend(
+                page.referrers()
+                    .iter()
+                    .filter_map(|r| r.artifact_type().map(str::to_string)),
+            );
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return Ok(types),
+            }
+        }
+    }
+}
+
+/// The largest cosign signature layer read (a simple-signing payload is a
+/// few hundred bytes).
+const MAX_SIGNATURE_LAYER: usize = 1 << 20;
+/// cosign's annotation on each signature layer.
+const COSIGN_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+
+impl EcrRegistry {
+    /// cosign's legacy `.sig` image for `digest`: `BatchGetImage` for its
+    /// manifest, then each signature layer through `GetDownloadUrlForLayer`.
+    /// No `.sig` image is no signatures, not an error.
+    async fn cosign_of(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Vec<CosignSignature>, RegistryError> {
+        let failed = |message: String| RegistryError {
+            repository: repository.to_string(),
+            kind: ErrorKind::Other,
+            message,
+        };
+        let tag = crate::gate::cosign_tag(digest);
+        let started = std::time::Instant::now();
+        let out = self
+            .client
+            .batch_get_image()
+            .repository_name(repository)
+            .set_registry_id(self.registry_id.clone())
+            .image_ids(ImageIdentifier::builder().image_tag(&tag).build())
+            .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
+            .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
+            .send()
+            .await;
+        observe("BatchGetImage", started);
+        let out = out.map_err(|e| classify(repository, e))?;
+        let Some(manifest) = out.images().first().and_then(|i| i.image_manifest()) else {
+            return Ok(Vec::new());
+        };
+        let manifest: serde_json::Value = serde_json::from_str(manifest)
+            .map_err(|e| failed(format!("{tag}: the manifest is not JSON: {e}")))?;
+        let mut found = Vec::new();
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        for layer in layers {
+            let (Some(layer_digest), Some(signature)) = (
+                layer["digest"].as_str(),
+                layer["annotations"][COSIGN_SIGNATURE].as_str(),
+            ) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let url = self
+                .client
+                .get_download_url_for_layer()
+                .repository_name(repository)
+                .set_registry_id(self.registry_id.clone())
+                .layer_digest(layer_digest)
+                .send()
+                .await;
+            observe("GetDownloadUrlForLayer", started);
+            let url = url.map_err(|e| classify(repository, e))?;
+            let Some(url) = url.download_url() else {
+                continue;
+            };
+            let payload = download(url)
+                .await
+                .map_err(|e| failed(format!("{tag}: layer {layer_digest}: {e}")))?;
+            // The layer is what its digest says, or it is not read at all.
+            let sha = openssl::sha::sha256(&payload);
+            let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+            if layer_digest != format!("sha256:{hex}") {
+                return Err(failed(format!(
+                    "{tag}: layer {layer_digest} does not match its digest"
+                )));
+            }
+            found.push(CosignSignature {
+                payload,
+                signature: signature.to_string(),
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// One layer from its pre-signed URL, at most [`MAX_SIGNATURE_LAYER`].
+async fn download(url: &str) -> Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(ATTEMPT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| crate::telemetry::error_chain(&e))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| crate::telemetry::error_chain(&e))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_SIGNATURE_LAYER {
+            return Err(format!("larger than {MAX_SIGNATURE_LAYER} bytes"));
+        }
+    }
+    Ok(body)
+}
+
+/// Counts `n` findings of ECR's (or Inspector's) severity `name`; anything
+/// without a known severity (`UNDEFINED`, `UNTRIAGED`) is undefined.
+fn add(scan: &mut ScanFindings, name: &str, n: u32) {
+    match Severity::parse(name) {
+        Some(severity) => *scan.counts.entry(severity).or_default() += n,
+        None => scan.undefined += n,
+    }
+}
+
 /// Times one API call, the SDK's own retries included.
 fn observe(operation: &str, started: std::time::Instant) {
     crate::metrics::get()
@@ -220,23 +452,56 @@ impl aws_sdk_ecr::config::Intercept for CountAttempts {
         _components: &aws_sdk_ecr::config::RuntimeComponents,
         _cfg: &mut aws_sdk_ecr::config::ConfigBag,
     ) -> Result<(), aws_sdk_ecr::error::BoxError> {
-        let outcome = match context.output_or_error() {
-            Some(Ok(_)) => "success",
-            Some(Err(e)) => match e.as_operation_error().and_then(|e| {
-                e.downcast_ref::<aws_sdk_ecr::operation::describe_images::DescribeImagesError>()
-            }) {
-                Some(e) => kind_of(e.code()).as_str(),
-                None if e.is_timeout_error() => "timeout",
-                None => "other",
-            },
-            None => "other",
+        use aws_sdk_ecr::operation::{
+            describe_image_scan_findings as scans, describe_images as images,
+            list_image_referrers as referrers,
+        };
+        // The operation, told by the type of its answer: one interceptor
+        // serves every call of the client.
+        let (operation, outcome) = match context.output_or_error() {
+            Some(Ok(out)) => {
+                let operation = if out
+                    .downcast_ref::<scans::DescribeImageScanFindingsOutput>()
+                    .is_some()
+                {
+                    "DescribeImageScanFindings"
+                } else if out
+                    .downcast_ref::<referrers::ListImageReferrersOutput>()
+                    .is_some()
+                {
+                    "ListImageReferrers"
+                } else {
+                    "DescribeImages"
+                };
+                (operation, "success")
+            }
+            Some(Err(e)) => {
+                let op = e.as_operation_error();
+                let code = |c: Option<&str>| kind_of(c).as_str();
+                if let Some(e) = op.and_then(|e| e.downcast_ref::<images::DescribeImagesError>()) {
+                    ("DescribeImages", code(e.code()))
+                } else if let Some(e) =
+                    op.and_then(|e| e.downcast_ref::<scans::DescribeImageScanFindingsError>())
+                {
+                    ("DescribeImageScanFindings", code(e.code()))
+                } else if let Some(e) =
+                    op.and_then(|e| e.downcast_ref::<referrers::ListImageReferrersError>())
+                {
+                    ("ListImageReferrers", code(e.code()))
+                } else if e.is_timeout_error() {
+                    ("DescribeImages", "timeout")
+                } else {
+                    ("DescribeImages", "other")
+                }
+            }
+            None => ("DescribeImages", "other"),
         };
         if outcome == ErrorKind::Throttled.as_str() {
             self.throttled.fetch_add(1, Ordering::Relaxed);
         }
         crate::metrics::get()
             .registry_requests
-            .with_label_values(&["DescribeImages", outcome])
+            .with_label_values(&[operation, outcome])
             .inc();
         Ok(())
     }
@@ -267,6 +532,21 @@ impl Registry for EcrRegistry {
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_> {
         let (repository, tag) = (repository.to_string(), tag.to_string());
         Box::pin(async move { self.describe_tag(&repository, &tag).await })
+    }
+
+    fn scan_findings(&self, repository: &str, digest: &str) -> ScanFuture<'_> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        Box::pin(async move { self.scan_of(&repository, &digest).await })
+    }
+
+    fn referrers(&self, repository: &str, digest: &str) -> ReferrersFuture<'_> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        Box::pin(async move { self.referrers_of(&repository, &digest).await })
+    }
+
+    fn cosign_signatures(&self, repository: &str, digest: &str) -> CosignFuture<'_> {
+        let (repository, digest) = (repository.to_string(), digest.to_string());
+        Box::pin(async move { self.cosign_of(&repository, &digest).await })
     }
 
     fn throttled(&self) -> u64 {

@@ -4,18 +4,38 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{DescribeFuture, ErrorKind, Image, ListFuture, Listing, Registry, RegistryError};
+use super::{
+    DescribeFuture, ErrorKind, Image, ListFuture, Listing, Referrers, ReferrersFuture, Registry,
+    RegistryError, ScanFindings, ScanFuture,
+};
+use crate::gate::ScanStatus;
 
 /// Repositories and their images, changeable while a test runs.
 #[derive(Default)]
 pub struct MemoryRegistry {
     repositories: Mutex<HashMap<String, Vec<Image>>>,
+    /// Scan findings by digest; a digest not here has no scan.
+    scans: Mutex<HashMap<String, ScanFindings>>,
+    /// Referrers' artifact types by digest.
+    referrers: Mutex<HashMap<String, Referrers>>,
 }
 
 impl MemoryRegistry {
     /// Adds or replaces `repository`'s images.
     pub fn set(&self, repository: &str, images: Vec<Image>) {
         self.lock().insert(repository.to_string(), images);
+    }
+
+    /// Sets the scan findings of the image `digest`.
+    pub fn set_scan(&self, digest: &str, scan: ScanFindings) {
+        let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+        scans.insert(digest.to_string(), scan);
+    }
+
+    /// Sets the artifact types that refer to the image `digest`.
+    pub fn set_referrers(&self, digest: &str, types: Referrers) {
+        let mut referrers = self.referrers.lock().unwrap_or_else(|e| e.into_inner());
+        referrers.insert(digest.to_string(), types);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Image>>> {
@@ -49,5 +69,20 @@ impl Registry for MemoryRegistry {
             .get(repository)
             .and_then(|images| images.iter().find(|i| i.tag == tag).cloned());
         Box::pin(async move { Ok(image) })
+    }
+
+    fn scan_findings(&self, _repository: &str, digest: &str) -> ScanFuture<'_> {
+        let scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+        let scan = scans
+            .get(digest)
+            .cloned()
+            .unwrap_or_else(|| ScanFindings::with_status(ScanStatus::Missing));
+        Box::pin(async move { Ok(scan) })
+    }
+
+    fn referrers(&self, _repository: &str, digest: &str) -> ReferrersFuture<'_> {
+        let referrers = self.referrers.lock().unwrap_or_else(|e| e.into_inner());
+        let types = referrers.get(digest).cloned().unwrap_or_default();
+        Box::pin(async move { Ok(types) })
     }
 }

@@ -1,17 +1,20 @@
 //! The image registry boundary: what a repository holds right now.
 //!
 //! [`Registry`] is the trait the cycle talks to. [`ecr::EcrRegistry`] is the
-//! real one (ECR's native `DescribeImages`, paginated); [`memory`] holds a
+//! real one (ECR's native `DescribeImages`, paginated, and for the gates
+//! `DescribeImageScanFindings` and `ListImageReferrers`); [`memory`] holds a
 //! fixed set of images for unit tests of the layers above. This module owns
 //! the shape of a listing and the classification of failures; it knows
 //! nothing of policies or files.
 
 pub mod ecr;
 pub mod memory;
+pub mod scan_cache;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::gate::{CosignSignature, Referrers, ScanFindings};
 pub use crate::image::{Image, Listing};
 
 /// Why a listing failed, in the fixed set that logs and metrics use.
@@ -58,6 +61,14 @@ pub type ListFuture<'a> = Pin<Box<dyn Future<Output = Result<Listing, RegistryEr
 pub type DescribeFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<Image>, RegistryError>> + Send + 'a>>;
 
+pub type ScanFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ScanFindings, RegistryError>> + Send + 'a>>;
+pub type ReferrersFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Referrers, RegistryError>> + Send + 'a>>;
+
+pub type CosignFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<CosignSignature>, RegistryError>> + Send + 'a>>;
+
 /// A source of image listings.
 pub trait Registry: Send + Sync {
     /// Lists every tagged image of `repository`, following pagination to the
@@ -68,10 +79,43 @@ pub trait Registry: Send + Sync {
     /// tag does not exist. Used to re-check a choice just before writing.
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_>;
 
+    /// One image's scan findings (every page counted); a scan that does
+    /// not exist is [`crate::gate::ScanStatus::Missing`], not an error.
+    /// Asked only for the images a scan gate considers.
+    /// A registry that cannot tell (a fixed listing) says so, and the gate
+    /// keeps the image out rather than letting it through unchecked.
+    fn scan_findings(&self, repository: &str, _digest: &str) -> ScanFuture<'_> {
+        let error = unsupported(repository, "scan findings");
+        Box::pin(async move { Err(error) })
+    }
+
+    /// The artifact types of the OCI referrers of one image (signatures,
+    /// attestations). Asked only for the images a signature gate considers.
+    fn referrers(&self, repository: &str, _digest: &str) -> ReferrersFuture<'_> {
+        let error = unsupported(repository, "referrers");
+        Box::pin(async move { Err(error) })
+    }
+
+    /// The signatures in cosign's legacy `sha256-<hex>.sig` image for
+    /// `digest` (its layers' payloads and signature annotations), for
+    /// verifying them against `cosign_public_key_file`.
+    fn cosign_signatures(&self, repository: &str, _digest: &str) -> CosignFuture<'_> {
+        let error = unsupported(repository, "cosign signatures");
+        Box::pin(async move { Err(error) })
+    }
+
     /// How many attempts the registry has refused as throttled since the
     /// client was built, counting those the client retried away. The
     /// daemon slows its cycles down while this grows.
     fn throttled(&self) -> u64 {
         0
+    }
+}
+
+fn unsupported(repository: &str, what: &str) -> RegistryError {
+    RegistryError {
+        repository: repository.to_string(),
+        kind: ErrorKind::Other,
+        message: format!("this registry cannot read {what}"),
     }
 }

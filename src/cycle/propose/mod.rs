@@ -48,6 +48,8 @@ pub struct Member {
     pub value: String,
     /// With `promote_from`: the source env and since when it runs the tag.
     pub source: Option<(String, Option<OffsetDateTime>)>,
+    /// The gates the proposed image passed, with what each found.
+    pub passed: Vec<(crate::gate::Gate, String)>,
 }
 
 impl Member {
@@ -132,6 +134,7 @@ pub fn build(
                 promotion: change.promotion.clone(),
                 value: change.value.clone(),
                 source: change.source.clone(),
+                passed: change.passed.clone(),
             }),
             Step::Keep => {
                 let current = d.held.as_ref().map(|h| h.tag.as_str()).unwrap_or_default();

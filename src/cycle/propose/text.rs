@@ -87,6 +87,10 @@ pub fn body(members: &[Member], base: &str, now: OffsetDateTime) -> String {
             cell(&p.app),
             console_url(&p.image, &p.digest)
         );
+        // What the version passed, in the words of the gate's verdict.
+        for (gate, found) in &m.passed {
+            let _ = writeln!(b, "  - gate {} passed: {}", gate.as_str(), cell(found));
+        }
     }
     let _ = writeln!(
         b,
