@@ -3,6 +3,8 @@
 //! unpacked by scripts/test into .tools/) scraping an exporter this test
 //! controls, so the query sees a healthy dev and then a failing one.
 
+#[path = "support/forge/mod.rs"]
+mod forge;
 mod support;
 
 use std::io::{Read, Write};
@@ -11,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use forge::{GitHubConfig, GitHubFake};
 use support::*;
 
 /// dev's error ratio, as the exporter serves it for app/dev/1.1.0.
@@ -254,5 +257,41 @@ fn a_bad_analysis_exits_64_naming_file_line_and_key() {
         );
         assert!(text.contains(&at), "{at} not in {text}");
         assert!(text.contains(message), "{message} not in {text}");
+    }
+}
+
+#[test]
+fn a_pull_request_body_states_the_analysis_result() {
+    let exporter = Exporter::start();
+    exporter.ratio(0.001);
+    let prometheus = Prometheus::start(exporter.port);
+    let (_moto, remote, work) = scene(&prometheus.url());
+    let fake = GitHubFake::start(
+        GitHubConfig::new("acme", "gitops")
+            .token("forge-token-1")
+            .git_dir(&remote.bare()),
+    );
+    work.edit_config(
+        "file = \"prod.yaml\"\n",
+        "file = \"prod.yaml\"\nupdate = \"pull-request\"\n",
+    );
+    let text = std::fs::read_to_string(&work.config).unwrap();
+    std::fs::write(
+        &work.config,
+        format!(
+            "{text}\n[forge]\nkind = \"github\"\nrepository = \"acme/gitops\"\ntoken_file = \"forge-token\"\napi_url = \"{}\"\n",
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(work.dir.path().join("forge-token"), "forge-token-1\n").unwrap();
+    prometheus.wait_for("0.001");
+    let out = work.once(&[]);
+    expect(&out, 0, &["app/prod: proposed 1.0.0 -> 1.1.0"]);
+    let pulls = fake.pulls();
+    let body = pulls[0].body.clone().unwrap_or_default();
+    // The body escapes Markdown, so look for the parts around the query.
+    for needle in ["gate analysis passed: analysis", "= 0.001"] {
+        assert!(body.contains(needle), "{needle:?} not in {body}");
     }
 }
