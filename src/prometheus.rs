@@ -226,4 +226,56 @@ mod tests {
             "status"
         );
     }
+
+    /// One canned HTTP answer on loopback; returns the URL and what was asked.
+    fn serve(answer: String) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap();
+            tx.send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .unwrap();
+            stream.write_all(answer.as_bytes()).unwrap();
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn the_query_carries_the_token_and_a_redirect_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        let (url, asked) = serve(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        let settings = PrometheusSettings {
+            url,
+            token_file: Some(token),
+            ca_file: None,
+        };
+        let client = connect(&settings).unwrap();
+        assert_eq!(client.query(r#"up{a="b"} < 1"#).await.unwrap(), vec![]);
+        let request = asked.recv().unwrap();
+        assert!(
+            request.starts_with("GET /api/v1/query?query=up%7Ba%3D%22b%22%7D+%3C+1 "),
+            "{request}"
+        );
+        assert!(
+            request.contains("authorization: Bearer s3cret\r\n"),
+            "{request}"
+        );
+
+        let (url, _asked) = serve(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://evil.example/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        );
+        let settings = PrometheusSettings { url, ..settings };
+        let err = connect(&settings).unwrap().query("up").await.unwrap_err();
+        assert_eq!(err.kind(), "status", "{err}");
+    }
 }
