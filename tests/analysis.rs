@@ -295,3 +295,57 @@ fn a_pull_request_body_states_the_analysis_result() {
         assert!(body.contains(needle), "{needle:?} not in {body}");
     }
 }
+
+/// GET `path` from the daemon's HTTP port; the body.
+fn get(port: u16, path: &str) -> String {
+    let (_, body) = http(&format!("http://127.0.0.1:{port}"), "GET", path, "");
+    body
+}
+
+#[test]
+fn status_and_metrics_name_the_analysis_that_keeps_a_target_waiting() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let (_moto, remote, work) = scene(&url);
+    let port = free_port();
+    let text = std::fs::read_to_string(&work.config)
+        .unwrap()
+        .replace("interval = \"2m\"", "interval = \"1s\"")
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+    std::fs::write(&work.config, text).unwrap();
+    let log = work.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&work.config, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.count("cycle finished") < 2 {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let json = get(port, "/status");
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let prod = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["env"] == "prod")
+        .unwrap()
+        .clone();
+    let waiting = prod["waiting"].as_str().unwrap_or_default();
+    assert!(
+        waiting.starts_with(&format!(
+            "from dev: analysis `{RENDERED}`: Prometheus at {url} is unreachable"
+        )),
+        "{json}"
+    );
+    assert_eq!(prod["candidate"], "1.1.0", "{json}");
+    let metrics = get(port, "/metrics");
+    let errors = metric(
+        &metrics,
+        "tagwatch_gate_results_total",
+        &[("gate", "analysis"), ("outcome", "error")],
+    );
+    assert!(errors >= 2.0, "{metrics}");
+    daemon.stop();
+    assert_eq!(remote.show("prod.yaml"), "image:\n  tag: 1.0.0\n");
+}
