@@ -1,5 +1,6 @@
 //! From a validated [`Config`] to the peers it names: the ECR client and,
-//! with `[forge]`, the GitHub or GitLab client.
+//! with `[forge]`, the GitHub or GitLab client, and with `[prometheus]`,
+//! the `analysis` gates' query client.
 //!
 //! Behind [`Connect`], so the two places that connect (the CLI at start-up
 //! and the daemon's reload on SIGHUP) do it the same way, and a test can
