@@ -1,5 +1,6 @@
 //! From a validated [`Config`] to the peers it names: the ECR client and,
-//! with `[forge]`, the GitHub or GitLab client.
+//! with `[forge]`, the GitHub or GitLab client, and with `[prometheus]`,
+//! the `analysis` gates' query client.
 //!
 //! Behind [`Connect`], so the two places that connect (the CLI at start-up
 //! and the daemon's reload on SIGHUP) do it the same way, and a test can
@@ -11,8 +12,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::{AwsSettings, Config, ForgeSettings};
+use crate::config::{AwsSettings, Config, ForgeSettings, PrometheusSettings};
 use crate::forge::{Forge, ForgeError};
+use crate::prometheus::{Prometheus, PrometheusError};
 use crate::registry::Registry;
 use crate::registry::ecr::{ConnectError as RegistryConnectError, EcrRegistry};
 
@@ -24,6 +26,14 @@ pub type RegistryFuture<'a> =
 pub trait Connect: Send + Sync {
     fn registry<'a>(&'a self, aws: &'a AwsSettings) -> RegistryFuture<'a>;
     fn forge(&self, forge: &ForgeSettings) -> Result<Arc<dyn Forge>, ConnectError>;
+    /// The `analysis` gates' Prometheus (the real client unless a test
+    /// hands in another).
+    fn prometheus(
+        &self,
+        settings: &PrometheusSettings,
+    ) -> Result<Arc<dyn Prometheus>, ConnectError> {
+        Ok(Arc::new(crate::prometheus::connect(settings)?))
+    }
 }
 
 /// Why a peer could not be set up.
@@ -33,6 +43,8 @@ pub enum ConnectError {
     Registry(#[from] RegistryConnectError),
     #[error(transparent)]
     Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
 }
 
 /// The real peers: aws-sdk-ecr with the default credential chain, and the
@@ -56,6 +68,7 @@ impl Connect for Real {
 pub struct Peers {
     pub registry: Arc<dyn Registry>,
     pub forge: Option<Arc<dyn Forge>>,
+    pub prometheus: Option<Arc<dyn Prometheus>>,
 }
 
 /// Connects everything `config` names.
@@ -65,6 +78,15 @@ pub async fn connect(connect: &dyn Connect, config: &Config) -> Result<Peers, Co
         .as_ref()
         .map(|f| connect.forge(f))
         .transpose()?;
+    let prometheus = config
+        .prometheus
+        .as_ref()
+        .map(|p| connect.prometheus(p))
+        .transpose()?;
     let registry = connect.registry(&config.aws).await?;
-    Ok(Peers { registry, forge })
+    Ok(Peers {
+        registry,
+        forge,
+        prometheus,
+    })
 }

@@ -25,6 +25,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub registry: Arc<dyn Registry>,
     pub forge: Option<Arc<dyn Forge>>,
+    /// For `analysis` gates; `None` without `[prometheus]`.
+    pub prometheus: Option<Arc<dyn crate::prometheus::Prometheus>>,
     pub checkout: SharedCheckout,
     /// A fixed "now" (`--now`); `None` is the system clock.
     pub now: Option<time::OffsetDateTime>,
@@ -45,6 +47,7 @@ impl Context {
             config: Arc::new(config),
             registry,
             forge,
+            prometheus: None,
             checkout: Default::default(),
             now: None,
             board,
@@ -56,6 +59,7 @@ impl Context {
         Peers {
             registry: Arc::clone(&self.registry),
             forge: self.forge.clone(),
+            prometheus: self.prometheus.clone(),
             now: self.now,
         }
     }
@@ -297,6 +301,15 @@ pub async fn reload(ctx: &mut Context) -> bool {
         Ok(forge) => forge,
         Err(e) => return refused(&e),
     };
+    let prometheus = match config
+        .prometheus
+        .as_ref()
+        .map(|p| ctx.connect.prometheus(p))
+        .transpose()
+    {
+        Ok(prometheus) => prometheus,
+        Err(e) => return refused(&e),
+    };
     // A different registry or remote needs a new client or clone; the
     // listen address and the event queue are fixed at start-up.
     if config.aws != ctx.config.aws {
@@ -319,6 +332,7 @@ pub async fn reload(ctx: &mut Context) -> bool {
             .any(|a| a.name == app && a.targets.iter().any(|t| t.env == env))
     });
     ctx.forge = forge;
+    ctx.prometheus = prometheus;
     ctx.config = Arc::new(config);
     metrics::get()
         .config_reloads

@@ -309,11 +309,132 @@ impl Gates {
     }
 }
 
+/// `analysis`: a PromQL query that must return a sample before a target
+/// takes its source env's version, checked when the config loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Analysis {
+    /// As written, with its `{{app}}`, `{{env}}`, `{{tag}}` placeholders.
+    pub query: String,
+}
+
+/// The placeholders an `analysis` query may hold.
+pub const PLACEHOLDERS: [&str; 3] = ["app", "env", "tag"];
+
+/// Why an `analysis` query cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("must not be empty")]
+    Empty,
+    #[error(
+        "unknown placeholder {{{{{0}}}}} (the placeholders are {{{{app}}}}, {{{{env}}}} and {{{{tag}}}})"
+    )]
+    UnknownPlaceholder(String),
+    #[error("`{{{{` without a closing `}}}}`")]
+    Unclosed,
+}
+
+/// One sample of an instant query's vector: its labels and its value, as
+/// Prometheus prints them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// `{job="api"}`, or `{}`.
+    pub metric: String,
+    pub value: String,
+}
+
+impl Analysis {
+    /// Checks every `{{…}}` names a placeholder tagwatch fills.
+    pub fn parse(query: &str) -> Result<Analysis, AnalysisError> {
+        if query.trim().is_empty() {
+            return Err(AnalysisError::Empty);
+        }
+        let mut rest = query;
+        while let Some(open) = rest.find("{{") {
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or(AnalysisError::Unclosed)?;
+            let name = after[..close].trim();
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(AnalysisError::UnknownPlaceholder(name.to_string()));
+            }
+            rest = &after[close + 2..];
+        }
+        Ok(Analysis {
+            query: query.to_string(),
+        })
+    }
+
+    /// The query with its placeholders filled, each value escaped as a
+    /// PromQL string's contents, so a value can never end the string it
+    /// sits in and change the query (an OCI tag cannot hold a quote, but
+    /// an app or env name is only as careful as the config).
+    pub fn render(&self, app: &str, env: &str, tag: &str) -> String {
+        let mut out = String::with_capacity(self.query.len());
+        let mut rest = self.query.as_str();
+        while let Some(open) = rest.find("{{") {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 2..];
+            // `parse` checked every placeholder is closed and known.
+            let close = after.find("}}").unwrap_or(after.len());
+            let value = match after[..close].trim() {
+                "app" => app,
+                "env" => env,
+                _ => tag,
+            };
+            out.push_str(&promql_escape(value));
+            rest = after.get(close + 2..).unwrap_or("");
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// `s` as the inside of a PromQL string literal (double- or single-quoted).
+pub fn promql_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The analysis gate on a query's answer: a sample passes (PromQL's
+/// comparisons drop the series that fail them), no sample fails.
+pub fn analysis_verdict(query: &str, samples: &[Sample]) -> Verdict {
+    match samples.first() {
+        Some(first) => {
+            let more = match samples.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            Verdict::Pass(format!(
+                "analysis `{query}` = {}{}{more}",
+                first.value,
+                if first.metric == "{}" {
+                    String::new()
+                } else {
+                    format!(" {}", first.metric)
+                }
+            ))
+        }
+        None => Verdict::Fail(format!("analysis `{query}` returned no sample")),
+    }
+}
+
 /// Which gate; a fixed set for metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Gate {
     Scan,
     Signature,
+    /// `analysis`: a PromQL query over the source env, at the end of the soak.
+    Analysis,
 }
 
 impl Gate {
@@ -321,6 +442,7 @@ impl Gate {
         match self {
             Gate::Scan => "scan",
             Gate::Signature => "signature",
+            Gate::Analysis => "analysis",
         }
     }
 }
@@ -554,6 +676,22 @@ mod tests {
             CosignKey::load(&dir.path().join("junk.pub")),
             Err(KeyError::NotAKey { .. })
         ));
+    }
+
+    #[test]
+    fn analysis_placeholders_are_checked_and_escaped() {
+        let a = Analysis::parse(r#"x{app="{{app}}",env="{{ env }}",tag="{{tag}}"}"#).unwrap();
+        assert_eq!(
+            a.render("web", "d\"e\\v", "1.0"),
+            r#"x{app="web",env="d\"e\\v",tag="1.0"}"#
+        );
+        assert_eq!(
+            Analysis::parse("x{{version}}"),
+            Err(AnalysisError::UnknownPlaceholder("version".into()))
+        );
+        assert_eq!(Analysis::parse("x{{app"), Err(AnalysisError::Unclosed));
+        assert_eq!(Analysis::parse("  "), Err(AnalysisError::Empty));
+        assert_eq!(analysis_verdict("q", &[]).outcome(), "fail");
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //! - [`trailers`]: the commit message and its `Tagwatch-*` trailers.
 //! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
 //! - [`forge`]: GitHub and GitLab pull requests.
+//! - [`prometheus`]: the Prometheus query API the `analysis` gate asks.
 //! - [`cycle`]: one cycle; [`cycle::plan`] decides each target from facts.
 //! - [`events`]: ECR push events from SQS wake a cycle.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
@@ -56,6 +57,7 @@ pub mod image;
 pub mod manifest;
 pub mod metrics;
 pub mod policy;
+pub mod prometheus;
 pub mod registry;
 pub mod server;
 pub mod telemetry;

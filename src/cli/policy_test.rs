@@ -266,6 +266,9 @@ impl Gated {
                         let found = self.registry.cosign_signatures(&key.0, &key.1).await;
                         facts.cosign.insert(key.clone(), found);
                     }
+                    // A soak-time gate of a `promote_from` target, asked
+                    // by the cycle only; `gate_verdicts` never needs it.
+                    Fact::Analysis => {}
                 }
             }
             let (verdicts, _) = gate_verdicts(&self.gates, &self.listing, image, &facts);

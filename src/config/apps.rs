@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::format::Format;
-use crate::gate::{CosignKey, Gates, Pending, ScanGate, Severity, SignatureKind};
+use crate::gate::{Analysis, CosignKey, Gates, Pending, ScanGate, Severity, SignatureKind};
 use crate::manifest::{Document, KeyPath};
 use crate::policy::{Patterns, Policy, PolicySpec, Strategy};
 
@@ -90,6 +90,9 @@ pub struct Target {
     /// What a candidate must pass besides the policy: scan findings, a
     /// signature (the app's keys, each replaced by the target's own).
     pub gates: Gates,
+    /// `analysis`: a PromQL query over the source env that must return a
+    /// sample before this target takes its version (with `promote_from`).
+    pub analysis: Option<Analysis>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -283,6 +286,8 @@ pub(super) struct SeenApps {
     pub(super) forge: Option<ForgeSettings>,
     /// The first pull-request target, reported if there is no `[forge]`.
     pub(super) needs_forge: Option<ConfigError>,
+    /// The first `analysis`, reported if there is no `[prometheus]`.
+    pub(super) needs_prometheus: Option<ConfigError>,
     /// Every `allow` compiled so far, shared by the apps that repeat it.
     pub(super) patterns: Patterns,
 }
@@ -345,6 +350,14 @@ pub(super) fn validate_app(
         )?;
         check_proposal_branch(src, index, t, name, raw_target, &target)?;
         target.gates = target_gates(src, index, t, &raw.gates(), &raw_target.gates())?;
+        target.analysis = target_analysis(src, index, t, raw_target)?;
+        if target.analysis.is_some() && seen.needs_prometheus.is_none() {
+            seen.needs_prometheus = Some(src.error(
+                raw_target.analysis.as_ref().map(|a| a.span()),
+                format!("apps[{index}].targets[{t}].analysis"),
+                "analysis needs a [prometheus] section (url) to run its query",
+            ));
+        }
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -536,7 +549,32 @@ fn validate_target(
         proposal,
         policy: None,
         gates: Gates::default(),
+        analysis: None,
     })
+}
+
+/// `analysis`: only where there is a source env to analyse, and with
+/// placeholders tagwatch fills.
+fn target_analysis(
+    src: &Source<'_>,
+    app: usize,
+    index: usize,
+    raw: &RawTarget,
+) -> Result<Option<Analysis>, ConfigError> {
+    let Some(query) = &raw.analysis else {
+        return Ok(None);
+    };
+    let key = format!("apps[{app}].targets[{index}].analysis");
+    if raw.promote_from.is_none() {
+        return Err(src.error(
+            Some(query.span()),
+            key,
+            "analysis is checked on the promote_from env at the end of the soak; set promote_from too",
+        ));
+    }
+    Analysis::parse(query.get_ref())
+        .map(Some)
+        .map_err(|e| src.error(Some(query.span()), key, e.to_string()))
 }
 
 /// The gate keys: the target's own, else the app's. An error names the

@@ -29,6 +29,7 @@ pub use apps::{
     App, Kustomize, PROPOSAL_PREFIX, RepoPath, RepoPathError, RepoPathProblem, Target, Update,
     proposal_branch,
 };
+pub use prometheus::PrometheusSettings;
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
@@ -66,10 +67,14 @@ pub struct Config {
     /// Where pull requests are opened, for targets with
     /// `update = "pull-request"`.
     pub forge: Option<ForgeSettings>,
+    /// Where `analysis` queries are evaluated; required by any target
+    /// with `analysis`.
+    pub prometheus: Option<PrometheusSettings>,
 }
 
 mod apps;
 mod include;
+mod prometheus;
 mod raw;
 mod settings;
 mod source;
@@ -171,6 +176,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     {
         return Err(e);
     }
+    let prometheus = match &raw.prometheus {
+        Some(p) => Some(prometheus::validate_prometheus(
+            &main,
+            base,
+            p.get_ref(),
+            p.span(),
+        )?),
+        None => None,
+    };
+    if prometheus.is_none()
+        && let Some(e) = seen.needs_prometheus.take()
+    {
+        return Err(e);
+    }
     let aws = validate_aws(&main, &raw.aws)?;
     let git = match &raw.git {
         Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
@@ -185,5 +204,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         git,
         apps,
         forge,
+        prometheus,
     })
 }

@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::forge::Forge;
+use crate::prometheus::Prometheus;
 use crate::registry::Registry;
 use decide::Decision;
 use plan::Step;
@@ -51,6 +52,8 @@ pub struct Peers {
     pub registry: Arc<dyn Registry>,
     /// For `update = "pull-request"` targets; `None` without `[forge]`.
     pub forge: Option<Arc<dyn Forge>>,
+    /// For `analysis` gates; `None` without `[prometheus]`.
+    pub prometheus: Option<Arc<dyn Prometheus>>,
     /// "Now" for `min_age`, soak times and commit dates; `None` is the
     /// system clock. Fixed by tests and by `--now` drills.
     pub now: Option<OffsetDateTime>,
@@ -90,6 +93,7 @@ pub async fn run_cycle(
         listings: Arc::new(listings),
         preferred: Arc::new(preferred),
         registry: Arc::clone(&peers.registry),
+        prometheus: peers.prometheus.clone(),
         checkout: Arc::clone(&checkout),
         mode,
         now,

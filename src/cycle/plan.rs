@@ -23,11 +23,13 @@ use super::report::{GateResult, Stage};
 use super::source;
 use crate::config::{App, Target};
 use crate::format::Parts;
+use crate::gate::Sample;
 use crate::gate::{
     self, CosignSignature, Gate, Gates, Referrers, ScanFindings, SignatureKind, Verdict,
 };
 use crate::manifest;
 use crate::policy::{Decision, Policy};
+use crate::prometheus::PrometheusError;
 use crate::registry::{Image, Listing, RegistryError};
 use crate::trailers::Promotion;
 
@@ -154,6 +156,8 @@ pub struct GateFacts {
     pub scans: HashMap<(String, String), Result<ScanFindings, RegistryError>>,
     pub referrers: HashMap<(String, String), Result<Referrers, RegistryError>>,
     pub cosign: HashMap<(String, String), Result<Vec<CosignSignature>, RegistryError>>,
+    /// `analysis` answers, by the query as rendered (placeholders filled).
+    pub analysis: HashMap<String, Result<Vec<Sample>, PrometheusError>>,
 }
 
 /// A gate fact a decision needs: which fact, about which image.
@@ -162,6 +166,8 @@ pub struct Need {
     pub fact: Fact,
     pub repository: String,
     pub digest: String,
+    /// For [`Fact::Analysis`]: the rendered PromQL query to evaluate.
+    pub query: Option<String>,
 }
 
 /// What the registry is asked for an image.
@@ -173,6 +179,8 @@ pub enum Fact {
     Referrers,
     /// cosign's `.sig` image and its layers, to verify with a key.
     Cosign,
+    /// Prometheus: the target's `analysis` query, at the end of the soak.
+    Analysis,
 }
 
 /// The facts one target is decided on.
@@ -291,6 +299,7 @@ pub fn gate_verdicts(
         fact,
         repository: key.0.clone(),
         digest: key.1.clone(),
+        query: None,
     };
     let mut needs = Vec::new();
     let mut verdicts = Vec::new();
@@ -542,6 +551,51 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
                 candidate: Some(to),
             },
         );
+    }
+    // `analysis` is the soak's last word: asked only once the soak is over,
+    // and a query that cannot be answered keeps the target waiting.
+    if let Some(source) = &source
+        && let Some(analysis) = &target.analysis
+    {
+        let query = analysis.render(&app.name, &source.env, &source.image.tag);
+        let verdict = match input.gates.analysis.get(&query) {
+            None => {
+                walk.needs.push(Need {
+                    fact: Fact::Analysis,
+                    repository: listing.repository.clone(),
+                    digest: image.digest.clone(),
+                    query: Some(query.clone()),
+                });
+                // Provisional: the cycle asks Prometheus and plans again.
+                let reason = format!("from {}: analysis `{query}` is not checked yet", source.env);
+                return Planned::step(
+                    held,
+                    Step::Wait {
+                        reason,
+                        candidate: Some(to),
+                    },
+                );
+            }
+            Some(Ok(samples)) => gate::analysis_verdict(&query, samples),
+            Some(Err(e)) => Verdict::Error(format!("analysis `{query}`: {e}")),
+        };
+        walk.verdicts.push(GateResult {
+            gate: Gate::Analysis,
+            tag: image.tag.clone(),
+            verdict: verdict.clone(),
+        });
+        if !verdict.passes() {
+            let reason = format!("from {}: {}", source.env, verdict.text());
+            return Planned::step(
+                held,
+                Step::Wait {
+                    reason,
+                    candidate: Some(to),
+                },
+            );
+        }
+        walk.passed
+            .push((Gate::Analysis, verdict.text().to_string()));
     }
 
     Planned::step(

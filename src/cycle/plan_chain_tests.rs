@@ -642,3 +642,105 @@ fn gate_rules() {
         ],
     );
 }
+
+/// `analysis` after the soak: the query is a fact like a scan; asked for
+/// once the soak is over, it keeps the target waiting unless it returned
+/// a sample, and a passing answer is named in what the change passed.
+#[test]
+fn analysis_rules() {
+    use crate::gate::{Analysis, Sample};
+    use crate::prometheus::PrometheusError;
+
+    let mut app = app(
+        "",
+        &[
+            r#"env = "dev""#,
+            r#"env = "prod", promote_from = "dev", soak = "1h""#,
+        ],
+    );
+    app.targets[1].analysis =
+        Some(Analysis::parse(r#"up{app="{{app}}",env="{{ env }}",tag="{{tag}}"} == 1"#).unwrap());
+    let query = r#"up{app="web",env="dev",tag="1.4.3"} == 1"#;
+    let listing = Ok(images(&[
+        ("1.4.2", "sha256:a1", 86_400),
+        ("1.4.3", "sha256:b2", 86_400),
+    ]));
+    let decide = |branch: &Facts, answer: Option<Result<Vec<Sample>, PrometheusError>>| {
+        let mut gates = GateFacts::default();
+        if let Some(answer) = answer {
+            gates.analysis.insert(query.to_string(), answer);
+        }
+        plan(
+            &Input {
+                app: &app,
+                target: &app.targets[1],
+                listing: Some(&listing),
+                best: None,
+                gates: &gates,
+                now: NOW,
+            },
+            branch,
+        )
+    };
+    let soaked = Facts::default()
+        .holds("dev", "1.4.3")
+        .holds("prod", "1.4.2")
+        .since("dev", "1.4.3", 7_200);
+    let wait = |p: &Planned| match &p.step {
+        Step::Wait { reason, .. } => reason.clone(),
+        other => panic!("want a wait, got {other:?}"),
+    };
+
+    // Still soaking: Prometheus is not asked.
+    let soaking = Facts::default()
+        .holds("dev", "1.4.3")
+        .holds("prod", "1.4.2")
+        .since("dev", "1.4.3", 60);
+    let p = decide(&soaking, None);
+    assert!(p.needs.is_empty(), "{:?}", p.needs);
+    assert!(wait(&p).contains("soak is 1h"));
+
+    // Soaked: the rendered query is asked for, provisionally waiting.
+    let p = decide(&soaked, None);
+    assert_eq!(p.needs.len(), 1);
+    assert_eq!(p.needs[0].fact, Fact::Analysis);
+    assert_eq!(p.needs[0].query.as_deref(), Some(query));
+    assert!(wait(&p).contains("not checked yet"));
+
+    // No sample: waits, with the query named; recorded as a fail.
+    let p = decide(&soaked, Some(Ok(vec![])));
+    assert!(p.needs.is_empty());
+    assert_eq!(
+        wait(&p),
+        format!("from dev: analysis `{query}` returned no sample")
+    );
+    assert_eq!(p.verdicts[0].verdict.outcome(), "fail");
+    assert_eq!(p.verdicts[0].gate.as_str(), "analysis");
+
+    // Prometheus down: waits with the error, never promotes.
+    let down = PrometheusError::Unreachable {
+        url: "http://prometheus:9090".into(),
+        message: "connection refused".into(),
+    };
+    let p = decide(&soaked, Some(Err(down)));
+    assert!(wait(&p).contains("is unreachable: connection refused"));
+    assert_eq!(p.verdicts[0].verdict.outcome(), "error");
+
+    // A sample: promoted, and the change says what the analysis found.
+    let sample = Sample {
+        metric: r#"{app="web"}"#.into(),
+        value: "1".into(),
+    };
+    let p = decide(&soaked, Some(Ok(vec![sample])));
+    let Step::Change(change) = &p.step else {
+        panic!("want a change, got {:?}", p.step);
+    };
+    assert_eq!(change.promotion.to, "1.4.3");
+    assert_eq!(
+        change.passed,
+        [(
+            Gate::Analysis,
+            format!(r#"analysis `{query}` = 1 {{app="web"}}"#)
+        )]
+    );
+}

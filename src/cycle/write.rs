@@ -20,6 +20,7 @@ use super::plan::{Fact, GateFacts, Need, Step};
 use super::report::Mode;
 use crate::config::{Config, Update};
 use crate::gitops::{Checkout, GitError};
+use crate::prometheus::{Prometheus, PrometheusError};
 use crate::registry::{Registry, scan_cache};
 use crate::trailers::Location;
 
@@ -42,6 +43,8 @@ pub struct Inputs {
     pub listings: Arc<Listings>,
     pub preferred: Arc<Preferred>,
     pub registry: Arc<dyn Registry>,
+    /// For `analysis` gates; `None` without `[prometheus]`.
+    pub prometheus: Option<Arc<dyn Prometheus>>,
     pub checkout: SharedCheckout,
     pub mode: Mode,
     pub now: OffsetDateTime,
@@ -168,11 +171,12 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
             confirm_passes += 1;
             answers.extend(confirm(&inputs.registry, decided.asks).await);
         }
-        let fetched = fetch_gates(&inputs.registry, decided.needs).await;
+        let fetched = fetch_gates(&inputs.registry, &inputs.prometheus, decided.needs).await;
         let mut facts = gates.write().unwrap_or_else(|e| e.into_inner());
         facts.scans.extend(fetched.scans);
         facts.referrers.extend(fetched.referrers);
         facts.cosign.extend(fetched.cosign);
+        facts.analysis.extend(fetched.analysis);
     }
 }
 
@@ -181,6 +185,7 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
 /// asked again next time.
 async fn fetch_gates(
     registry: &Arc<dyn Registry>,
+    prometheus: &Option<Arc<dyn Prometheus>>,
     needs: impl IntoIterator<Item = Need>,
 ) -> GateFacts {
     let mut reads = tokio::task::JoinSet::new();
@@ -194,6 +199,7 @@ async fn fetch_gates(
             continue;
         }
         let registry = Arc::clone(registry);
+        let prometheus = prometheus.clone();
         reads.spawn(async move {
             let mut one = GateFacts::default();
             match need.fact {
@@ -214,6 +220,17 @@ async fn fetch_gates(
                     let signatures = registry.cosign_signatures(&key.0, &key.1).await;
                     one.cosign.insert(key, signatures);
                 }
+                Fact::Analysis => {
+                    let query = need.query.unwrap_or_default();
+                    let answer = match &prometheus {
+                        Some(p) => p.query(&query).await,
+                        None => Err(PrometheusError::NotConfigured),
+                    };
+                    if let Err(e) = &answer {
+                        warn!(kind = e.kind(), error = %e, "analysis query");
+                    }
+                    one.analysis.insert(query, answer);
+                }
             }
             one
         });
@@ -224,6 +241,7 @@ async fn fetch_gates(
                 facts.scans.extend(one.scans);
                 facts.referrers.extend(one.referrers);
                 facts.cosign.extend(one.cosign);
+                facts.analysis.extend(one.analysis);
             }
             Err(e) => error!(error = %e, "gate task panicked"),
         }
