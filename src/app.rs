@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::argocd::{ArgoCd, ArgoError};
 use crate::config::{AwsSettings, Config, ForgeSettings};
 use crate::forge::{Forge, ForgeError};
 use crate::registry::Registry;
@@ -33,6 +34,8 @@ pub enum ConnectError {
     Registry(#[from] RegistryConnectError),
     #[error(transparent)]
     Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Argocd(#[from] ArgoError),
 }
 
 /// The real peers: aws-sdk-ecr with the default credential chain, and the
@@ -56,6 +59,8 @@ impl Connect for Real {
 pub struct Peers {
     pub registry: Arc<dyn Registry>,
     pub forge: Option<Arc<dyn Forge>>,
+    /// With `[argocd]`: where `argocd_app` Applications are read.
+    pub argocd: Option<Arc<dyn ArgoCd>>,
 }
 
 /// Connects everything `config` names.
@@ -65,6 +70,15 @@ pub async fn connect(connect: &dyn Connect, config: &Config) -> Result<Peers, Co
         .as_ref()
         .map(|f| connect.forge(f))
         .transpose()?;
+    let argocd = config
+        .argocd
+        .as_ref()
+        .map(crate::argocd::connect)
+        .transpose()?;
     let registry = connect.registry(&config.aws).await?;
-    Ok(Peers { registry, forge })
+    Ok(Peers {
+        registry,
+        forge,
+        argocd,
+    })
 }

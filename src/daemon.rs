@@ -32,6 +32,8 @@ pub struct Context {
     pub board: Arc<Board>,
     /// How a reload connects to the peers a new configuration names.
     pub connect: Arc<dyn Connect>,
+    /// With `[argocd]`: the Argo CD health gate's peer.
+    pub argocd: Option<Arc<dyn crate::argocd::ArgoCd>>,
 }
 
 impl Context {
@@ -49,6 +51,7 @@ impl Context {
             now: None,
             board,
             connect: Arc::new(crate::app::Real),
+            argocd: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl Context {
         Peers {
             registry: Arc::clone(&self.registry),
             forge: self.forge.clone(),
+            argocd: self.argocd.clone(),
             now: self.now,
         }
     }
@@ -297,6 +301,15 @@ pub async fn reload(ctx: &mut Context) -> bool {
         Ok(forge) => forge,
         Err(e) => return refused(&e),
     };
+    let argocd = match config
+        .argocd
+        .as_ref()
+        .map(crate::argocd::connect)
+        .transpose()
+    {
+        Ok(argocd) => argocd,
+        Err(e) => return refused(&e),
+    };
     // A different registry or remote needs a new client or clone; the
     // listen address and the event queue are fixed at start-up.
     if config.aws != ctx.config.aws {
@@ -319,6 +332,7 @@ pub async fn reload(ctx: &mut Context) -> bool {
             .any(|a| a.name == app && a.targets.iter().any(|t| t.env == env))
     });
     ctx.forge = forge;
+    ctx.argocd = argocd;
     ctx.config = Arc::new(config);
     metrics::get()
         .config_reloads

@@ -314,6 +314,9 @@ impl Gates {
 pub enum Gate {
     Scan,
     Signature,
+    /// The source env's Argo CD Application: Synced and Healthy at the
+    /// promotion, for the soak.
+    Argocd,
 }
 
 impl Gate {
@@ -321,6 +324,7 @@ impl Gate {
         match self {
             Gate::Scan => "scan",
             Gate::Signature => "signature",
+            Gate::Argocd => "argocd",
         }
     }
 }

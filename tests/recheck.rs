@@ -81,6 +81,7 @@ async fn a_tag_that_moves_while_deciding_is_deferred_not_written() {
     let peers = |registry: Arc<MovingTag>| Peers {
         registry,
         forge: None,
+        argocd: None,
         now: None,
     };
     let report = run_cycle(
@@ -185,6 +186,7 @@ async fn a_tag_that_disappears_while_deciding_defers_its_env_and_the_chain_after
     let peers = Peers {
         registry: registry.clone(),
         forge: None,
+        argocd: None,
         now: None,
     };
     let cycle = |mode| {

@@ -220,7 +220,11 @@ pub(crate) fn load(arg: &ConfigArg) -> Result<Config, u8> {
 
 pub(crate) async fn context(config: Config) -> Option<Context> {
     match crate::app::connect(&crate::app::Real, &config).await {
-        Ok(peers) => Some(Context::new(config, peers.registry, peers.forge)),
+        Ok(peers) => {
+            let mut ctx = Context::new(config, peers.registry, peers.forge);
+            ctx.argocd = peers.argocd;
+            Some(ctx)
+        }
         Err(e) => {
             eprintln!("{}: {e}", config.source.display());
             None

@@ -266,6 +266,10 @@ impl Gated {
                         let found = self.registry.cosign_signatures(&key.0, &key.1).await;
                         facts.cosign.insert(key.clone(), found);
                     }
+                    // The Argo CD gate is on the source env's Application
+                    // at the soak, not on a tag: `gate_verdicts` never
+                    // asks for it.
+                    Fact::Argocd => {}
                 }
             }
             let (verdicts, _) = gate_verdicts(&self.gates, &self.listing, image, &facts);

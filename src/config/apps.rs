@@ -90,6 +90,10 @@ pub struct Target {
     /// What a candidate must pass besides the policy: scan findings, a
     /// signature (the app's keys, each replaced by the target's own).
     pub gates: Gates,
+    /// The Argo CD Application that deploys this env: a target that
+    /// promotes from this env waits until it is Synced and Healthy at the
+    /// promotion, and soaks from then.
+    pub argocd_app: Option<String>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -283,6 +287,8 @@ pub(super) struct SeenApps {
     pub(super) forge: Option<ForgeSettings>,
     /// The first pull-request target, reported if there is no `[forge]`.
     pub(super) needs_forge: Option<ConfigError>,
+    /// Whether `[argocd]` is configured (validated before the apps).
+    pub(super) argocd: bool,
     /// Every `allow` compiled so far, shared by the apps that repeat it.
     pub(super) patterns: Patterns,
 }
@@ -345,6 +351,12 @@ pub(super) fn validate_app(
         )?;
         check_proposal_branch(src, index, t, name, raw_target, &target)?;
         target.gates = target_gates(src, index, t, &raw.gates(), &raw_target.gates())?;
+        target.argocd_app = super::argocd::target_app(
+            src,
+            &format!("apps[{index}].targets[{t}].argocd_app"),
+            &raw_target.argocd_app,
+            seen.argocd,
+        )?;
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -536,6 +548,7 @@ fn validate_target(
         proposal,
         policy: None,
         gates: Gates::default(),
+        argocd_app: None,
     })
 }
 

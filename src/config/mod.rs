@@ -29,6 +29,7 @@ pub use apps::{
     App, Kustomize, PROPOSAL_PREFIX, RepoPath, RepoPathError, RepoPathProblem, Target, Update,
     proposal_branch,
 };
+pub use argocd::ArgoSettings;
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
@@ -66,9 +67,12 @@ pub struct Config {
     /// Where pull requests are opened, for targets with
     /// `update = "pull-request"`.
     pub forge: Option<ForgeSettings>,
+    /// Where `argocd_app` targets' Applications are read.
+    pub argocd: Option<ArgoSettings>,
 }
 
 mod apps;
+mod argocd;
 mod include;
 mod raw;
 mod settings;
@@ -115,9 +119,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(forge) => Some(validate_forge(&main, base, forge.get_ref(), forge.span())?),
         None => None,
     };
+    let argocd = match &raw.argocd {
+        Some(a) => Some(argocd::validate_argocd(&main, base, a.get_ref(), a.span())?),
+        None => None,
+    };
     let mut apps = Vec::new();
     let mut seen = SeenApps {
         forge: forge.clone(),
+        argocd: argocd.is_some(),
         ..SeenApps::default()
     };
     for (i, app) in raw.apps.iter().enumerate() {
@@ -185,5 +194,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         git,
         apps,
         forge,
+        argocd,
     })
 }

@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) aws: RawAws,
     pub(super) git: Option<Spanned<RawGit>>,
     pub(super) forge: Option<Spanned<RawForge>>,
+    pub(super) argocd: Option<Spanned<super::argocd::RawArgo>>,
     #[serde(default)]
     pub(super) apps: Vec<RawApp>,
 }
@@ -176,6 +177,7 @@ pub(super) struct RawTarget {
     pub(super) scan_pending: Option<Spanned<String>>,
     pub(super) require_signature: Option<Spanned<String>>,
     pub(super) cosign_public_key_file: Option<Spanned<String>>,
+    pub(super) argocd_app: Option<Spanned<String>>,
     labels: Option<Vec<Spanned<String>>>,
     reviewers: Option<Vec<Spanned<String>>>,
     assignees: Option<Vec<Spanned<String>>>,

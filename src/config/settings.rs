@@ -405,7 +405,7 @@ pub(super) struct IdentityError(String);
 /// True for an `http://` URL to a host other than this machine's loopback
 /// (`localhost`, 127.0.0.0/8, `::1`): credentials sent to it travel in
 /// clear. Anything that is not an `http://` URL is not this check's concern.
-fn sends_in_clear(url: &str) -> bool {
+pub(super) fn sends_in_clear(url: &str) -> bool {
     let Ok(url) = reqwest::Url::parse(url) else {
         return false;
     };

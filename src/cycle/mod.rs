@@ -51,6 +51,8 @@ pub struct Peers {
     pub registry: Arc<dyn Registry>,
     /// For `update = "pull-request"` targets; `None` without `[forge]`.
     pub forge: Option<Arc<dyn Forge>>,
+    /// For the Argo CD health gate; `None` without `[argocd]`.
+    pub argocd: Option<Arc<dyn crate::argocd::ArgoCd>>,
     /// "Now" for `min_age`, soak times and commit dates; `None` is the
     /// system clock. Fixed by tests and by `--now` drills.
     pub now: Option<OffsetDateTime>,
@@ -90,6 +92,7 @@ pub async fn run_cycle(
         listings: Arc::new(listings),
         preferred: Arc::new(preferred),
         registry: Arc::clone(&peers.registry),
+        argocd: peers.argocd.clone(),
         checkout: Arc::clone(&checkout),
         mode,
         now,

@@ -18,6 +18,7 @@ use super::decide::{self, Answers, Ask, Decided, Decision};
 use super::list::{Listings, Preferred};
 use super::plan::{Fact, GateFacts, Need, Step};
 use super::report::Mode;
+use crate::argocd::{ArgoCd, ArgoError, ErrorKind as ArgoErrorKind};
 use crate::config::{Config, Update};
 use crate::gitops::{Checkout, GitError};
 use crate::registry::{Registry, scan_cache};
@@ -42,6 +43,7 @@ pub struct Inputs {
     pub listings: Arc<Listings>,
     pub preferred: Arc<Preferred>,
     pub registry: Arc<dyn Registry>,
+    pub argocd: Option<Arc<dyn ArgoCd>>,
     pub checkout: SharedCheckout,
     pub mode: Mode,
     pub now: OffsetDateTime,
@@ -168,11 +170,12 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
             confirm_passes += 1;
             answers.extend(confirm(&inputs.registry, decided.asks).await);
         }
-        let fetched = fetch_gates(&inputs.registry, decided.needs).await;
+        let fetched = fetch_gates(&inputs.registry, inputs.argocd.as_ref(), decided.needs).await;
         let mut facts = gates.write().unwrap_or_else(|e| e.into_inner());
         facts.scans.extend(fetched.scans);
         facts.referrers.extend(fetched.referrers);
         facts.cosign.extend(fetched.cosign);
+        facts.argocd.extend(fetched.argocd);
     }
 }
 
@@ -181,6 +184,7 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
 /// asked again next time.
 async fn fetch_gates(
     registry: &Arc<dyn Registry>,
+    argocd: Option<&Arc<dyn ArgoCd>>,
     needs: impl IntoIterator<Item = Need>,
 ) -> GateFacts {
     let mut reads = tokio::task::JoinSet::new();
@@ -194,6 +198,7 @@ async fn fetch_gates(
             continue;
         }
         let registry = Arc::clone(registry);
+        let argocd = argocd.cloned();
         reads.spawn(async move {
             let mut one = GateFacts::default();
             match need.fact {
@@ -214,6 +219,18 @@ async fn fetch_gates(
                     let signatures = registry.cosign_signatures(&key.0, &key.1).await;
                     one.cosign.insert(key, signatures);
                 }
+                Fact::Argocd => {
+                    let status = match &argocd {
+                        Some(argocd) => argocd.application(&key.0).await,
+                        // Config allows `argocd_app` only with `[argocd]`.
+                        None => Err(ArgoError {
+                            app: key.0.clone(),
+                            kind: ArgoErrorKind::Transport,
+                            message: "no [argocd] configured".into(),
+                        }),
+                    };
+                    one.argocd.insert(key.0, status);
+                }
             }
             one
         });
@@ -224,6 +241,7 @@ async fn fetch_gates(
                 facts.scans.extend(one.scans);
                 facts.referrers.extend(one.referrers);
                 facts.cosign.extend(one.cosign);
+                facts.argocd.extend(one.argocd);
             }
             Err(e) => error!(error = %e, "gate task panicked"),
         }
