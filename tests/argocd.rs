@@ -5,9 +5,14 @@
 
 #[path = "support/argocd.rs"]
 mod argocd_fake;
+#[path = "support/forge/mod.rs"]
+mod forge;
 mod support;
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use forge::{GitHubConfig, GitHubFake};
 
 use argocd_fake::{AppState, ArgoFake};
 use time::OffsetDateTime;
@@ -296,4 +301,107 @@ fn argocd_app_without_an_argocd_section_exits_64_naming_file_line_and_key() {
                 .contains(": apps[0].targets[0].argocd_app: argocd_app needs an [argocd] section"),
         "{err}"
     );
+}
+
+#[test]
+fn the_pull_request_body_says_the_argocd_gate_passed() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let remote = GitRemote::new(FILES);
+    let argocd = ArgoFake::start(TOKEN);
+    let work = scene(&moto, &remote, &argocd.url);
+    let github = GitHubFake::start(
+        GitHubConfig::new("acme", "gitops")
+            .token("forge-token-1")
+            .git_dir(&remote.bare()),
+    );
+    work.edit_config(
+        "soak = \"5m\"\n",
+        &format!(
+            "soak = \"5m\"\nupdate = \"pull-request\"\n\n[forge]\nkind = \"github\"\nrepository = \"acme/gitops\"\ntoken_file = \"forge-token\"\napi_url = \"{}\"\n",
+            github.api_url()
+        ),
+    );
+    std::fs::write(work.dir.path().join("forge-token"), "forge-token-1\n").unwrap();
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let out = work.once(&["--now", &at(t0)]);
+    // No such Application yet: Argo CD's 404 is the reason.
+    expect(
+        &out,
+        0,
+        &[
+            "app/dev: promoted 1.0.0 -> 1.1.0",
+            "app/prod: waiting: from dev: argocd payments-dev: GET ",
+            "404 Not Found applications.argoproj.io \"payments-dev\" not found",
+        ],
+    );
+    let promoted = head(&remote);
+    argocd.set("payments-dev", &healthy_at(&promoted, &at(t0)));
+    let out = work.once(&["--now", &at(t0 + time::Duration::minutes(10))]);
+    expect(&out, 0, &["app/prod: proposed 1.0.0 -> 1.1.0"]);
+    let pulls = github.pulls();
+    let body = pulls[0].body.clone().unwrap_or_default();
+    assert!(
+        body.contains(&format!(
+            "gate argocd passed: argocd payments-dev Synced and Healthy at {}",
+            &promoted[..12]
+        )),
+        "{body}"
+    );
+}
+
+#[test]
+fn status_and_metrics_name_a_degraded_source() {
+    let moto = Moto::start();
+    moto.seed("app", &[("1.0.0", 1), ("1.1.0", 2)]);
+    // dev runs 1.1.0 already (written by hand, in the seed commit).
+    let remote = GitRemote::new(&[
+        ("dev.yaml", "image:\n  tag: 1.1.0\n"),
+        ("prod.yaml", "image:\n  tag: 1.0.0\n"),
+    ]);
+    let argocd = ArgoFake::start(TOKEN);
+    argocd.set(
+        "payments-dev",
+        &AppState {
+            sync: "OutOfSync",
+            health: "Degraded",
+            revision: &head(&remote),
+            message: Some("Back-off pulling image"),
+            finished_at: "2026-01-01T00:00:00Z",
+        },
+    );
+    let work = scene(&moto, &remote, &argocd.url);
+    let port = free_port();
+    work.edit_config("interval = \"2m\"", "interval = \"1h\"");
+    work.edit_config(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    let log = work.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&work.config, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.count("cycle finished") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no cycle:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let (code, status) = http(&base, "GET", "/status", "");
+    assert_eq!(code, 200);
+    assert!(
+        status.contains(
+            "from dev: argocd payments-dev is OutOfSync and Degraded: Back-off pulling image"
+        ),
+        "/status names the gate: {status}"
+    );
+    let (_, metrics) = http(&base, "GET", "/metrics", "");
+    assert!(
+        metrics.contains("tagwatch_gate_results_total{gate=\"argocd\",outcome=\"fail\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(remote.subjects(), ["seed"], "prod never moved");
+    drop(daemon);
 }
