@@ -783,3 +783,7 @@ fn choose<'a>(
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_argocd_tests.rs"]
+mod argocd_tests;
