@@ -555,11 +555,15 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
     // already, or that its own policy keeps, is not "waiting". With an
     // Argo CD Application on the source env, the soak counts from when
     // Argo CD reports it running the promotion healthily.
+    let mut soaked_since = source.as_ref().and_then(|s| s.since);
     if let Some(source) = &source {
         let mut soaked = source.clone();
         if let Some(name) = source_argocd_app(app, &source.env) {
             match argocd_gate(app, name, source, input.gates, branch, walk) {
-                Ok(since) => soaked.since = since,
+                Ok(since) => {
+                    soaked.since = since;
+                    soaked_since = since;
+                }
                 Err(reason) => {
                     return Planned::step(
                         held,
@@ -601,7 +605,8 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             value,
             old: file,
             content,
-            source: source.map(|s| (s.env, s.since)),
+            // Since when the soak counted (Argo CD's moment, with a gate).
+            source: source.map(|s| (s.env, soaked_since)),
             passed: std::mem::take(&mut walk.passed),
         })),
     )
