@@ -212,8 +212,34 @@ pub fn parse_application(app: &serde_json::Value) -> Option<AppStatus> {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
+    // Argo CD 3 no longer fills the Application's own health message; the
+    // unhealthy resource's is where the reason is then. A succeeded
+    // operation's message ("successfully synced") explains nothing.
+    let resource = status["resources"].as_array().and_then(|rs| {
+        rs.iter().find_map(|r| {
+            let health = &r["health"];
+            if health["status"] == "Healthy" {
+                return None;
+            }
+            let m = text(&health["message"])?;
+            Some(format!(
+                "{} {}: {m}",
+                r["kind"].as_str().unwrap_or("resource"),
+                r["name"].as_str().unwrap_or("?")
+            ))
+        })
+    });
+    let failed_op = matches!(
+        status["operationState"]["phase"].as_str(),
+        Some("Failed" | "Error")
+    );
     let message = text(&status["health"]["message"])
-        .or_else(|| text(&status["operationState"]["message"]))
+        .or(resource)
+        .or_else(|| {
+            failed_op
+                .then(|| text(&status["operationState"]["message"]))
+                .flatten()
+        })
         .or_else(|| text(&status["conditions"][0]["message"]));
     let time = |v: &serde_json::Value| {
         v.as_str().and_then(|s| {
@@ -242,6 +268,72 @@ pub fn parse_application(app: &serde_json::Value) -> Option<AppStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A one-shot HTTP server answering `answer` to the first request;
+    /// returns its URL and the request it received.
+    fn serve_once(answer: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let thread = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            let _ = s.write_all(&answer);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (url, thread)
+    }
+
+    fn client(url: &str, dir: &std::path::Path) -> HttpArgoCd {
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, "t0ken\n").unwrap();
+        HttpArgoCd::new(&ArgoSettings {
+            url: url.to_string(),
+            token_file,
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    fn get(c: &HttpArgoCd, name: &str) -> Result<AppStatus, ArgoError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(c.application(name))
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed_with_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let answer = b"HTTP/1.1 302 Found\r\nLocation: http://evil.example/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let (url, server) = serve_once(answer.to_vec());
+        let e = get(&client(&url, dir.path()), "payments-dev").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Rejected, "{e}");
+        assert!(e.to_string().contains("302"), "{e}");
+        let request = server.join().unwrap();
+        assert!(request.starts_with("GET /api/v1/applications/payments-dev HTTP/1.1"));
+        assert!(
+            request
+                .to_ascii_lowercase()
+                .contains("authorization: bearer t0ken\r\n")
+        );
+    }
+
+    #[test]
+    fn an_answer_over_the_bound_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            MAX_BODY + 1
+        )
+        .into_bytes();
+        answer.extend(std::iter::repeat_n(b' ', MAX_BODY + 1));
+        let (url, _server) = serve_once(answer);
+        let e = get(&client(&url, dir.path()), "payments-dev").unwrap_err();
+        assert!(e.to_string().contains("over 4194304 bytes"), "{e}");
+    }
 
     #[test]
     fn reads_an_application() {
@@ -266,6 +358,23 @@ mod tests {
         );
         assert!(!s.synced_and_healthy());
         assert_eq!(parse_application(&serde_json::json!({"status": {}})), None);
+
+        // Argo CD 3: no app-level message; the Degraded resource's is used,
+        // and a succeeded sync's "successfully synced" never is.
+        let v3 = serde_json::json!({"status": {
+            "sync": {"status": "Synced", "revision": "abc"},
+            "health": {"status": "Degraded"},
+            "operationState": {"phase": "Succeeded", "message": "successfully synced (all tasks run)"},
+            "resources": [
+                {"kind": "Service", "name": "api", "health": {"status": "Healthy"}},
+                {"kind": "Deployment", "name": "api",
+                 "health": {"status": "Degraded", "message": "Deployment \"api\" exceeded its progress deadline"}}
+            ]
+        }});
+        assert_eq!(
+            parse_application(&v3).unwrap().message.as_deref(),
+            Some("Deployment api: Deployment \"api\" exceeded its progress deadline")
+        );
         assert_eq!(encode("a/b"), "a%2Fb");
     }
 }

@@ -295,8 +295,13 @@ fn argocd_app_without_an_argocd_section_exits_64_naming_file_line_and_key() {
     let out = work.once(&["--dry-run"]);
     assert_eq!(out.status.code(), Some(64), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
+    let line = text[..cut]
+        .lines()
+        .position(|l| l.starts_with("argocd_app"))
+        .unwrap()
+        + 1;
     assert!(
-        err.contains("tagwatch.toml:")
+        err.contains(&format!("tagwatch.toml:{line}:"))
             && err
                 .contains(": apps[0].targets[0].argocd_app: argocd_app needs an [argocd] section"),
         "{err}"
@@ -404,4 +409,35 @@ fn status_and_metrics_name_a_degraded_source() {
     );
     assert_eq!(remote.subjects(), ["seed"], "prod never moved");
     drop(daemon);
+}
+
+#[test]
+fn a_bad_argocd_section_exits_64_naming_the_key() {
+    let moto = Moto::start();
+    let remote = GitRemote::new(FILES);
+    for (url, extra, says) in [
+        (
+            "http://argocd.example.com",
+            "",
+            "argocd.url: \"http://argocd.example.com\" would send the Argo CD token in clear",
+        ),
+        (
+            "https://argocd.example.com",
+            "ca_file = \"no-such-ca.pem\"\n",
+            "argocd.ca_file: cannot read ",
+        ),
+    ] {
+        let work = scene(&moto, &remote, url);
+        work.edit_config(
+            "token_file = \"argocd-token\"\n",
+            &format!("token_file = \"argocd-token\"\n{extra}"),
+        );
+        let out = work.once(&["--dry-run"]);
+        assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("tagwatch.toml:") && err.contains(says),
+            "{err}"
+        );
+    }
 }
