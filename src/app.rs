@@ -12,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::argocd::{ArgoCd, ArgoError};
 use crate::config::{AwsSettings, Config, ForgeSettings, PrometheusSettings};
 use crate::forge::{Forge, ForgeError};
 use crate::prometheus::{Prometheus, PrometheusError};
@@ -45,6 +46,8 @@ pub enum ConnectError {
     Forge(#[from] ForgeError),
     #[error(transparent)]
     Prometheus(#[from] PrometheusError),
+    #[error(transparent)]
+    Argocd(#[from] ArgoError),
 }
 
 /// The real peers: aws-sdk-ecr with the default credential chain, and the
@@ -69,6 +72,8 @@ pub struct Peers {
     pub registry: Arc<dyn Registry>,
     pub forge: Option<Arc<dyn Forge>>,
     pub prometheus: Option<Arc<dyn Prometheus>>,
+    /// With `[argocd]`: where `argocd_app` Applications are read.
+    pub argocd: Option<Arc<dyn ArgoCd>>,
 }
 
 /// Connects everything `config` names.
@@ -83,10 +88,16 @@ pub async fn connect(connect: &dyn Connect, config: &Config) -> Result<Peers, Co
         .as_ref()
         .map(|p| connect.prometheus(p))
         .transpose()?;
+    let argocd = config
+        .argocd
+        .as_ref()
+        .map(crate::argocd::connect)
+        .transpose()?;
     let registry = connect.registry(&config.aws).await?;
     Ok(Peers {
         registry,
         forge,
         prometheus,
+        argocd,
     })
 }

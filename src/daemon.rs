@@ -34,6 +34,8 @@ pub struct Context {
     pub board: Arc<Board>,
     /// How a reload connects to the peers a new configuration names.
     pub connect: Arc<dyn Connect>,
+    /// With `[argocd]`: the Argo CD health gate's peer.
+    pub argocd: Option<Arc<dyn crate::argocd::ArgoCd>>,
 }
 
 impl Context {
@@ -52,6 +54,7 @@ impl Context {
             now: None,
             board,
             connect: Arc::new(crate::app::Real),
+            argocd: None,
         }
     }
 
@@ -60,6 +63,7 @@ impl Context {
             registry: Arc::clone(&self.registry),
             forge: self.forge.clone(),
             prometheus: self.prometheus.clone(),
+            argocd: self.argocd.clone(),
             now: self.now,
         }
     }
@@ -310,6 +314,15 @@ pub async fn reload(ctx: &mut Context) -> bool {
         Ok(prometheus) => prometheus,
         Err(e) => return refused(&e),
     };
+    let argocd = match config
+        .argocd
+        .as_ref()
+        .map(crate::argocd::connect)
+        .transpose()
+    {
+        Ok(argocd) => argocd,
+        Err(e) => return refused(&e),
+    };
     // A different registry or remote needs a new client or clone; the
     // listen address and the event queue are fixed at start-up.
     if config.aws != ctx.config.aws {
@@ -333,6 +346,7 @@ pub async fn reload(ctx: &mut Context) -> bool {
     });
     ctx.forge = forge;
     ctx.prometheus = prometheus;
+    ctx.argocd = argocd;
     ctx.config = Arc::new(config);
     metrics::get()
         .config_reloads

@@ -435,6 +435,9 @@ pub enum Gate {
     Signature,
     /// `analysis`: a PromQL query over the source env, at the end of the soak.
     Analysis,
+    /// The source env's Argo CD Application: Synced and Healthy at the
+    /// promotion, for the soak.
+    Argocd,
 }
 
 impl Gate {
@@ -443,6 +446,7 @@ impl Gate {
             Gate::Scan => "scan",
             Gate::Signature => "signature",
             Gate::Analysis => "analysis",
+            Gate::Argocd => "argocd",
         }
     }
 }

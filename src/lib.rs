@@ -22,6 +22,8 @@
 //!   plain data shared by registry, policy and the cycle.
 //! - [`gate`]: promotion gates as data and pure rules (scan findings,
 //!   signatures, their verdicts); a leaf below config, registry and cycle.
+//! - [`argocd`]: Argo CD's REST API, read only: one Application's sync and
+//!   health, for the Argo CD health gate.
 //! - [`aws`]: the validated `[aws]` settings the ECR and SQS clients take.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
@@ -43,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod argocd;
 pub mod aws;
 pub mod cli;
 pub mod config;

@@ -207,7 +207,7 @@ impl Metrics {
             ),
             gate_results: counter(
                 "tagwatch_gate_results_total",
-                "Promotion gate verdicts on candidate images, by gate (scan, signature) and outcome (pass, fail, pending, error).",
+                "Promotion gate verdicts on candidate images, by gate (scan, signature, argocd) and outcome (pass, fail, pending, error).",
                 &["gate", "outcome"],
             ),
             events: counter(

@@ -82,6 +82,7 @@ async fn a_tag_that_moves_while_deciding_is_deferred_not_written() {
         registry,
         forge: None,
         prometheus: None,
+        argocd: None,
         now: None,
     };
     let report = run_cycle(
@@ -187,6 +188,7 @@ async fn a_tag_that_disappears_while_deciding_defers_its_env_and_the_chain_after
         registry: registry.clone(),
         forge: None,
         prometheus: None,
+        argocd: None,
         now: None,
     };
     let cycle = |mode| {

@@ -223,6 +223,7 @@ pub(crate) async fn context(config: Config) -> Option<Context> {
         Ok(peers) => {
             let mut ctx = Context::new(config, peers.registry, peers.forge);
             ctx.prometheus = peers.prometheus;
+            ctx.argocd = peers.argocd;
             Some(ctx)
         }
         Err(e) => {

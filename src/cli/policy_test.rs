@@ -269,6 +269,10 @@ impl Gated {
                     // A soak-time gate of a `promote_from` target, asked
                     // by the cycle only; `gate_verdicts` never needs it.
                     Fact::Analysis => {}
+                    // The Argo CD gate is on the source env's Application
+                    // at the soak, not on a tag: `gate_verdicts` never
+                    // asks for it.
+                    Fact::Argocd => {}
                 }
             }
             let (verdicts, _) = gate_verdicts(&self.gates, &self.listing, image, &facts);

@@ -93,6 +93,10 @@ pub struct Target {
     /// `analysis`: a PromQL query over the source env that must return a
     /// sample before this target takes its version (with `promote_from`).
     pub analysis: Option<Analysis>,
+    /// The Argo CD Application that deploys this env: a target that
+    /// promotes from this env waits until it is Synced and Healthy at the
+    /// promotion, and soaks from then.
+    pub argocd_app: Option<String>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -288,6 +292,8 @@ pub(super) struct SeenApps {
     pub(super) needs_forge: Option<ConfigError>,
     /// The first `analysis`, reported if there is no `[prometheus]`.
     pub(super) needs_prometheus: Option<ConfigError>,
+    /// Whether `[argocd]` is configured (validated before the apps).
+    pub(super) argocd: bool,
     /// Every `allow` compiled so far, shared by the apps that repeat it.
     pub(super) patterns: Patterns,
 }
@@ -358,6 +364,12 @@ pub(super) fn validate_app(
                 "analysis needs a [prometheus] section (url) to run its query",
             ));
         }
+        target.argocd_app = super::argocd::target_app(
+            src,
+            &format!("apps[{index}].targets[{t}].argocd_app"),
+            &raw_target.argocd_app,
+            seen.argocd,
+        )?;
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -550,6 +562,7 @@ fn validate_target(
         policy: None,
         gates: Gates::default(),
         analysis: None,
+        argocd_app: None,
     })
 }
 

@@ -29,6 +29,7 @@ pub use apps::{
     App, Kustomize, PROPOSAL_PREFIX, RepoPath, RepoPathError, RepoPathProblem, Target, Update,
     proposal_branch,
 };
+pub use argocd::ArgoSettings;
 pub use prometheus::PrometheusSettings;
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
@@ -70,9 +71,12 @@ pub struct Config {
     /// Where `analysis` queries are evaluated; required by any target
     /// with `analysis`.
     pub prometheus: Option<PrometheusSettings>,
+    /// Where `argocd_app` targets' Applications are read.
+    pub argocd: Option<ArgoSettings>,
 }
 
 mod apps;
+mod argocd;
 mod include;
 mod prometheus;
 mod raw;
@@ -120,9 +124,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(forge) => Some(validate_forge(&main, base, forge.get_ref(), forge.span())?),
         None => None,
     };
+    let argocd = match &raw.argocd {
+        Some(a) => Some(argocd::validate_argocd(&main, base, a.get_ref(), a.span())?),
+        None => None,
+    };
     let mut apps = Vec::new();
     let mut seen = SeenApps {
         forge: forge.clone(),
+        argocd: argocd.is_some(),
         ..SeenApps::default()
     };
     for (i, app) in raw.apps.iter().enumerate() {
@@ -205,5 +214,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         apps,
         forge,
         prometheus,
+        argocd,
     })
 }

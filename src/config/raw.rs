@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub(super) git: Option<Spanned<RawGit>>,
     pub(super) forge: Option<Spanned<RawForge>>,
     pub(super) prometheus: Option<Spanned<super::prometheus::RawPrometheus>>,
+    pub(super) argocd: Option<Spanned<super::argocd::RawArgo>>,
     #[serde(default)]
     pub(super) apps: Vec<RawApp>,
 }
@@ -178,6 +179,7 @@ pub(super) struct RawTarget {
     pub(super) require_signature: Option<Spanned<String>>,
     pub(super) cosign_public_key_file: Option<Spanned<String>>,
     pub(super) analysis: Option<Spanned<String>>,
+    pub(super) argocd_app: Option<Spanned<String>>,
     labels: Option<Vec<Spanned<String>>>,
     reviewers: Option<Vec<Spanned<String>>>,
     assignees: Option<Vec<Spanned<String>>>,

@@ -225,4 +225,26 @@ impl Branch for Worktree<'_> {
         self.checkout
             .held_since(app, env, value, path, HISTORY_DEPTH)
     }
+
+    fn contains_promotion(
+        &self,
+        app: &str,
+        env: &str,
+        value: &str,
+        path: &RepoPath,
+        revision: &str,
+    ) -> Option<bool> {
+        // Written by this cycle: not pushed yet, so nothing runs it.
+        if self
+            .written
+            .borrow()
+            .contains_key(&(app.to_string(), env.to_string()))
+        {
+            return Some(false);
+        }
+        let (commit, _) = self
+            .checkout
+            .held_by(app, env, value, path, HISTORY_DEPTH)?;
+        self.checkout.is_ancestor(&commit, revision)
+    }
 }

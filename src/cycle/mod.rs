@@ -54,6 +54,8 @@ pub struct Peers {
     pub forge: Option<Arc<dyn Forge>>,
     /// For `analysis` gates; `None` without `[prometheus]`.
     pub prometheus: Option<Arc<dyn Prometheus>>,
+    /// For the Argo CD health gate; `None` without `[argocd]`.
+    pub argocd: Option<Arc<dyn crate::argocd::ArgoCd>>,
     /// "Now" for `min_age`, soak times and commit dates; `None` is the
     /// system clock. Fixed by tests and by `--now` drills.
     pub now: Option<OffsetDateTime>,
@@ -94,6 +96,7 @@ pub async fn run_cycle(
         preferred: Arc::new(preferred),
         registry: Arc::clone(&peers.registry),
         prometheus: peers.prometheus.clone(),
+        argocd: peers.argocd.clone(),
         checkout: Arc::clone(&checkout),
         mode,
         now,

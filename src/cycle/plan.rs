@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 
 use super::report::{GateResult, Stage};
 use super::source;
+use crate::argocd::{AppStatus, ArgoError};
 use crate::config::{App, Target};
 use crate::format::Parts;
 use crate::gate::Sample;
@@ -53,6 +54,20 @@ pub trait Branch {
         value: &str,
         path: &crate::config::RepoPath,
     ) -> Option<OffsetDateTime>;
+    /// Whether `revision` (what an Argo CD Application runs) contains the
+    /// commit that made `env` of `app` hold `value` in `path`: it is that
+    /// commit or a descendant of it. `None` when history cannot tell (the
+    /// revision is not in the clone, or no commit is found).
+    fn contains_promotion(
+        &self,
+        _app: &str,
+        _env: &str,
+        _value: &str,
+        _path: &crate::config::RepoPath,
+        _revision: &str,
+    ) -> Option<bool> {
+        None
+    }
 }
 
 /// A file the branch has but could not be read (a damaged clone, a
@@ -158,13 +173,17 @@ pub struct GateFacts {
     pub cosign: HashMap<(String, String), Result<Vec<CosignSignature>, RegistryError>>,
     /// `analysis` answers, by the query as rendered (placeholders filled).
     pub analysis: HashMap<String, Result<Vec<Sample>, PrometheusError>>,
+    /// Argo CD Applications, by name.
+    pub argocd: HashMap<String, Result<AppStatus, ArgoError>>,
 }
 
 /// A gate fact a decision needs: which fact, about which image.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Need {
     pub fact: Fact,
+    /// The ECR repository; for [`Fact::Argocd`], the Application's name.
     pub repository: String,
+    /// The image's digest; empty for [`Fact::Argocd`].
     pub digest: String,
     /// For [`Fact::Analysis`]: the rendered PromQL query to evaluate.
     pub query: Option<String>,
@@ -181,6 +200,8 @@ pub enum Fact {
     Cosign,
     /// Prometheus: the target's `analysis` query, at the end of the soak.
     Analysis,
+    /// `GET /api/v1/applications/{name}` from Argo CD.
+    Argocd,
 }
 
 /// The facts one target is decided on.
@@ -540,17 +561,38 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
     let to = policy.value_of(image).to_string();
 
     // The soak is the last rule: a target that holds its source's value
-    // already, or that its own policy keeps, is not "waiting".
-    if let Some(source) = &source
-        && let Some(reason) = source::soaking(source, target.soak, now)
-    {
-        return Planned::step(
-            held,
-            Step::Wait {
-                reason,
-                candidate: Some(to),
-            },
-        );
+    // already, or that its own policy keeps, is not "waiting". With an
+    // Argo CD Application on the source env, the soak counts from when
+    // Argo CD reports it running the promotion healthily.
+    let mut soaked_since = source.as_ref().and_then(|s| s.since);
+    if let Some(source) = &source {
+        let mut soaked = source.clone();
+        if let Some(name) = source_argocd_app(app, &source.env) {
+            match argocd_gate(app, name, source, input.gates, branch, walk) {
+                Ok(since) => {
+                    soaked.since = since;
+                    soaked_since = since;
+                }
+                Err(reason) => {
+                    return Planned::step(
+                        held,
+                        Step::Wait {
+                            reason,
+                            candidate: Some(to),
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(reason) = source::soaking(&soaked, target.soak, now) {
+            return Planned::step(
+                held,
+                Step::Wait {
+                    reason,
+                    candidate: Some(to),
+                },
+            );
+        }
     }
     // `analysis` is the soak's last word: asked only once the soak is over,
     // and a query that cannot be answered keeps the target waiting.
@@ -617,10 +659,105 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             value,
             old: file,
             content,
-            source: source.map(|s| (s.env, s.since)),
+            // Since when the soak counted (Argo CD's moment, with a gate).
+            source: source.map(|s| (s.env, soaked_since)),
             passed: std::mem::take(&mut walk.passed),
         })),
     )
+}
+
+/// The `argocd_app` of `env`, the env a target promotes from.
+fn source_argocd_app<'a>(app: &'a App, env: &str) -> Option<&'a str> {
+    app.targets
+        .iter()
+        .find(|t| t.env == env)
+        .and_then(|t| t.argocd_app.as_deref())
+}
+
+/// The Argo CD health gate on the source env: its Application must be
+/// Synced and Healthy at a revision that contains the promotion. `Ok` is
+/// since when the source runs the value as far as the soak is concerned
+/// (the later of the commit and Argo CD's moment); `Err` is why the target
+/// waits. The verdict is recorded in `walk` (and, once it passes, in what
+/// the change passed).
+fn argocd_gate(
+    app: &App,
+    name: &str,
+    source: &source::Source,
+    facts: &GateFacts,
+    branch: &dyn Branch,
+    walk: &mut Walk,
+) -> Result<Option<OffsetDateTime>, String> {
+    let env = &source.env;
+    let mut record = |verdict: Verdict| {
+        walk.verdicts.push(GateResult {
+            gate: Gate::Argocd,
+            tag: source.held.clone(),
+            verdict: verdict.clone(),
+        });
+        verdict
+    };
+    let status = match facts.argocd.get(name) {
+        None => {
+            // Provisional: the cycle asks Argo CD and plans again.
+            walk.needs.push(Need {
+                fact: Fact::Argocd,
+                repository: name.to_string(),
+                digest: String::new(),
+                query: None,
+            });
+            return Err(format!(
+                "from {env}: Argo CD application {name} is not checked yet"
+            ));
+        }
+        Some(Err(e)) => {
+            let v = record(Verdict::Error(format!("{e}")));
+            return Err(format!("from {env}: {}", v.text()));
+        }
+        Some(Ok(status)) => status,
+    };
+    let revision = status.revision.as_deref().unwrap_or("");
+    let short = &revision[..revision.len().min(12)];
+    if !status.synced_and_healthy() {
+        let said = status
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let text = format!(
+            "argocd {name} is {} and {}{said}",
+            status.sync, status.health
+        );
+        let v = record(if status.health == "Progressing" {
+            Verdict::Pending(text)
+        } else {
+            Verdict::Fail(text)
+        });
+        return Err(format!("from {env}: {}", v.text()));
+    }
+    let source_target = app.targets.iter().find(|t| &t.env == env);
+    let contains = match (source_target, revision.is_empty()) {
+        (Some(t), false) => {
+            branch.contains_promotion(&app.name, env, &source.held, &t.file, revision)
+        }
+        _ => None,
+    };
+    if contains != Some(true) {
+        let why = match contains {
+            Some(_) => "which does not contain",
+            None => "which cannot be told to contain",
+        };
+        let v = record(Verdict::Pending(format!(
+            "argocd {name} is Synced and Healthy at {short}, {why} the commit that gave {env} {}",
+            source.held
+        )));
+        return Err(format!("from {env}: {}", v.text()));
+    }
+    let since = source.since.into_iter().chain(status.since).max();
+    let text = format!("argocd {name} Synced and Healthy at {short}");
+    record(Verdict::Pass(text.clone()));
+    walk.passed.push((Gate::Argocd, text));
+    Ok(since)
 }
 
 /// Why a target has no listing to choose from.
@@ -706,3 +843,7 @@ fn choose<'a>(
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_argocd_tests.rs"]
+mod argocd_tests;

@@ -18,6 +18,7 @@ use super::decide::{self, Answers, Ask, Decided, Decision};
 use super::list::{Listings, Preferred};
 use super::plan::{Fact, GateFacts, Need, Step};
 use super::report::Mode;
+use crate::argocd::{ArgoCd, ArgoError, ErrorKind as ArgoErrorKind};
 use crate::config::{Config, Update};
 use crate::gitops::{Checkout, GitError};
 use crate::prometheus::{Prometheus, PrometheusError};
@@ -45,6 +46,7 @@ pub struct Inputs {
     pub registry: Arc<dyn Registry>,
     /// For `analysis` gates; `None` without `[prometheus]`.
     pub prometheus: Option<Arc<dyn Prometheus>>,
+    pub argocd: Option<Arc<dyn ArgoCd>>,
     pub checkout: SharedCheckout,
     pub mode: Mode,
     pub now: OffsetDateTime,
@@ -171,12 +173,19 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
             confirm_passes += 1;
             answers.extend(confirm(&inputs.registry, decided.asks).await);
         }
-        let fetched = fetch_gates(&inputs.registry, &inputs.prometheus, decided.needs).await;
+        let fetched = fetch_gates(
+            &inputs.registry,
+            &inputs.prometheus,
+            inputs.argocd.as_ref(),
+            decided.needs,
+        )
+        .await;
         let mut facts = gates.write().unwrap_or_else(|e| e.into_inner());
         facts.scans.extend(fetched.scans);
         facts.referrers.extend(fetched.referrers);
         facts.cosign.extend(fetched.cosign);
         facts.analysis.extend(fetched.analysis);
+        facts.argocd.extend(fetched.argocd);
     }
 }
 
@@ -186,6 +195,7 @@ async fn decide_confirmed(inputs: &Inputs) -> Result<Vec<Decision>, GitError> {
 async fn fetch_gates(
     registry: &Arc<dyn Registry>,
     prometheus: &Option<Arc<dyn Prometheus>>,
+    argocd: Option<&Arc<dyn ArgoCd>>,
     needs: impl IntoIterator<Item = Need>,
 ) -> GateFacts {
     let mut reads = tokio::task::JoinSet::new();
@@ -200,6 +210,7 @@ async fn fetch_gates(
         }
         let registry = Arc::clone(registry);
         let prometheus = prometheus.clone();
+        let argocd = argocd.cloned();
         reads.spawn(async move {
             let mut one = GateFacts::default();
             match need.fact {
@@ -231,6 +242,18 @@ async fn fetch_gates(
                     }
                     one.analysis.insert(query, answer);
                 }
+                Fact::Argocd => {
+                    let status = match &argocd {
+                        Some(argocd) => argocd.application(&key.0).await,
+                        // Config allows `argocd_app` only with `[argocd]`.
+                        None => Err(ArgoError {
+                            app: key.0.clone(),
+                            kind: ArgoErrorKind::Transport,
+                            message: "no [argocd] configured".into(),
+                        }),
+                    };
+                    one.argocd.insert(key.0, status);
+                }
             }
             one
         });
@@ -242,6 +265,7 @@ async fn fetch_gates(
                 facts.referrers.extend(one.referrers);
                 facts.cosign.extend(one.cosign);
                 facts.analysis.extend(one.analysis);
+                facts.argocd.extend(one.argocd);
             }
             Err(e) => error!(error = %e, "gate task panicked"),
         }

@@ -93,13 +93,27 @@ impl Checkout {
         path: &RepoPath,
         limit: usize,
     ) -> Option<time::OffsetDateTime> {
+        self.held_by(app, env, value, path, limit).map(|(_, at)| at)
+    }
+
+    /// The commit [`Checkout::held_since`] dates, with its time: the
+    /// promotion (or, without one, the change to `path`) that made the
+    /// branch hold `value`.
+    pub fn held_by(
+        &self,
+        app: &str,
+        env: &str,
+        value: &str,
+        path: &RepoPath,
+        limit: usize,
+    ) -> Option<(String, time::OffsetDateTime)> {
         let head = self.head().ok()?;
         if let Some(r) = self
             .promotions(head, limit)
             .find(|r| r.promotion.app == app && r.promotion.env == env)
             .filter(|r| r.promotion.to == value)
         {
-            return Some(r.at);
+            return Some((r.commit, r.at));
         }
         let mut walk = self.repo.revwalk().ok()?;
         walk.push(head.0).ok()?;
@@ -115,10 +129,24 @@ impl Checkout {
             let commit = self.repo.find_commit(oid).ok()?;
             let parent_blob = commit.parent(0).ok().and_then(|p| blob_at(&p));
             if blob_at(&commit) != parent_blob {
-                return time::OffsetDateTime::from_unix_timestamp(commit.time().seconds()).ok();
+                let at = time::OffsetDateTime::from_unix_timestamp(commit.time().seconds()).ok()?;
+                return Some((oid.to_string(), at));
             }
         }
         None
+    }
+
+    /// Whether `descendant` is `ancestor` or has it in its history (both
+    /// full hex commit ids); `None` when either is not in the clone.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool> {
+        let a = git2::Oid::from_str(ancestor).ok()?;
+        let d = git2::Oid::from_str(descendant).ok()?;
+        self.repo.find_commit(a).ok()?;
+        self.repo.find_commit(d).ok()?;
+        if a == d {
+            return Some(true);
+        }
+        self.repo.graph_descendant_of(d, a).ok()
     }
 
     /// The most recent promotion of `app`/`env` that wrote `digest`. This is
