@@ -157,19 +157,7 @@ async fn propose(
     decisions: &[Decision],
     now: OffsetDateTime,
 ) -> Proposals {
-    let built = {
-        let (config, checkout) = (Arc::clone(config), Arc::clone(checkout));
-        let decisions = decisions.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.as_mut() {
-                Some(checkout) => propose::build(&config, checkout, &decisions, now, true),
-                None => propose::Built::default(),
-            }
-        })
-        .await
-        .unwrap_or_default()
-    };
+    let built = build(config, checkout, decisions, now, true).await;
     let mut out = Proposals::default();
     for (id, error) in built.failed {
         out.results.insert(id, Request::NotBuilt { error });
@@ -197,6 +185,28 @@ async fn propose(
     out
 }
 
+/// [`propose::build`] on a blocking thread with the clone locked; with
+/// `write` false only works out what it would build.
+async fn build(
+    config: &Arc<Config>,
+    checkout: &SharedCheckout,
+    decisions: &[Decision],
+    now: OffsetDateTime,
+    write: bool,
+) -> propose::Built {
+    let (config, checkout) = (Arc::clone(config), Arc::clone(checkout));
+    let decisions = decisions.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some(checkout) => propose::build(&config, checkout, &decisions, now, write),
+            None => propose::Built::default(),
+        }
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// For a dry run: the requests a person declined, as the real run would
 /// find them (read-only: nothing is built, pushed or sent).
 async fn preview(
@@ -209,19 +219,7 @@ async fn preview(
     let Some(forge) = &peers.forge else {
         return Proposals::default();
     };
-    let built = {
-        let (config, checkout) = (Arc::clone(config), Arc::clone(checkout));
-        let decisions = decisions.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = checkout.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.as_mut() {
-                Some(checkout) => propose::build(&config, checkout, &decisions, now, false),
-                None => propose::Built::default(),
-            }
-        })
-        .await
-        .unwrap_or_default()
-    };
+    let built = build(config, checkout, decisions, now, false).await;
     let mut out = Proposals::default();
     for (id, reason) in propose::declined(forge.as_ref(), &built.plans).await {
         out.results.insert(id, Request::Declined { reason });
