@@ -8,7 +8,7 @@ use super::*;
 
 use crate::cycle::table_facts as facts;
 
-use facts::{Facts, HOST, NOW, app, images, values};
+use facts::{Facts, HOST, NOW, app, contains_all, images, values};
 
 use crate::gate::Severity;
 
@@ -211,13 +211,6 @@ fn run(row: &Row) -> Result<(), String> {
         })
 }
 
-fn contains_all(text: &str, parts: &[&str]) -> Result<(), String> {
-    match parts.iter().find(|p| !text.contains(**p)) {
-        Some(missing) => Err(format!("{text:?} does not say {missing:?}")),
-        None => Ok(()),
-    }
-}
-
 fn check(
     want: &Want,
     got: &Step,
@@ -287,23 +280,7 @@ fn check(
 }
 
 fn check_rows(what: &str, rows: &[Row]) {
-    // A row that panics (an `unreachable!` reached by a broken rule) is
-    // one failure among the others, not the end of the table.
-    let failures: Vec<String> = rows
-        .iter()
-        .filter_map(|row| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(row)))
-                .unwrap_or_else(|_| Err(format!("{}: panicked", row.rule)))
-                .err()
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} {what} rows failed:\n{}",
-        failures.len(),
-        rows.len(),
-        failures.join("\n")
-    );
+    facts::check_table(what, rows, |row| row.rule, run);
 }
 
 #[test]

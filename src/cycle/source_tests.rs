@@ -8,7 +8,7 @@ use super::*;
 
 use crate::cycle::table_facts as facts;
 
-use facts::{Facts, NOW, ago, app, images};
+use facts::{Facts, NOW, ago, app, contains_all, images};
 
 /// The registry of every resolve row.
 const LISTED: &[(&str, &str, i64)] = &[
@@ -61,13 +61,6 @@ const ROW: Row = Row {
     since: &[],
     want: Want::Wait(&[]),
 };
-
-fn contains_all(text: &str, parts: &[&str]) -> Result<(), String> {
-    match parts.iter().find(|p| !text.contains(**p)) {
-        Some(missing) => Err(format!("{text:?} does not say {missing:?}")),
-        None => Ok(()),
-    }
-}
 
 fn run(row: &Row) -> Result<(), String> {
     let app = app(row.app, &[row.dev, r#"env = "prod", promote_from = "dev""#]);
@@ -128,23 +121,7 @@ fn run(row: &Row) -> Result<(), String> {
 }
 
 fn check_rows(what: &str, rows: &[Row]) {
-    // A row that panics (an `unreachable!` reached by a broken rule) is
-    // one failure among the others, not the end of the table.
-    let failures: Vec<String> = rows
-        .iter()
-        .filter_map(|row| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(row)))
-                .unwrap_or_else(|_| Err(format!("{}: panicked", row.rule)))
-                .err()
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} {what} rows failed:\n{}",
-        failures.len(),
-        rows.len(),
-        failures.join("\n")
-    );
+    facts::check_table(what, rows, |row| row.rule, run);
 }
 
 #[test]

@@ -195,3 +195,37 @@ impl Branch for Facts {
             .copied()
     }
 }
+
+/// `Ok` when `text` says every one of `parts`; otherwise which it lacks.
+pub fn contains_all(text: &str, parts: &[&str]) -> Result<(), String> {
+    match parts.iter().find(|p| !text.contains(**p)) {
+        Some(missing) => Err(format!("{text:?} does not say {missing:?}")),
+        None => Ok(()),
+    }
+}
+
+/// Runs every row of a table and reports all failures at once, each under
+/// its rule. A row that panics (an `unreachable!` reached by a broken rule)
+/// is one failure among the others, not the end of the table.
+pub fn check_table<R>(
+    what: &str,
+    rows: &[R],
+    rule: impl Fn(&R) -> &str,
+    run: impl Fn(&R) -> Result<(), String>,
+) {
+    let failures: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(row)))
+                .unwrap_or_else(|_| Err(format!("{}: panicked", rule(row))))
+                .err()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} {what} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}
