@@ -36,6 +36,9 @@ pub struct Context {
     pub connect: Arc<dyn Connect>,
     /// With `[argocd]`: the Argo CD health gate's peer.
     pub argocd: Option<Arc<dyn crate::argocd::ArgoCd>>,
+    /// With `--shard`: which apps of the file this process owns; a reload
+    /// selects them again from the new file.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Context {
@@ -55,6 +58,7 @@ impl Context {
             board,
             connect: Arc::new(crate::app::Real),
             argocd: None,
+            shard: None,
         }
     }
 
@@ -295,6 +299,15 @@ pub async fn reload(ctx: &mut Context) -> bool {
     let config = match crate::config::load(&path) {
         Ok(config) => config,
         Err(e) => return refused(&e),
+    };
+    let config = match ctx.shard {
+        Some(shard) => {
+            let (config, owned) = crate::shard::select(config, shard);
+            crate::shard::export(shard, owned.apps.len(), owned.repositories);
+            ctx.board.set_shard(&owned);
+            config
+        }
+        None => config,
     };
     let forge = match config
         .forge

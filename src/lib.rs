@@ -37,6 +37,8 @@
 //! - [`events`]: ECR push events from SQS wake a cycle.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
 //! - [`metrics`]: the Prometheus families (a leaf; [`cycle::export`] records).
+//! - [`shard`]: which apps one process owns of N (`--shard I/N`): a stable
+//!   hash of each app's repository, groups kept whole; a config filter.
 //! - [`daemon`]: the polling loop, reloads and shutdown.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`]. Its
 //!   `demo` module is `tagwatch demo`, a self-contained walkthrough on
@@ -63,5 +65,6 @@ pub mod policy;
 pub mod prometheus;
 pub mod registry;
 pub mod server;
+pub mod shard;
 pub mod telemetry;
 pub mod trailers;

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub gate_results: IntCounterVec,
+    pub shard_info: GaugeVec,
+    pub shard_apps: GaugeVec,
+    pub shard_repositories: GaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -219,6 +222,21 @@ impl Metrics {
                 "tagwatch_config_reloads_total",
                 "Configuration reloads by outcome (success, failure).",
                 &["outcome"],
+            ),
+            shard_info: gauge(
+                "tagwatch_shard_info",
+                "Always 1: which shard of how many this process is (0 of 1 without --shard).",
+                &["shard", "shards"],
+            ),
+            shard_apps: gauge(
+                "tagwatch_shard_apps",
+                "Apps this process's shard owns.",
+                &["shard"],
+            ),
+            shard_repositories: gauge(
+                "tagwatch_shard_repositories",
+                "Distinct ECR repositories this process's shard lists.",
+                &["shard"],
             ),
             registry,
         }

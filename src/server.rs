@@ -107,6 +107,18 @@ struct BoardState {
     /// window stretches by as much, so a daemon that backs off on purpose
     /// is not reported as stalled.
     backoff: Duration,
+    /// With `--shard`: which shard this process is and what it owns.
+    shard: Option<ShardJson>,
+}
+
+/// `/status`'s `shard`: this process's place among N and its share.
+#[derive(Clone, Serialize)]
+struct ShardJson {
+    index: u32,
+    count: u32,
+    apps: usize,
+    repositories: usize,
+    total_apps: usize,
 }
 
 #[derive(Serialize)]
@@ -115,6 +127,8 @@ struct StatusJson<'a> {
     last_cycle: Option<String>,
     interval_seconds: u64,
     targets: Vec<&'a Row>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<ShardJson>,
 }
 
 impl Board {
@@ -178,6 +192,19 @@ impl Board {
         }
     }
 
+    /// Records which shard this process is and what it owns (at start-up
+    /// and after each reload).
+    pub fn set_shard(&self, owned: &crate::shard::Owned) {
+        let mut s = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        s.shard = Some(ShardJson {
+            index: owned.shard.index,
+            count: owned.shard.count,
+            apps: owned.apps.len(),
+            repositories: owned.repositories,
+            total_apps: owned.total_apps,
+        });
+    }
+
     /// Sets the pause the daemon takes before its next cycle beyond the
     /// interval (see [`Board::ready`]).
     pub fn set_backoff(&self, pause: Duration) {
@@ -228,6 +255,7 @@ impl Board {
             last_cycle: s.last_cycle.map(format_time),
             interval_seconds: s.interval.as_secs(),
             targets: s.rows.values().collect(),
+            shard: s.shard.clone(),
         })
         .unwrap_or_default()
     }
@@ -247,6 +275,12 @@ impl Board {
             },
             s.last_cycle.map(format_time).unwrap_or_else(|| "none yet".into()),
         ));
+        if let Some(shard) = &s.shard {
+            page.push_str(&format!(
+                "<p class=\"shard\">shard {}/{}: {} of {} apps, {} repositories</p>",
+                shard.index, shard.count, shard.apps, shard.total_apps, shard.repositories
+            ));
+        }
         page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th></tr>");
         let cell = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
         for r in s.rows.values() {

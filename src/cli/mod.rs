@@ -8,12 +8,14 @@ mod history;
 mod import;
 mod policy_test;
 mod promote;
+mod shard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{self, Config};
 use crate::cycle::{CycleReport, Mode, Outcome};
@@ -44,7 +46,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate a configuration file and print a one-line summary.
-    Check(ConfigArg),
+    Check(shard::ShardedConfig),
     /// Run one cycle and exit: 0 when every app was reconciled, 1 when any failed.
     Once {
         #[command(flatten)]
@@ -56,9 +58,11 @@ pub enum Command {
         /// commit dates use it. For drills and tests.
         #[arg(long, value_parser = parse_now, hide = true)]
         now: Option<time::OffsetDateTime>,
+        #[command(flatten)]
+        shard: shard::ShardArg,
     },
     /// Run a cycle every `interval` until SIGTERM or SIGINT.
-    Run(ConfigArg),
+    Run(shard::ShardedConfig),
     /// Set one scalar in a YAML file in place, changing only its bytes.
     /// Exits 0 when the file changed or already held the value, 64 when refused.
     Set(edit::SetArgs),
@@ -139,9 +143,16 @@ pub fn main() -> ExitCode {
 /// Runs a subcommand and returns its exit status.
 pub async fn run(command: Command) -> u8 {
     match command {
-        Command::Check(arg) => match load(&arg) {
+        Command::Check(arg) => match load(&arg.config) {
             Ok(config) => {
-                println!("{}", summary(&config));
+                let line = summary(&config);
+                let Ok((_, owned)) = shard::apply(config, &arg.shard) else {
+                    return EXIT_USAGE;
+                };
+                println!("{line}");
+                if let Some(owned) = owned {
+                    shard::print_owned(&owned);
+                }
                 0
             }
             Err(code) => code,
@@ -150,27 +161,39 @@ pub async fn run(command: Command) -> u8 {
             config,
             dry_run,
             now,
+            shard,
         } => {
             let Ok(config) = load(&config) else {
                 return EXIT_USAGE;
             };
+            let Ok((config, owned)) = shard::apply(config, &shard) else {
+                return EXIT_USAGE;
+            };
+            let span = shard::span(owned.as_ref());
             let Some(mut ctx) = context(config).await else {
                 return EXIT_USAGE;
             };
             ctx.now = now;
+            span.in_scope(|| shard::attach(&mut ctx, owned.as_ref()));
             let report = ctx
                 .cycle(if dry_run { Mode::DryRun } else { Mode::Apply })
+                .instrument(span)
                 .await;
             print_report(&report);
             if report.any_failed() { EXIT_FAILED } else { 0 }
         }
         Command::Run(arg) => {
-            let Ok(config) = load(&arg) else {
+            let Ok(config) = load(&arg.config) else {
                 return EXIT_USAGE;
             };
-            let Some(ctx) = context(config).await else {
+            let Ok((config, owned)) = shard::apply(config, &arg.shard) else {
                 return EXIT_USAGE;
             };
+            let span = shard::span(owned.as_ref());
+            let Some(mut ctx) = context(config).await else {
+                return EXIT_USAGE;
+            };
+            span.in_scope(|| shard::attach(&mut ctx, owned.as_ref()));
             let listener = match crate::server::bind(ctx.config.listen).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -191,7 +214,7 @@ pub async fn run(command: Command) -> u8 {
                     crate::events::Queue::connect(events, ctx.config.aws.region.as_deref()).await;
                 tokio::spawn(crate::events::run(queue, wake, shutdown.clone()));
             }
-            daemon::run(ctx, wakes, shutdown).await;
+            daemon::run(ctx, wakes, shutdown).instrument(span).await;
             let _ = server.await;
             0
         }
