@@ -259,11 +259,8 @@ pub fn members(config: &Config) -> Vec<Member> {
         .apps
         .iter()
         .map(|app| {
-            let mut groups: Vec<String> = app
-                .targets
-                .iter()
-                .filter_map(|t| t.group.clone())
-                .collect();
+            let mut groups: Vec<String> =
+                app.targets.iter().filter_map(|t| t.group.clone()).collect();
             groups.sort_unstable();
             groups.dedup();
             Member {
@@ -405,9 +402,14 @@ mod tests {
             "//d",
         ]
         .iter()
-            .map(|k| jump(stable_hash(k.as_bytes()), 4))
-            .collect();
-        assert_eq!(stable_hash(b"//a"), PINNED_HASH, "{:#x}", stable_hash(b"//a"));
+        .map(|k| jump(stable_hash(k.as_bytes()), 4))
+        .collect();
+        assert_eq!(
+            stable_hash(b"//a"),
+            PINNED_HASH,
+            "{:#x}",
+            stable_hash(b"//a")
+        );
         assert_eq!(pinned, PINNED);
     }
     const PINNED: [u32; 8] = [2, 2, 2, 3, 3, 0, 3, 0];
@@ -451,9 +453,7 @@ mod tests {
 
     #[test]
     fn growing_from_n_to_n_plus_1_moves_only_to_the_new_shard() {
-        let members: Vec<Member> = (0..2000)
-            .map(|i| member(&format!("//r{i}"), &[]))
-            .collect();
+        let members: Vec<Member> = (0..2000).map(|i| member(&format!("//r{i}"), &[])).collect();
         let four = assign(&members, 4).shard_of;
         let five = assign(&members, 5).shard_of;
         let moved = four.iter().zip(&five).filter(|(a, b)| a != b).count();
@@ -489,7 +489,11 @@ mod tests {
                 let group = format!("team-{}", next() % 2000);
                 let groups: &[&str] = if i % 50 == 0 { &[&group] } else { &[] };
                 member(
-                    &repository_key(Some("123456789012"), Some("eu-west-1"), &format!("svc-{repo}")),
+                    &repository_key(
+                        Some("123456789012"),
+                        Some("eu-west-1"),
+                        &format!("svc-{repo}"),
+                    ),
                     groups,
                 )
             })
@@ -514,7 +518,11 @@ mod tests {
         let even = APPS as f64 / f64::from(SHARDS);
         for (shard, apps) in apps_of.iter().enumerate() {
             let off = (apps.len() as f64 - even).abs() / even;
-            assert!(off <= 0.10, "shard {shard}: {} apps, {off:.3} off even", apps.len());
+            assert!(
+                off <= 0.10,
+                "shard {shard}: {} apps, {off:.3} off even",
+                apps.len()
+            );
         }
     }
 }

@@ -33,7 +33,7 @@
 mod forge;
 mod support;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -79,21 +79,44 @@ fn two_replicas_and_a_concurrent_writer_never_promote_twice() {
     soak(2);
 }
 
+/// Issue 20: four shard processes (`TAGWATCH_SHARD=I/4`, each its own
+/// clone, as four StatefulSet pods) and the person, all pushing to one
+/// branch for the whole soak: every promotion lands exactly once, every
+/// one of the person's commits stays, fsck is clean, and each shard listed
+/// exactly the repositories of the apps it owns, the four together every
+/// app exactly once.
+#[test]
+fn four_shards_and_a_person_pushing_promote_every_app_exactly_once() {
+    soak_with(4, true);
+}
+
 fn soak(replicas: usize) {
+    soak_with(replicas, false);
+}
+
+/// With `sharded`, replica `r` of `replicas` runs as shard `r/replicas`;
+/// without, every replica runs every app.
+fn soak_with(replicas: usize, sharded: bool) {
     let _serial = serial();
     let window = std::env::var("TAGWATCH_SOAK_SECS")
         .ok()
         .map(|s| Duration::from_secs(s.parse().expect("TAGWATCH_SOAK_SECS is whole seconds")))
         .unwrap_or(SOAK);
     let seed = prng_seed();
-    eprintln!("soak: {replicas} replica(s), {window:?}, PRNG seed {seed}");
+    eprintln!("soak: {replicas} replica(s) (sharded: {sharded}), {window:?}, PRNG seed {seed}");
     let scene = Scene::new(SOAK_APPS, &["dev"]);
     let url = scene.server.url("remote.git");
     let work = KeepOnFailure(tempfile::tempdir().unwrap());
     let mut daemons: Vec<Daemon> = (0..replicas)
         .map(|r| {
             let config = scene.write_config(work.path(), &format!("replica-{r}"), &url);
-            Daemon::start(&config, &work.path().join(format!("replica-{r}.log")))
+            let log = work.path().join(format!("replica-{r}.log"));
+            if sharded {
+                let shard = format!("{r}/{replicas}");
+                Daemon::start_with_env(&config, &log, &[("TAGWATCH_SHARD", shard.as_str())])
+            } else {
+                Daemon::start(&config, &log)
+            }
         })
         .collect();
 
@@ -158,6 +181,9 @@ fn soak(replicas: usize) {
     }
     assert_eq!(scene.head(), head, "a converged cycle committed again");
     let stats: Vec<DaemonStats> = daemons.iter().map(DaemonStats::of).collect();
+    if sharded {
+        scene.check_shards(&daemons, work.path());
+    }
     for d in daemons {
         let log = d.log.clone();
         let status = d.stop();
@@ -1133,6 +1159,56 @@ author = "tagwatch <tagwatch@acme.dev>"
             field("count:"),
             field("packs:")
         )
+    }
+
+    /// The shards split the apps: `check --shard` names each app in
+    /// exactly one shard, and each shard's process listed exactly the
+    /// repositories of the apps it owns (its log's `listed` events), so
+    /// no repository was listed by two shards.
+    fn check_shards(&self, daemons: &[Daemon], work: &Path) {
+        let config = work.join("replica-0").join("tagwatch.toml");
+        let mut owner: BTreeMap<String, usize> = BTreeMap::new();
+        for (r, d) in daemons.iter().enumerate() {
+            let shard = format!("{r}/{}", daemons.len());
+            let out = tagwatch(
+                &[
+                    "check",
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--shard",
+                    &shard,
+                ],
+                work,
+            );
+            assert!(out.status.success(), "{}", show(&out));
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let owned: BTreeSet<String> =
+                text.lines().skip(2).map(|l| l.trim().to_string()).collect();
+            assert!(!owned.is_empty(), "shard {shard} owns no app: {text}");
+            for app in &owned {
+                assert!(
+                    owner.insert(app.clone(), r).is_none(),
+                    "{app} in two shards"
+                );
+            }
+            // Each app is its own repository in this scene.
+            let listed: BTreeSet<String> = d
+                .log_text()
+                .lines()
+                .filter(|l| l.contains("\"message\":\"listed\""))
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                    Some(v["span"]["repository"].as_str()?.to_string())
+                })
+                .collect();
+            assert_eq!(listed, owned, "shard {shard} listed other repositories");
+            assert!(
+                d.log_text().contains(&format!("\"shard\":\"{shard}\"")),
+                "shard {shard}'s log does not say which shard it is"
+            );
+        }
+        let all: Vec<String> = owner.keys().cloned().collect();
+        assert_eq!(all, self.apps, "the shards together own every app");
     }
 
     /// A person's commit straight to the remote, so the branch moves.
