@@ -99,3 +99,70 @@ fn reduced_fleet_lists_each_repository_once_and_writes_only_what_changed() {
     // The daemon made no ECR call while idle.
     assert_eq!(int(&figures["summary"]["idle"]["idle_calls"]), 0);
 }
+
+/// Issue 20, at CI size: the same fleet served by the benchmark's in-memory
+/// ECR endpoint (which the script first checks against moto page for
+/// page), then split over three `once --shard I/3` processes. Each shard
+/// lists exactly its own repositories, each once, in exactly their pages;
+/// together they own every app and every repository exactly once; nothing
+/// is written when nothing changed; the changed repository's ten targets
+/// are promoted by its shard alone, in one push.
+#[test]
+fn reduced_fleet_on_the_memory_endpoint_splits_over_three_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("fleet.json");
+    let out = Command::new(python())
+        .arg(root().join("bench/fleet/run"))
+        .args([
+            "--reduced",
+            "--memory-ecr",
+            "--shards",
+            "3",
+            "--idle-secs",
+            "0",
+            "--binary",
+            env!("CARGO_BIN_EXE_tagwatch"),
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("run bench/fleet/run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench/fleet/run --reduced --memory-ecr --shards 3 failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&out.stdout),
+    );
+    assert!(
+        stderr.contains("memory ECR checked against moto page for page"),
+        "{stderr}"
+    );
+    let figures: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // The unsharded cycles on the memory endpoint keep issue 8's invariants.
+    for kind in ["cold", "warm", "changed"] {
+        for run in figures["runs"][kind].as_array().unwrap() {
+            assert_eq!(int(&run["listing_calls"]), 10, "{kind}: {run}");
+            assert_eq!(int(&run["pages"]), 10, "{kind}: {run}");
+        }
+    }
+    let shards = &figures["runs"]["shards"];
+    for kind in ["cold", "warm", "changed"] {
+        let rows = shards[kind].as_array().unwrap();
+        assert_eq!(rows.len(), 3, "{kind}");
+        let repos: u64 = rows.iter().map(|r| int(&r["repos"])).sum();
+        let targets: u64 = rows.iter().map(|r| int(&r["targets"])).sum();
+        assert_eq!(
+            (repos, targets),
+            (10, 100),
+            "{kind}: the shards split the fleet"
+        );
+        for r in rows {
+            assert_eq!(int(&r["listing_calls"]), int(&r["repos"]), "{kind}: {r}");
+            assert_eq!(int(&r["pages"]), int(&r["repos"]), "{kind}: {r}");
+        }
+        let pushes: u64 = rows.iter().map(|r| int(&r["pushes"])).sum();
+        let promoted: u64 = rows.iter().map(|r| int(&r["promoted"])).sum();
+        let want = if kind == "changed" { (1, 10) } else { (0, 0) };
+        assert_eq!((pushes, promoted), want, "{kind}: {rows:?}");
+    }
+}
