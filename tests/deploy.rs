@@ -1361,3 +1361,102 @@ fn event_pipeline_template_routes_pushes_to_a_queue_with_a_dead_letter_queue() {
 
     run(Command::new(venv_tool("cfn-lint")).arg(root().join("manifests/aws/ecr-push-events.yaml")));
 }
+
+// --- Sharding (issue 20) ----------------------------------------------------
+
+/// `manifests/components/sharded` from an overlay outside `manifests/` (as
+/// a user's would be: kustomize refuses an overlay inside its base),
+/// rendered offline.
+fn rendered_sharded() -> (tempfile::TempDir, String) {
+    let dir = temp_dir();
+    std::os::unix::fs::symlink(root().join("manifests"), dir.path().join("manifests")).unwrap();
+    let overlay = dir.path().join("deploy");
+    std::fs::create_dir(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../manifests\ncomponents:\n  - ../manifests/components/sharded\n",
+    )
+    .unwrap();
+    let text = run(Command::new(venv_tool("kubectl")).arg("kustomize").arg(&overlay));
+    (dir, text)
+}
+
+/// Issue 20: the StatefulSet variant. It replaces the Deployment, runs
+/// `--shard auto/N` with N equal to its replicas, hands the pod's name to
+/// tagwatch, references the generated ConfigMap by its hashed name, keeps
+/// the Deployment's pod otherwise, and validates against the Kubernetes
+/// schemas like the base.
+#[test]
+fn the_sharded_component_is_a_statefulset_running_shard_auto_n() {
+    let (dir, text) = rendered_sharded();
+    let objects = yaml_documents(&text);
+    assert!(
+        objects.iter().all(|o| o["kind"] != "Deployment"),
+        "the Deployment is replaced"
+    );
+    let set = object(&objects, "StatefulSet", "tagwatch");
+    let spec = &set["spec"];
+    let replicas = spec["replicas"].as_u64().expect("replicas");
+    let container = &spec["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "--shard").expect("--shard");
+    assert_eq!(args[at + 1], format!("auto/{replicas}"), "N = replicas");
+    assert_eq!(args[..at], ["run", "--config", "/etc/tagwatch/tagwatch.toml"]);
+    let pod_name = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_NAME")
+        .expect("POD_NAME");
+    assert_eq!(
+        pod_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(spec["podManagementPolicy"], "Parallel");
+    let governing = object(&objects, "Service", "tagwatch-shards");
+    assert_eq!(spec["serviceName"], "tagwatch-shards");
+    assert_eq!(governing["spec"]["clusterIP"], "None");
+    assert!(selects(
+        &governing["spec"]["selector"],
+        &spec["template"]["metadata"]["labels"]
+    ));
+    // The same pod as the Deployment's, but for the shard's arguments.
+    let base = rendered();
+    let deployment = object(&base, "Deployment", "tagwatch");
+    let mut pod = spec["template"].clone();
+    let mut want = deployment["spec"]["template"].clone();
+    for p in [&mut pod, &mut want] {
+        let c = &mut p["spec"]["containers"][0];
+        c["args"] = Value::Null;
+        c["env"] = Value::Null;
+    }
+    assert_eq!(pod, want, "the shard's pod drifted from the Deployment's");
+    let config = object(&objects, "ConfigMap", "tagwatch-config");
+    let mounted = spec["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .unwrap();
+    assert_eq!(mounted["configMap"]["name"], config["metadata"]["name"]);
+    for o in objects.iter().filter(|o| o["kind"] != "Namespace") {
+        assert_eq!(o["metadata"]["namespace"], "tagwatch", "{}", o["metadata"]["name"]);
+    }
+
+    let path = dir.path().join("rendered.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let out = run(Command::new(venv_tool("python"))
+        .arg("-c")
+        .arg(VALIDATE)
+        .arg(&path)
+        .arg("1.32.0,1.37.0")
+        .arg("monitoring.coreos.com"));
+    assert!(out.contains("valid: StatefulSet/tagwatch"), "{out}");
+    assert!(!out.contains("INVALID"), "{out}");
+}
