@@ -1378,7 +1378,9 @@ fn rendered_sharded() -> (tempfile::TempDir, String) {
          resources:\n  - ../manifests\ncomponents:\n  - ../manifests/components/sharded\n",
     )
     .unwrap();
-    let text = run(Command::new(venv_tool("kubectl")).arg("kustomize").arg(&overlay));
+    let text = run(Command::new(venv_tool("kubectl"))
+        .arg("kustomize")
+        .arg(&overlay));
     (dir, text)
 }
 
@@ -1407,7 +1409,10 @@ fn the_sharded_component_is_a_statefulset_running_shard_auto_n() {
         .collect();
     let at = args.iter().position(|a| *a == "--shard").expect("--shard");
     assert_eq!(args[at + 1], format!("auto/{replicas}"), "N = replicas");
-    assert_eq!(args[..at], ["run", "--config", "/etc/tagwatch/tagwatch.toml"]);
+    assert_eq!(
+        args[..at],
+        ["run", "--config", "/etc/tagwatch/tagwatch.toml"]
+    );
     let pod_name = container["env"]
         .as_array()
         .unwrap()
@@ -1446,7 +1451,11 @@ fn the_sharded_component_is_a_statefulset_running_shard_auto_n() {
         .unwrap();
     assert_eq!(mounted["configMap"]["name"], config["metadata"]["name"]);
     for o in objects.iter().filter(|o| o["kind"] != "Namespace") {
-        assert_eq!(o["metadata"]["namespace"], "tagwatch", "{}", o["metadata"]["name"]);
+        assert_eq!(
+            o["metadata"]["namespace"], "tagwatch",
+            "{}",
+            o["metadata"]["name"]
+        );
     }
 
     let path = dir.path().join("rendered.yaml");
