@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
+use crate::policy::{Policy, Strategy};
 use crate::registry::{Image, Listing, Registry, RegistryError};
 
 pub type Listings = HashMap<String, Result<Listing, RegistryError>>;
@@ -30,22 +31,86 @@ pub fn pages_of(listings: &Listings) -> u32 {
 /// wait. Keyed by app and, for a target with its own `constraint`, env.
 pub type Preferred = HashMap<(String, Option<String>), Option<usize>>;
 
-/// The policies that choose from `listing`, each once: every app on the
-/// repository, and every target of those with its own policy.
-fn prefer(config: &Config, listing: &Listing, now: OffsetDateTime, preferred: &mut Preferred) {
-    let index = |policy: &crate::policy::Policy| policy.best_index(&listing.images, now);
-    for app in config
-        .apps
-        .iter()
-        .filter(|a| a.repository == listing.repository)
-    {
-        preferred.insert((app.name.clone(), None), index(&app.policy));
-        for target in &app.targets {
-            if let Some(own) = &target.policy {
-                preferred.insert((app.name.clone(), Some(target.env.clone())), index(own));
+/// Which scans of a listing a cycle makes, planned once before the listing
+/// from the config: per repository, each distinct policy that chooses from
+/// it (an app's, or a target's own `constraint`) with every key of
+/// [`Preferred`] it answers. Apps that share a repository and an equivalent
+/// policy share one scan of its tags, so the deciding cost grows with
+/// distinct (repository, policy) pairs, not with apps; and a landed listing
+/// finds its policies by one lookup, not by a pass over every app.
+#[derive(Default)]
+struct ScanPlan<'a> {
+    by_repository: HashMap<&'a str, Vec<Scan<'a>>>,
+}
+
+/// One scan of one repository's tags, and the keys that take its answer.
+struct Scan<'a> {
+    policy: &'a Policy,
+    keys: Vec<(String, Option<String>)>,
+}
+
+impl<'a> ScanPlan<'a> {
+    fn new(config: &'a Config) -> ScanPlan<'a> {
+        let mut plan = ScanPlan::default();
+        for app in &config.apps {
+            let scans = plan
+                .by_repository
+                .entry(app.repository.as_str())
+                .or_default();
+            let mut add = |policy: &'a Policy, key: (String, Option<String>)| match scans
+                .iter_mut()
+                .find(|s| same_choice(s.policy, policy))
+            {
+                Some(scan) => scan.keys.push(key),
+                None => scans.push(Scan {
+                    policy,
+                    keys: vec![key],
+                }),
+            };
+            add(&app.policy, (app.name.clone(), None));
+            for target in &app.targets {
+                if let Some(own) = &target.policy {
+                    add(own, (app.name.clone(), Some(target.env.clone())));
+                }
             }
         }
+        plan
     }
+
+    /// Scans `listing` once per distinct policy; returns how many scans.
+    fn prefer(&self, listing: &Listing, now: OffsetDateTime, preferred: &mut Preferred) -> usize {
+        let Some(scans) = self.by_repository.get(listing.repository.as_str()) else {
+            return 0;
+        };
+        for scan in scans {
+            let best = scan.policy.best_index(&listing.images, now);
+            for key in &scan.keys {
+                preferred.insert(key.clone(), best);
+            }
+        }
+        scans.len()
+    }
+}
+
+/// Whether two policies choose the same image from every listing: the same
+/// strategy (and range or followed tag), the same `allow` pattern and
+/// `extract`, the same `ignore` globs and `min_age`. Conservative: two
+/// policies written differently but equivalent (`^1` and `>=1 <2`) are
+/// scanned twice, which costs time, never correctness.
+fn same_choice(a: &Policy, b: &Policy) -> bool {
+    let strategy = match (&a.strategy, &b.strategy) {
+        (Strategy::Semver(x), Strategy::Semver(y)) => x == y,
+        (Strategy::Digest { tag: x }, Strategy::Digest { tag: y }) => x == y,
+        (Strategy::Newest, Strategy::Newest)
+        | (Strategy::Alphabetical, Strategy::Alphabetical)
+        | (Strategy::Numeric, Strategy::Numeric) => true,
+        _ => false,
+    };
+    strategy
+        && a.allow.as_ref().map(|r| r.as_str()) == b.allow.as_ref().map(|r| r.as_str())
+        && a.extract == b.extract
+        && a.ignore == b.ignore
+        && a.min_age == b.min_age
 }
 
 /// Lists every repository the config names, each exactly once, at most
@@ -88,13 +153,20 @@ pub async fn list_repositories(
             .instrument(span),
         );
     }
+    let plan = ScanPlan::new(config);
     let mut listings = HashMap::new();
     let mut preferred = Preferred::new();
+    // Profile counters for the `listing finished` line: how many scans of
+    // a listing's tags were made for how many policy choices, and the time
+    // they took (CPU on this task, while other listings are in flight).
+    let (mut scans, mut scanning) = (0, std::time::Duration::ZERO);
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok((repository, result)) => {
                 if let Ok(listing) = &result {
-                    prefer(config, listing, now, &mut preferred);
+                    let started = std::time::Instant::now();
+                    scans += plan.prefer(listing, now, &mut preferred);
+                    scanning += started.elapsed();
                 }
                 listings.insert(repository, result);
             }
@@ -107,6 +179,9 @@ pub async fn list_repositories(
         repositories = listings.len(),
         failed,
         pages,
+        scans,
+        choices = preferred.len(),
+        scanning = ?scanning,
         elapsed = ?started.elapsed(),
         "listing finished"
     );
@@ -163,5 +238,156 @@ fn warn_future_pushes(listing: &Listing) {
             pushed_at = %first.pushed_at.map(crate::trailers::format_time).unwrap_or_default(),
             "imagePushedAt is in the future (clock skew?); min_age treats these images as too young"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cycle::table_facts::{NOW, images};
+
+    /// A config of `apps`, each `(name, repository, policy keys, targets)`
+    /// where a target is `(env, its own keys)`.
+    fn config(apps: &[(&str, &str, &str, &[(&str, &str)])]) -> Config {
+        let mut text = String::from(
+            "[aws]\nregion = \"eu-west-1\"\n[git]\nurl = \"https://git.example.com/g.git\"\n\
+             branch = \"main\"\ncheckout_dir = \"checkout\"\nauthor = \"t <t@acme.dev>\"\n",
+        );
+        for (name, repository, policy, targets) in apps {
+            text.push_str(&format!(
+                "\n[[apps]]\nname = \"{name}\"\nrepository = \"{repository}\"\n{policy}\n"
+            ));
+            for (env, own) in *targets {
+                text.push_str(&format!(
+                    "\n[[apps.targets]]\nenv = \"{env}\"\nfile = \"{name}/{env}.yaml\"\n\
+                     key = \"image.tag\"\n{own}\n"
+                ));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tagwatch.toml");
+        std::fs::write(&path, &text).unwrap();
+        crate::config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    const DEV: &[(&str, &str)] = &[("dev", "")];
+
+    /// Issue 20: equivalent policies on one repository share one scan;
+    /// anything that can change the choice does not.
+    #[test]
+    fn apps_with_an_equivalent_policy_on_one_repository_share_one_scan() {
+        let cases: &[(&str, &str, &str, usize)] = &[
+            (
+                "constraint = \"^1\"",
+                "constraint = \"^1\"",
+                "same range",
+                1,
+            ),
+            (
+                "constraint = \"^1\"",
+                "constraint = \"^2\"",
+                "other range",
+                2,
+            ),
+            (
+                "constraint = \"^1\"\nignore = [\"*-rc*\"]",
+                "constraint = \"^1\"\nignore = [\"*-rc*\"]",
+                "same ignore",
+                1,
+            ),
+            (
+                "constraint = \"^1\"",
+                "constraint = \"^1\"\nignore = [\"*-rc*\"]",
+                "an ignore more",
+                2,
+            ),
+            (
+                "strategy = \"newest\"\nallow = '^main-'\nmin_age = \"1h\"",
+                "strategy = \"newest\"\nallow = '^main-'\nmin_age = \"1h\"",
+                "same allow and min_age",
+                1,
+            ),
+            (
+                "strategy = \"newest\"\nallow = '^main-'\nmin_age = \"1h\"",
+                "strategy = \"newest\"\nallow = '^main-'\nmin_age = \"2h\"",
+                "other min_age",
+                2,
+            ),
+            (
+                "strategy = \"newest\"\nallow = '^main-'",
+                "strategy = \"alphabetical\"\nallow = '^main-'",
+                "other strategy",
+                2,
+            ),
+            (
+                "strategy = \"digest\"\nconstraint = \"stable\"",
+                "strategy = \"digest\"\nconstraint = \"latest\"",
+                "other followed tag",
+                2,
+            ),
+            (
+                "strategy = \"numeric\"\nallow = '^b(?P<n>\\d+)$'\nextract = \"$n\"",
+                "strategy = \"numeric\"\nallow = '^b(?P<n>\\d+)$'\nextract = \"$n\"",
+                "same extract",
+                1,
+            ),
+        ];
+        let listing = images(&[("1.0.0", "sha256:a", 7200), ("2.0.0", "sha256:b", 3600)]);
+        for (a, b, why, want) in cases {
+            let config = config(&[("a", "web", a, DEV), ("b", "web", b, DEV)]);
+            let plan = ScanPlan::new(&config);
+            let mut preferred = Preferred::new();
+            let scans = plan.prefer(&listing, NOW, &mut preferred);
+            assert_eq!(scans, *want, "{why}");
+            assert_eq!(preferred.len(), 2, "{why}: both apps answered");
+        }
+    }
+
+    /// The shared answer is each policy's own: the plan's choices equal
+    /// `best_index` per app and per target with its own constraint, other
+    /// repositories' policies are not scanned, and a listing of a
+    /// repository no app names costs nothing.
+    #[test]
+    fn a_shared_scan_gives_every_app_its_own_policy_s_answer() {
+        let config = config(&[
+            (
+                "a",
+                "web",
+                "constraint = \"^1\"",
+                &[("dev", ""), ("prod", "constraint = \"~1.0\"")],
+            ),
+            ("b", "web", "constraint = \"^1\"", DEV),
+            ("c", "web", "constraint = \"~1.0\"", DEV),
+            ("d", "web", "strategy = \"newest\"", DEV),
+            ("e", "api", "constraint = \"^1\"", DEV),
+        ]);
+        let listing = images(&[
+            ("1.0.0", "sha256:a", 9000),
+            ("1.0.5", "sha256:b", 7200),
+            ("1.2.0", "sha256:c", 3600),
+            ("2.0.0", "sha256:d", 1800),
+        ]);
+        let plan = ScanPlan::new(&config);
+        let mut preferred = Preferred::new();
+        // ^1 (a, b), ~1.0 (a/prod, c), newest (d): three scans for five choices.
+        assert_eq!(plan.prefer(&listing, NOW, &mut preferred), 3);
+        let key = |app: &str, env: Option<&str>| (app.to_string(), env.map(str::to_string));
+        let tag = |k| preferred[&k].map(|i| listing.images[i].tag.as_str());
+        assert_eq!(tag(key("a", None)), Some("1.2.0"));
+        assert_eq!(tag(key("b", None)), Some("1.2.0"));
+        assert_eq!(tag(key("a", Some("prod"))), Some("1.0.5"));
+        assert_eq!(tag(key("c", None)), Some("1.0.5"));
+        assert_eq!(tag(key("d", None)), Some("2.0.0"));
+        assert!(!preferred.contains_key(&key("e", None)));
+        for app in &config.apps {
+            if app.repository != "web" {
+                continue;
+            }
+            let own = app.policy.best_index(&listing.images, NOW);
+            assert_eq!(preferred[&key(&app.name, None)], own, "{}", app.name);
+        }
+        let mut other = listing.clone();
+        other.repository = "nobody".into();
+        assert_eq!(plan.prefer(&other, NOW, &mut Preferred::new()), 0);
     }
 }
