@@ -37,33 +37,35 @@ pub type Preferred = HashMap<(String, Option<String>), Option<usize>>;
 /// [`Preferred`] it answers. Apps that share a repository and an equivalent
 /// policy share one scan of its tags, so the deciding cost grows with
 /// distinct (repository, policy) pairs, not with apps; and a landed listing
-/// finds its policies by one lookup, not by a pass over every app.
+/// finds its policies by one lookup, not by a pass over every app. Owned
+/// (each distinct policy cloned once), so each listing task scans its own
+/// listing as soon as it lands, on whichever worker thread it runs.
 #[derive(Default)]
-struct ScanPlan<'a> {
-    by_repository: HashMap<&'a str, Vec<Scan<'a>>>,
+struct ScanPlan {
+    by_repository: HashMap<String, Vec<Scan>>,
 }
 
 /// One scan of one repository's tags, and the keys that take its answer.
-struct Scan<'a> {
-    policy: &'a Policy,
+struct Scan {
+    policy: Policy,
     keys: Vec<(String, Option<String>)>,
 }
 
-impl<'a> ScanPlan<'a> {
-    fn new(config: &'a Config) -> ScanPlan<'a> {
+impl ScanPlan {
+    fn new(config: &Config) -> ScanPlan {
         let mut plan = ScanPlan::default();
         for app in &config.apps {
             let scans = plan
                 .by_repository
-                .entry(app.repository.as_str())
+                .entry(app.repository.clone())
                 .or_default();
-            let mut add = |policy: &'a Policy, key: (String, Option<String>)| match scans
+            let mut add = |policy: &Policy, key: (String, Option<String>)| match scans
                 .iter_mut()
-                .find(|s| same_choice(s.policy, policy))
+                .find(|s| same_choice(&s.policy, policy))
             {
                 Some(scan) => scan.keys.push(key),
                 None => scans.push(Scan {
-                    policy,
+                    policy: policy.clone(),
                     keys: vec![key],
                 }),
             };
@@ -124,6 +126,7 @@ pub async fn list_repositories(
     repositories.sort_unstable();
     repositories.dedup();
 
+    let plan = Arc::new(ScanPlan::new(config));
     let limit = Arc::new(Semaphore::new(config.aws.concurrency));
     let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
@@ -131,6 +134,7 @@ pub async fn list_repositories(
         let repository = repository.to_string();
         let registry = Arc::clone(&registry);
         let limit = Arc::clone(&limit);
+        let plan = Arc::clone(&plan);
         let span = info_span!("list", repository = %repository);
         tasks.spawn(
             async move {
@@ -148,26 +152,31 @@ pub async fn list_repositories(
                     }
                     Err(e) => warn!(kind = e.kind(), error = %e, "listing failed"),
                 }
-                (repository, result)
+                // Each policy's best, chosen here while other listings are
+                // still in flight, in parallel across the runtime's workers.
+                let started = std::time::Instant::now();
+                let mut chosen = Preferred::new();
+                let scans = match &result {
+                    Ok(listing) => plan.prefer(listing, now, &mut chosen),
+                    Err(_) => 0,
+                };
+                (repository, result, chosen, scans, started.elapsed())
             }
             .instrument(span),
         );
     }
-    let plan = ScanPlan::new(config);
     let mut listings = HashMap::new();
     let mut preferred = Preferred::new();
     // Profile counters for the `listing finished` line: how many scans of
     // a listing's tags were made for how many policy choices, and the time
-    // they took (CPU on this task, while other listings are in flight).
+    // they took in all (summed over the listing tasks, which overlap).
     let (mut scans, mut scanning) = (0, std::time::Duration::ZERO);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((repository, result)) => {
-                if let Ok(listing) = &result {
-                    let started = std::time::Instant::now();
-                    scans += plan.prefer(listing, now, &mut preferred);
-                    scanning += started.elapsed();
-                }
+            Ok((repository, result, chosen, n, took)) => {
+                preferred.extend(chosen);
+                scans += n;
+                scanning += took;
                 listings.insert(repository, result);
             }
             Err(e) => error!(error = %e, "listing task panicked"),
