@@ -255,9 +255,12 @@ mod tests {
     use super::*;
     use crate::cycle::table_facts::{NOW, images};
 
-    /// A config of `apps`, each `(name, repository, policy keys, targets)`
+    /// One app of a test config: `(name, repository, policy keys, targets)`
     /// where a target is `(env, its own keys)`.
-    fn config(apps: &[(&str, &str, &str, &[(&str, &str)])]) -> Config {
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    /// A config of `apps`.
+    fn config(apps: &[Row]) -> Config {
         let mut text = String::from(
             "[aws]\nregion = \"eu-west-1\"\n[git]\nurl = \"https://git.example.com/g.git\"\n\
              branch = \"main\"\ncheckout_dir = \"checkout\"\nauthor = \"t <t@acme.dev>\"\n",
