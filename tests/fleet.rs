@@ -5,6 +5,10 @@
 //! idling. The SDK baseline is left to the full run, and so are times, RSS
 //! and CPU: a benchmark's figures are measured there, never asserted here.
 //!
+//! A second test (issue 20) serves the same fleet from the bench's
+//! in-memory ECR endpoint (checked against moto page for page by the
+//! script) and splits it over three `once --shard I/3` processes.
+//!
 //! The script asserts the structural targets itself on every cycle; this
 //! test checks the same facts again from its JSON, so a script that stops
 //! checking them cannot pass either.
