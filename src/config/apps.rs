@@ -55,6 +55,8 @@ pub struct App {
     pub policy: Policy,
     /// Environments this app is promoted into.
     pub targets: Vec<Target>,
+    /// `[[apps.previews]]`: one file per pull request with images.
+    pub previews: Vec<super::Preview>,
 }
 
 /// One environment of an app: a scalar in a file of the GitOps repository.
@@ -419,7 +421,28 @@ pub(super) fn validate_app(
         }
         targets.push(target);
     }
-    let targets = order_chain(src, index, raw, targets)?;
+    let mut targets = order_chain(src, index, raw, targets)?;
+    let previews = raw
+        .previews
+        .iter()
+        .enumerate()
+        .map(|(p, r)| {
+            super::previews::validate(src, index, name.get_ref(), p, r, Some(name.span()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Preview tags are never candidates for the app's own targets, whatever
+    // `ignore` says: a pull request's image must not reach dev by accident.
+    let excluded: Vec<_> = previews
+        .iter()
+        .map(|p| std::sync::Arc::clone(&p.allow))
+        .collect();
+    let mut policy = policy;
+    policy.previews.clone_from(&excluded);
+    for target in &mut targets {
+        if let Some(own) = &mut target.policy {
+            own.previews.clone_from(&excluded);
+        }
+    }
     if seen.forge.is_none() && seen.needs_forge.is_none() {
         seen.needs_forge = raw
             .targets
@@ -444,6 +467,7 @@ pub(super) fn validate_app(
         repository: repository.get_ref().clone(),
         policy,
         targets,
+        previews,
     })
 }
 

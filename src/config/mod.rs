@@ -30,6 +30,7 @@ pub use apps::{
     proposal_branch,
 };
 pub use argocd::ArgoSettings;
+pub use previews::{DEFAULT_MAX_PREVIEWS, Preview};
 pub use prometheus::PrometheusSettings;
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
@@ -78,6 +79,7 @@ pub struct Config {
 mod apps;
 mod argocd;
 mod include;
+mod previews;
 mod prometheus;
 mod raw;
 mod settings;

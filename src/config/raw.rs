@@ -156,6 +156,8 @@ pub(super) struct RawApp {
     pub(super) cosign_public_key_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub(super) previews: Vec<super::previews::RawPreview>,
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@ mod decide;
 mod export;
 mod list;
 pub mod plan;
+pub mod preview;
 pub mod propose;
 pub mod report;
 pub mod source;

@@ -128,6 +128,12 @@ pub trait Forge: Send + Sync {
 
     /// Leaves `comment` on the request and closes it.
     fn close<'a>(&'a self, pr: &'a PullRequest, comment: &'a str) -> Reply<'a, ()>;
+
+    /// Where request `number` stands in `repository` (the configured one
+    /// when `None`): for preview environments, whose numbers come from
+    /// image tags. GitHub `GET /repos/{owner}/{repo}/pulls/{number}`,
+    /// GitLab `GET /projects/:id/merge_requests/:iid`.
+    fn pull_state<'a>(&'a self, repository: Option<&'a str>, number: u64) -> Reply<'a, State>;
 }
 
 /// From a forge's list of requests for a branch (newest first): the open
