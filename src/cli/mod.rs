@@ -269,4 +269,7 @@ pub fn print_report(report: &CycleReport) {
             print!("{diff}");
         }
     }
+    for p in &report.previews {
+        println!("{p}");
+    }
 }

@@ -22,6 +22,7 @@ mod export;
 mod list;
 pub mod plan;
 pub mod preview;
+mod preview_facts;
 pub mod propose;
 pub mod report;
 pub mod source;
@@ -101,6 +102,7 @@ pub async fn run_cycle(
         checkout: Arc::clone(&checkout),
         mode,
         now,
+        forge: peers.forge.clone(),
     };
     let written = write::write(&inputs, synced).await;
 
@@ -119,6 +121,16 @@ pub async fn run_cycle(
     };
     report.push_attempts = written.push_attempts;
     report.push_conflicts = written.push_conflicts;
+    report.previews = written
+        .previews
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let commit = written.preview_commits.get(&i).cloned();
+            let unpushed = written.unpushed.as_ref().map(|e| e.to_string());
+            preview::Report::of(p, mode == Mode::DryRun, commit, unpushed)
+        })
+        .collect();
 
     // Proposals are built on the pushed head, so only when the push went.
     let mut proposals = Proposals::default();

@@ -42,6 +42,8 @@ pub struct FileFact {
 
 /// Everything one block's decision rests on.
 pub struct Facts<'a> {
+    /// (app, block) indices in the config.
+    pub at: (usize, usize),
     pub app: &'a App,
     pub preview: &'a Preview,
     /// `None` when the listing failed (the error is reported by the targets).
@@ -126,6 +128,8 @@ impl Action {
 /// One preview number's decision.
 #[derive(Clone, Debug)]
 pub struct Planned {
+    /// (app, block) indices in the config.
+    pub at: (usize, usize),
     pub app: String,
     pub pr: u64,
     pub file: RepoPath,
@@ -157,6 +161,7 @@ pub fn plan(f: &Facts<'_>) -> Vec<Planned> {
         };
         let state = f.states.get(&n).copied();
         let mut planned = Planned {
+            at: f.at,
             app: f.app.name.clone(),
             pr: n,
             file: path,
@@ -289,6 +294,112 @@ fn update(f: &Facts<'_>, file: &FileFact, image: &Image) -> Action {
         Err(e) => Action::Fail {
             error: format!("{}: {}: {e}", file.path, f.preview.key),
         },
+    }
+}
+
+/// What became of one preview in a cycle: the line `once` prints, a row
+/// of `/status` and of `tagwatch previews`, a count in the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub app: String,
+    pub pr: u64,
+    pub file: String,
+    /// The newest image's tag, when the registry holds one.
+    pub tag: Option<String>,
+    pub pushed_at: Option<OffsetDateTime>,
+    /// `open`, `closed`, `merged`, or `None` when not asked or not known.
+    pub state: Option<&'static str>,
+    /// `created`, `updated`, `removed`, `unchanged`, `skipped`, `failed`.
+    pub action: &'static str,
+    /// Why it was removed, skipped or failed.
+    pub reason: Option<String>,
+    /// The pushed commit, for a change that was written.
+    pub commit: Option<String>,
+    /// A dry run's decision: nothing was written.
+    pub dry_run: bool,
+    /// Whether the file is on the branch after the cycle (or would be).
+    pub live: bool,
+}
+
+impl Report {
+    /// From a decision, once written (`commit`) or not (`error`).
+    pub fn of(p: &Planned, dry_run: bool, commit: Option<String>, error: Option<String>) -> Report {
+        let (mut action, mut reason) = (
+            p.action.kind(),
+            match &p.action {
+                Action::Remove { why } => Some(why.as_str().to_string()),
+                Action::Skip { reason } => Some(reason.clone()),
+                Action::Fail { error } => Some(error.clone()),
+                _ => None,
+            },
+        );
+        if let Some(error) = error.filter(|_| p.action.writes() && !dry_run) {
+            action = "failed";
+            reason = Some(error);
+        }
+        let live = match &p.action {
+            Action::Create { .. } | Action::Update { .. } | Action::Keep => true,
+            Action::Remove { .. } => false,
+            Action::Skip { .. } | Action::Fail { .. } => p.exists,
+        };
+        Report {
+            app: p.app.clone(),
+            pr: p.pr,
+            file: p.file.to_string(),
+            tag: p.image.as_ref().map(|i| i.tag.clone()),
+            pushed_at: p.image.as_ref().and_then(|i| i.pushed_at),
+            state: p.state.map(state_str),
+            action,
+            reason,
+            commit,
+            dry_run,
+            live,
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    /// `payments/preview pr-7: created pr-7-aaaaaaa (commit 1a2b3c4d5e6f)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/preview pr-{}: ", self.app, self.pr)?;
+        let tag = self.tag.as_deref().unwrap_or("(no image)");
+        let would = if self.dry_run { "would " } else { "" };
+        let reason = self.reason.as_deref().unwrap_or("");
+        match self.action {
+            "created" => write!(
+                f,
+                "{would}{} {} at {tag}",
+                if self.dry_run { "create" } else { "created" },
+                self.file
+            )?,
+            "updated" => write!(
+                f,
+                "{would}{} to {tag}",
+                if self.dry_run { "update" } else { "updated" }
+            )?,
+            "removed" => write!(
+                f,
+                "{would}{} {} ({reason})",
+                if self.dry_run { "remove" } else { "removed" },
+                self.file
+            )?,
+            "unchanged" => write!(f, "up to date at {tag}")?,
+            "skipped" => write!(f, "skipped: {reason}")?,
+            _ => write!(f, "failed: {reason}")?,
+        }
+        if let Some(commit) = &self.commit {
+            write!(f, " (commit {})", &commit[..commit.len().min(12)])?;
+        }
+        Ok(())
+    }
+}
+
+/// A pull request's state as the surfaces print it.
+pub fn state_str(s: State) -> &'static str {
+    match s {
+        State::Open => "open",
+        State::Closed => "closed",
+        State::Merged => "merged",
     }
 }
 
@@ -450,6 +561,7 @@ ttl = "72h"
         let states: HashMap<_, _> = row.states.iter().copied().collect();
         plan(&Facts {
             app: &app,
+            at: (0, 0),
             preview: &app.previews[0],
             listing: Some(&listing),
             files: &files,
@@ -581,6 +693,7 @@ ttl = "72h"
         let template = Ok(Some(b"other: 1\n".to_vec()));
         let planned = plan(&Facts {
             app: &app,
+            at: (0, 0),
             preview: &app.previews[0],
             listing: Some(&listing),
             files: &files,
@@ -597,6 +710,7 @@ ttl = "72h"
         let files: BTreeMap<_, _> = [file(7, "pr-7-aaaaaaa", true)].into_iter().collect();
         let planned = plan(&Facts {
             app: &app,
+            at: (0, 0),
             preview: &app.previews[0],
             listing: None,
             files: &files,
@@ -611,6 +725,7 @@ ttl = "72h"
     fn the_message_carries_the_preview_trailer() {
         let app = app("");
         let p = Planned {
+            at: (0, 0),
             app: "payments".into(),
             pr: 42,
             file: RepoPath::new("previews/payments/pr-42.yaml").expect("path"),

@@ -264,6 +264,8 @@ pub struct CycleReport {
     pub registry_pages: u32,
     /// Pull requests closed because the base already holds their values.
     pub requests_closed: u32,
+    /// Every preview environment's decision (`[[apps.previews]]`).
+    pub previews: Vec<super::preview::Report>,
 }
 
 impl CycleReport {
@@ -272,6 +274,7 @@ impl CycleReport {
         self.targets
             .iter()
             .any(|t| matches!(t.outcome, Outcome::Failed { .. }))
+            || self.previews.iter().any(|p| p.action == "failed")
     }
 
     /// Outcomes counted by kind, for the one-line summary after a cycle.
