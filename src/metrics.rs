@@ -44,6 +44,8 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub gate_results: IntCounterVec,
+    pub previews: GaugeVec,
+    pub preview_changes: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -219,6 +221,16 @@ impl Metrics {
                 "tagwatch_config_reloads_total",
                 "Configuration reloads by outcome (success, failure).",
                 &["outcome"],
+            ),
+            previews: gauge(
+                "tagwatch_previews",
+                "Preview environments whose file is on the branch, by app.",
+                &["app"],
+            ),
+            preview_changes: counter(
+                "tagwatch_preview_changes_total",
+                "Preview files written, by app and action (created, updated, removed).",
+                &["app", "action"],
             ),
             registry,
         }

@@ -90,6 +90,28 @@ pub struct Row {
     pub updated: String,
 }
 
+/// One preview environment as the last cycle left it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PreviewRow {
+    pub app: String,
+    pub pr: u64,
+    pub file: String,
+    /// The newest image's tag.
+    pub tag: Option<String>,
+    /// When that image was pushed (RFC 3339).
+    pub pushed_at: Option<String>,
+    /// `open`, `closed`, `merged`; absent without `[forge]`.
+    pub pr_state: Option<String>,
+    /// Whether its file is on the branch.
+    pub live: bool,
+    /// The last cycle's action: created, updated, unchanged, skipped, failed.
+    pub action: String,
+    /// Why it was skipped or failed (`max_previews (20) reached`, …).
+    pub reason: Option<String>,
+    /// When this row last changed (RFC 3339).
+    pub updated: String,
+}
+
 /// The daemon's state, as far as the endpoints show it.
 #[derive(Default)]
 pub struct Board {
@@ -99,6 +121,8 @@ pub struct Board {
 #[derive(Default)]
 struct BoardState {
     rows: BTreeMap<(String, String), Row>,
+    /// (app, number) → its preview; a removed preview leaves the board.
+    previews: BTreeMap<(String, u64), PreviewRow>,
     /// When the last cycle finished.
     last_cycle: Option<OffsetDateTime>,
     interval: Duration,
@@ -115,6 +139,7 @@ struct StatusJson<'a> {
     last_cycle: Option<String>,
     interval_seconds: u64,
     targets: Vec<&'a Row>,
+    previews: Vec<&'a PreviewRow>,
 }
 
 impl Board {
@@ -176,6 +201,39 @@ impl Board {
             row.pull_request = pr;
             row.updated = format_time(now);
         }
+        // Each app's previews are decided whole each cycle: what the
+        // report does not name for an app it covers is gone.
+        let apps: std::collections::BTreeSet<&str> =
+            report.previews.iter().map(|p| p.app.as_str()).collect();
+        let named: std::collections::BTreeSet<(String, u64)> = report
+            .previews
+            .iter()
+            .map(|p| (p.app.clone(), p.pr))
+            .collect();
+        s.previews
+            .retain(|k, _| !apps.contains(k.0.as_str()) || named.contains(k));
+        for p in &report.previews {
+            let key = (p.app.clone(), p.pr);
+            if p.action == "removed" || (!p.live && p.action == "skipped" && p.tag.is_none()) {
+                s.previews.remove(&key);
+                continue;
+            }
+            s.previews.insert(
+                key,
+                PreviewRow {
+                    app: p.app.clone(),
+                    pr: p.pr,
+                    file: p.file.clone(),
+                    tag: p.tag.clone(),
+                    pushed_at: p.pushed_at.map(format_time),
+                    pr_state: p.state.map(str::to_string),
+                    live: p.live,
+                    action: p.action.to_string(),
+                    reason: p.reason.clone(),
+                    updated: format_time(now),
+                },
+            );
+        }
     }
 
     /// Sets the pause the daemon takes before its next cycle beyond the
@@ -228,6 +286,7 @@ impl Board {
             last_cycle: s.last_cycle.map(format_time),
             interval_seconds: s.interval.as_secs(),
             targets: s.rows.values().collect(),
+            previews: s.previews.values().collect(),
         })
         .unwrap_or_default()
     }
@@ -262,7 +321,26 @@ impl Board {
                 escape(&r.updated),
             ));
         }
-        page.push_str("</table></body></html>\n");
+        page.push_str("</table>");
+        if !s.previews.is_empty() {
+            page.push_str("<h2>previews</h2><table><tr><th>app</th><th>pull request</th><th>tag</th><th>file</th><th>live</th><th>PR state</th><th>last action</th><th>why</th><th>updated</th></tr>");
+            for p in s.previews.values() {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"wait\">{}</td><td>{}</td></tr>",
+                    escape(&p.app),
+                    p.pr,
+                    cell(&p.tag),
+                    escape(&p.file),
+                    if p.live { "yes" } else { "no" },
+                    cell(&p.pr_state),
+                    escape(&p.action),
+                    cell(&p.reason),
+                    escape(&p.updated),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        page.push_str("</body></html>\n");
         page
     }
 }

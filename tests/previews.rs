@@ -472,3 +472,85 @@ fn bad_preview_config_exits_64_naming_file_line_and_key() {
         assert!(line > 20, "{err}");
     }
 }
+
+/// promtool from PATH, or where scripts/test unpacks it.
+fn promtool() -> std::process::Command {
+    let local = root().join(".tools/prometheus/usr/bin/promtool");
+    if local.exists() {
+        std::process::Command::new(local)
+    } else {
+        std::process::Command::new("promtool")
+    }
+}
+
+#[test]
+fn the_daemon_shows_previews_on_status_the_page_and_metrics() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let moto = Moto::start();
+    let remote = remote();
+    // No ttl: the daemon runs on the real clock, and these images are old.
+    let scene = Scene::new(&moto, &remote, &BLOCK.replace("ttl = \"72h\"\n", ""), "");
+    let port = free_port();
+    let text = std::fs::read_to_string(&scene.config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("interval = \"1s\"\nlisten = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&scene.config, text).unwrap();
+    moto.seed("payments-api", &[("pr-7-aaaaaaa", PUSHED)]);
+    let daemon = Daemon::start(&scene.config, &scene.dir.path().join("daemon.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    remote.wait_for_commits(2, deadline, "the preview was not created");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let status = loop {
+        let (code, body) = http(&endpoint, "GET", "/status", "");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if code == 200 && json["previews"].as_array().is_some_and(|p| !p.is_empty()) {
+            break json;
+        }
+        assert!(Instant::now() < deadline, "no previews on /status: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let row = &status["previews"][0];
+    assert_eq!(row["app"], "payments", "{status}");
+    assert_eq!(row["pr"], 7, "{status}");
+    assert_eq!(row["tag"], "pr-7-aaaaaaa", "{status}");
+    assert_eq!(row["file"], preview_file(7), "{status}");
+    assert_eq!(row["live"], true, "{status}");
+
+    let (_, page) = http(&endpoint, "GET", "/", "");
+    assert!(page.contains("<h2>previews</h2>"), "{page}");
+    assert!(
+        page.contains("<td>payments</td><td>7</td><td><code>pr-7-aaaaaaa</code></td>"),
+        "{page}"
+    );
+
+    let (_, scrape) = http(&endpoint, "GET", "/metrics", "");
+    for needle in [
+        r#"tagwatch_previews{app="payments"} 1"#,
+        r#"tagwatch_preview_changes_total{action="created",app="payments"} 1"#,
+    ] {
+        assert!(scrape.contains(needle), "{needle} not in\n{scrape}");
+    }
+    let mut check = promtool()
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/test unpacks it into .tools/)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(daemon.stop().code(), Some(0));
+}

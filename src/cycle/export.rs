@@ -37,6 +37,18 @@ pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
             .with_label_values(&["closed"])
             .inc_by(u64::from(report.requests_closed));
     }
+    let mut live: std::collections::BTreeMap<&str, u32> = Default::default();
+    for p in &report.previews {
+        *live.entry(p.app.as_str()).or_default() += u32::from(p.live);
+        if !p.dry_run && matches!(p.action, "created" | "updated" | "removed") {
+            m.preview_changes
+                .with_label_values(&[p.app.as_str(), p.action])
+                .inc();
+        }
+    }
+    for (app, n) in live {
+        m.previews.with_label_values(&[app]).set(f64::from(n));
+    }
     let now = OffsetDateTime::now_utc();
     for t in &report.targets {
         let (app, env) = (t.app.as_str(), t.env.as_str());

@@ -333,15 +333,16 @@ impl Report {
                 _ => None,
             },
         );
-        if let Some(error) = error.filter(|_| p.action.writes() && !dry_run) {
-            action = "failed";
-            reason = Some(error);
-        }
-        let live = match &p.action {
+        let mut live = match &p.action {
             Action::Create { .. } | Action::Update { .. } | Action::Keep => true,
             Action::Remove { .. } => false,
             Action::Skip { .. } | Action::Fail { .. } => p.exists,
         };
+        if let Some(error) = error.filter(|_| p.action.writes() && !dry_run) {
+            action = "failed";
+            reason = Some(error);
+            live = p.exists;
+        }
         Report {
             app: p.app.clone(),
             pr: p.pr,
