@@ -300,6 +300,52 @@ fn a_closed_pull_request_removes_its_preview_and_ttl_removes_an_old_one() {
         .find(|p| p.number == first)
         .unwrap()
         .state = "closed".into();
+
+    // `tagwatch previews` lists both live previews, and what comes next.
+    let listed = tagwatch(
+        &[
+            "previews",
+            "--config",
+            scene.config.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--json",
+        ],
+        scene.dir.path(),
+    );
+    assert_eq!(listed.status.code(), Some(0), "{}", show(&listed));
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+    assert_eq!(rows[0]["pr"], first, "{rows}");
+    assert_eq!(rows[0]["tag"], format!("pr-{first}-aaaaaaa"), "{rows}");
+    assert_eq!(rows[0]["file"], preview_file(first), "{rows}");
+    assert_eq!(rows[0]["age_seconds"], 3600 + 300, "{rows}");
+    assert_eq!(rows[0]["pr_state"], "closed", "{rows}");
+    assert_eq!(rows[0]["next"], "remove (pull request closed)", "{rows}");
+    assert_eq!(rows[1]["pr_state"], "open", "{rows}");
+    assert_eq!(rows[1]["next"], "keep", "{rows}");
+    let table = tagwatch(
+        &[
+            "previews",
+            "--config",
+            scene.config.to_str().unwrap(),
+            "--now",
+            NOW,
+        ],
+        scene.dir.path(),
+    );
+    expect(
+        &table,
+        0,
+        &[
+            "APP\tPR\tTAG\tFILE\tAGE\tPR STATE\tNEXT",
+            &format!(
+                "payments\t{second}\tpr-{second}-bbbbbbb\t{}\t1h 3m\topen\tkeep",
+                preview_file(second)
+            ),
+        ],
+    );
+    assert_eq!(remote.subjects().len(), 3, "the listing wrote nothing");
     let out = scene.once();
     expect(
         &out,
@@ -553,4 +599,33 @@ fn the_daemon_shows_previews_on_status_the_page_and_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(daemon.stop().code(), Some(0));
+}
+
+#[test]
+fn policy_test_explains_that_a_preview_tag_is_not_a_candidate() {
+    let moto = Moto::start();
+    let remote = remote();
+    let scene = Scene::new(&moto, &remote, BLOCK, "");
+    let out = tagwatch(
+        &[
+            "policy",
+            "test",
+            "--config",
+            scene.config.to_str().unwrap(),
+            "--app",
+            "payments",
+            "--explain",
+            "1.0.0@2026-11-21T10:00:00Z",
+            "pr-7-aaaaaaa@2026-11-21T11:00:00Z",
+        ],
+        scene.dir.path(),
+    );
+    expect(
+        &out,
+        0,
+        &[
+            "pr-7-aaaaaaa  a preview tag ([[apps.previews]])",
+            "1.0.0         chosen",
+        ],
+    );
 }

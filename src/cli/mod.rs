@@ -7,6 +7,7 @@ mod edit;
 mod history;
 mod import;
 mod policy_test;
+mod previews;
 mod promote;
 
 use std::path::PathBuf;
@@ -70,6 +71,10 @@ pub enum Command {
     Promote(promote::PromoteArgs),
     /// List past promotions from the branch's commit trailers.
     History(history::HistoryArgs),
+    /// List the live preview environments (one file per pull request):
+    /// app, number, tag, file, age, pull-request state, and what the next
+    /// cycle does with each. Writes nothing.
+    Previews(previews::PreviewsArgs),
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -197,6 +202,7 @@ pub async fn run(command: Command) -> u8 {
         }
         Command::Set(args) => edit::set(args),
         Command::History(args) => history::run(args).await,
+        Command::Previews(args) => previews::run(args).await,
         Command::Promote(args) => promote::run(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,

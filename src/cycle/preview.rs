@@ -319,6 +319,8 @@ pub struct Report {
     pub dry_run: bool,
     /// Whether the file is on the branch after the cycle (or would be).
     pub live: bool,
+    /// Whether the file was on the branch before the cycle.
+    pub existed: bool,
 }
 
 impl Report {
@@ -355,6 +357,7 @@ impl Report {
             commit,
             dry_run,
             live,
+            existed: p.exists,
         }
     }
 }

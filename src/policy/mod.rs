@@ -733,7 +733,7 @@ impl Reason {
             Reason::Signature => "signature or attestation",
             Reason::NotFollowed => "not the followed tag",
             Reason::NotAllowed => "not matched by allow",
-            Reason::Preview => "a preview tag",
+            Reason::Preview => "a preview tag ([[apps.previews]])",
             Reason::Ignored(_) => "ignored",
             Reason::NoPushTime => "without a push time",
             Reason::InTheFuture => "pushed in the future",
