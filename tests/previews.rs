@@ -629,3 +629,130 @@ fn policy_test_explains_that_a_preview_tag_is_not_a_candidate() {
         ],
     );
 }
+
+// --- The example ApplicationSet ---------------------------------------------
+
+const APPLICATION_SET: &str = "manifests/examples/previews-applicationset.yaml";
+
+/// Validates the JSON documents given on stdin (one array) with the Argo CD
+/// CRD schemas of npm's @kubernetes-models/argo-cd; prints one verdict per
+/// document.
+const VALIDATE_APPLICATION_SET: &str = r#"
+import { ApplicationSet } from '@kubernetes-models/argo-cd/argoproj.io/v1alpha1/ApplicationSet';
+import { readFileSync } from 'node:fs';
+for (const doc of JSON.parse(readFileSync(0, 'utf8'))) {
+  try { new ApplicationSet(doc).validate(); console.log('valid'); }
+  catch (e) { console.log('INVALID ' + e.message.split('\n')[0]); }
+}
+"#;
+
+fn application_set() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join(APPLICATION_SET)).unwrap();
+    let yaml: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    serde_json::to_value(yaml).unwrap()
+}
+
+/// Each document's verdict from the schema, offline.
+fn schema_verdicts(docs: &[serde_json::Value]) -> Vec<String> {
+    use std::io::Write;
+    let node_dir = root().join(".node");
+    assert!(
+        node_dir
+            .join("node_modules/@kubernetes-models/argo-cd")
+            .exists(),
+        "@kubernetes-models/argo-cd is missing: run scripts/test, which installs it into .node/"
+    );
+    let mut child = std::process::Command::new("node")
+        .args(["--input-type=module", "-e", VALIDATE_APPLICATION_SET])
+        .current_dir(&node_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (scripts/test installs Debian's nodejs)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            serde_json::Value::from(docs.to_vec())
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_example_application_set_validates_offline_and_matches_tagwatchs_files() {
+    let set = application_set();
+    // A copy the schema must refuse, so a validator that accepts anything
+    // cannot pass this test.
+    let mut broken = set.clone();
+    broken["spec"]["generators"][0]["git"]["files"][0]["path"] = serde_json::json!(42);
+    let verdicts = schema_verdicts(&[set.clone(), broken]);
+    assert_eq!(verdicts[0], "valid", "{verdicts:?}");
+    assert!(verdicts[1].starts_with("INVALID"), "{verdicts:?}");
+
+    // The git files generator picks up exactly tagwatch's preview files:
+    // the docs' `file = "previews/{app}/pr-{pr}.yaml"`, not the template.
+    let files = set["spec"]["generators"][0]["git"]["files"]
+        .as_array()
+        .unwrap();
+    let strict = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    let generated = |path: &str| {
+        let matches = |f: &serde_json::Value| {
+            glob::Pattern::new(f["path"].as_str().unwrap())
+                .unwrap()
+                .matches_with(path, strict)
+        };
+        let excluded = |f: &serde_json::Value| f["exclude"] == true;
+        files.iter().any(|f| !excluded(f) && matches(f))
+            && !files.iter().any(|f| excluded(f) && matches(f))
+    };
+    assert!(generated("previews/payments/pr-42.yaml"));
+    assert!(!generated(TEMPLATE_PATH));
+    assert!(!generated("envs/dev/payments/values.yaml"));
+
+    // Rendered for previews/payments/pr-42.yaml, the Application's name and
+    // namespace are valid DNS labels, and its values are that file.
+    let render = |template: &str| {
+        template
+            .replace("{{ .path.basename }}", "payments")
+            .replace("{{ trimSuffix \".yaml\" .path.filename }}", "pr-42")
+            .replace("{{ .path.path }}", "previews/payments")
+            .replace("{{ .path.filename }}", "pr-42.yaml")
+    };
+    let template = &set["spec"]["template"];
+    let name = render(template["metadata"]["name"].as_str().unwrap());
+    let namespace = render(
+        template["spec"]["destination"]["namespace"]
+            .as_str()
+            .unwrap(),
+    );
+    let label = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$").unwrap();
+    assert_eq!(name, "preview-payments-pr-42");
+    assert!(label.is_match(&namespace), "{namespace}");
+    let values = render(
+        template["spec"]["sources"][0]["helm"]["valueFiles"][0]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(values, "$values/previews/payments/pr-42.yaml");
+    assert_eq!(set["spec"]["goTemplate"], true);
+    // Nothing else of the Go template is left unrendered.
+    let text = render(&std::fs::read_to_string(root().join(APPLICATION_SET)).unwrap());
+    assert!(!text.contains("{{"), "{text}");
+}
