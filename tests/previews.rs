@@ -6,7 +6,7 @@
 mod forge;
 mod support;
 
-use forge::{GitHubConfig, GitHubFake};
+use forge::{GitHubConfig, GitHubFake, GitLabConfig, GitLabFake};
 use support::*;
 
 const TOKEN: &str = "forge-token-5678";
@@ -755,4 +755,60 @@ fn the_example_application_set_validates_offline_and_matches_tagwatchs_files() {
     // Nothing else of the Go template is left unrendered.
     let text = render(&std::fs::read_to_string(root().join(APPLICATION_SET)).unwrap());
     assert!(!text.contains("{{"), "{text}");
+}
+
+#[test]
+fn a_merged_merge_request_on_gitlab_removes_its_preview() {
+    let moto = Moto::start();
+    let remote = remote();
+    let fake = GitLabFake::start(
+        GitLabConfig::new("acme/platform/payments")
+            .token(TOKEN)
+            .user(7, "alice"),
+    );
+    let iid = fake.seed_merge_request(7, "feature-a", "main", "Feature A");
+    let forge = format!(
+        "\n[forge]\nkind = \"gitlab\"\nrepository = \"acme/platform/gitops\"\ntoken_file = \"forge-token\"\napi_url = \"{}\"\n",
+        fake.api_url()
+    );
+    // The merge requests live in the app's own project, not the GitOps one.
+    let block = format!("{BLOCK}preview_repository = \"acme/platform/payments\"\n");
+    let scene = Scene::new(&moto, &remote, &block, &forge);
+    moto.seed(
+        "payments-api",
+        &[(&format!("pr-{iid}-aaaaaaa"), PUSHED - 300)],
+    );
+    let out = scene.once();
+    expect(&out, 0, &[&format!("payments/preview pr-{iid}: created")]);
+
+    {
+        let mut state = fake.state();
+        let mr = state
+            .merge_requests
+            .iter_mut()
+            .find(|m| m.iid == iid)
+            .unwrap();
+        mr.state = "merged".into();
+    }
+    let out = scene.once();
+    expect(
+        &out,
+        0,
+        &[&format!(
+            "payments/preview pr-{iid}: removed {} (pull request merged)",
+            preview_file(iid)
+        )],
+    );
+    assert!(
+        fake.requests().iter().any(|r| r.route == "mr.get"
+            && r.status == 200
+            && r.path.ends_with(&format!(
+                "/projects/acme%2Fplatform%2Fpayments/merge_requests/{iid}"
+            ))),
+        "{:?}",
+        fake.requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
 }
