@@ -259,7 +259,11 @@ fn dry_run_decides_the_same_and_writes_nothing() {
     expect(
         &out,
         0,
-        &["payments/preview pr-7: would create previews/payments/pr-7.yaml at pr-7-aaaaaaa"],
+        &[
+            "payments/preview pr-7: would create previews/payments/pr-7.yaml at pr-7-aaaaaaa",
+            "+++ b/previews/payments/pr-7.yaml",
+            "+  tag: \"pr-7-aaaaaaa\"   # set by tagwatch",
+        ],
     );
     assert_eq!(remote.subjects(), ["seed"]);
 }

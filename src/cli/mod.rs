@@ -277,5 +277,6 @@ pub fn print_report(report: &CycleReport) {
     }
     for p in &report.previews {
         println!("{p}");
+        print!("{}", p.diff);
     }
 }

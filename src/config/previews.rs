@@ -177,3 +177,41 @@ pub(super) fn validate(
         repository,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(file: &str) -> Preview {
+        Preview {
+            allow: Arc::new(Regex::new(r"^pr-(?P<pr>\d+)-[0-9a-f]{7}$").unwrap()),
+            file: file.into(),
+            template: RepoPath::new("t.yaml").unwrap(),
+            key: KeyPath::parse("image.tag").unwrap(),
+            ttl: None,
+            max_previews: DEFAULT_MAX_PREVIEWS,
+            repository: None,
+        }
+    }
+
+    #[test]
+    fn numbers_come_from_tags_and_canonical_paths_only() {
+        let b = block("previews/payments/pr-{pr}.yaml");
+        assert_eq!(b.folder(), "previews/payments");
+        assert_eq!(b.number_of("previews/payments/pr-42.yaml"), Some(42));
+        assert_eq!(b.number_of("previews/payments/pr-042.yaml"), None);
+        assert_eq!(b.number_of("previews/payments/pr-.yaml"), None);
+        assert_eq!(b.number_of("previews/payments/_template.yaml"), None);
+        assert_eq!(b.number_of("previews/payments/pr-4x.yaml"), None);
+        assert_eq!(b.number_of_tag("pr-7-abc1234"), Some(7));
+        assert_eq!(b.number_of_tag("1.0.0"), None);
+        assert_eq!(
+            b.file_of(7).map(|p| p.to_string()),
+            Ok("previews/payments/pr-7.yaml".into())
+        );
+        let nested = block("previews/pr-{pr}/values.yaml");
+        assert_eq!(nested.folder(), "previews");
+        assert_eq!(nested.number_of("previews/pr-3/values.yaml"), Some(3));
+        assert_eq!(block("pr-{pr}.yaml").folder(), "");
+    }
+}

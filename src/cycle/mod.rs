@@ -128,7 +128,11 @@ pub async fn run_cycle(
         .map(|(i, p)| {
             let commit = written.preview_commits.get(&i).cloned();
             let unpushed = written.unpushed.as_ref().map(|e| e.to_string());
-            preview::Report::of(p, mode == Mode::DryRun, commit, unpushed)
+            let mut report = preview::Report::of(p, mode == Mode::DryRun, commit, unpushed);
+            if let (Mode::DryRun, Some(new)) = (mode, p.new_content()) {
+                report.diff = unified_diff(&p.old, new, p.file.as_str());
+            }
+            report
         })
         .collect();
 

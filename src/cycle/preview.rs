@@ -138,6 +138,9 @@ pub struct Planned {
     pub state: Option<State>,
     /// Whether the file exists on the branch before this cycle.
     pub exists: bool,
+    /// The file's content before this cycle (empty when there was none),
+    /// for the dry run's diff.
+    pub old: Vec<u8>,
     pub action: Action,
 }
 
@@ -168,6 +171,7 @@ pub fn plan(f: &Facts<'_>) -> Vec<Planned> {
             image: image.clone(),
             state,
             exists: file.is_some(),
+            old: file.map(|f| f.content.clone()).unwrap_or_default(),
             action: Action::Keep,
         };
         let closed = match state {
@@ -321,6 +325,8 @@ pub struct Report {
     pub live: bool,
     /// Whether the file was on the branch before the cycle.
     pub existed: bool,
+    /// A dry run's unified diff of the change, empty otherwise.
+    pub diff: String,
 }
 
 impl Report {
@@ -358,6 +364,19 @@ impl Report {
             dry_run,
             live,
             existed: p.exists,
+            diff: String::new(),
+        }
+    }
+}
+
+impl Planned {
+    /// The file's content after the action (empty for a removal), when the
+    /// action writes.
+    pub fn new_content(&self) -> Option<&[u8]> {
+        match &self.action {
+            Action::Create { content } | Action::Update { content, .. } => Some(content),
+            Action::Remove { .. } => Some(&[]),
+            _ => None,
         }
     }
 }
@@ -736,6 +755,7 @@ ttl = "72h"
             image: Some(image("pr-42-abc1234", 60)),
             state: None,
             exists: false,
+            old: Vec::new(),
             action: Action::Create { content: vec![] },
         };
         let m = message(&p, "reg/payments", &app.previews[0]);
