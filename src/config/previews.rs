@@ -15,6 +15,7 @@ use toml::Spanned;
 use super::ConfigError;
 use super::apps::RepoPath;
 use super::source::Source;
+use crate::format::Format;
 use crate::manifest::KeyPath;
 
 /// Previews per block unless `max_previews` says otherwise.
@@ -29,6 +30,7 @@ pub(super) struct RawPreview {
     file: Option<Spanned<String>>,
     template: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
     ttl: Option<Spanned<String>>,
     max_previews: Option<Spanned<i64>>,
     preview_repository: Option<Spanned<String>>,
@@ -46,6 +48,8 @@ pub struct Preview {
     pub template: RepoPath,
     /// What is set in the file.
     pub key: KeyPath,
+    /// What the scalar holds (`tag` unless set), as for a target.
+    pub format: Format,
     /// Remove a preview whose newest image is older than this.
     pub ttl: Option<Duration>,
     /// At most this many previews of this block exist at once.
@@ -139,6 +143,12 @@ pub(super) fn validate(
     let key = src.required(&raw.key, first, &at("key"))?;
     let key_path = KeyPath::parse(key.get_ref())
         .map_err(|e| src.error(Some(key.span()), at("key"), e.to_string()))?;
+    let format = match &raw.format {
+        Some(f) => {
+            Format::parse(f.get_ref()).map_err(|m| src.error(Some(f.span()), at("format"), m))?
+        }
+        None => Format::Tag,
+    };
     let ttl = match &raw.ttl {
         Some(t) => Some(src.positive_duration(t, &at("ttl"))?),
         None => None,
@@ -172,6 +182,7 @@ pub(super) fn validate(
         file: pattern,
         template,
         key: key_path,
+        format,
         ttl,
         max_previews,
         repository,
@@ -188,6 +199,7 @@ mod tests {
             file: file.into(),
             template: RepoPath::new("t.yaml").unwrap(),
             key: KeyPath::parse("image.tag").unwrap(),
+            format: Format::Tag,
             ttl: None,
             max_previews: DEFAULT_MAX_PREVIEWS,
             repository: None,

@@ -203,7 +203,7 @@ pub fn plan(f: &Facts<'_>) -> Vec<Planned> {
             (Some(_), Some(_)) if expired => Action::Remove { why: Why::Expired },
             (Some(file), Some(image)) => {
                 live += 1;
-                update(f, file, image)
+                update(f, listing, file, image)
             }
             (None, Some(_)) if closed.is_some() => Action::Skip {
                 reason: closed.map(Why::as_str).unwrap_or_default().to_string(),
@@ -213,7 +213,7 @@ pub fn plan(f: &Facts<'_>) -> Vec<Planned> {
             },
             (None, Some(image)) => {
                 to_create.push((image.pushed_at, image.tag.clone(), out.len()));
-                create(f, image)
+                create(f, listing, image)
             }
             (None, None) => continue,
         };
@@ -258,7 +258,25 @@ fn newest_by_number<'a>(preview: &Preview, images: &'a [Image]) -> BTreeMap<u64,
     newest
 }
 
-fn create(f: &Facts<'_>, image: &Image) -> Action {
+/// The scalar's new text for `image`, in the block's `format`, given what
+/// it holds now.
+fn render(
+    f: &Facts<'_>,
+    listing: &Listing,
+    current: &str,
+    image: &Image,
+) -> Result<String, String> {
+    let host = listing.registry_host();
+    let parts = crate::format::Parts {
+        registry: &host,
+        repository: &listing.repository,
+        tag: &image.tag,
+        digest: &image.digest,
+    };
+    f.preview.format.render(current, &parts)
+}
+
+fn create(f: &Facts<'_>, listing: &Listing, image: &Image) -> Action {
     let template = match f.template {
         Ok(Some(t)) => t,
         Ok(None) => {
@@ -272,7 +290,23 @@ fn create(f: &Facts<'_>, image: &Image) -> Action {
             };
         }
     };
-    match manifest::set(template, &f.preview.key, &Document::Any, &image.tag) {
+    let current = match manifest::get(template, &f.preview.key, &Document::Any) {
+        Ok(scalar) => scalar.value,
+        Err(e) => {
+            return Action::Fail {
+                error: format!("template {}: {}: {e}", f.preview.template, f.preview.key),
+            };
+        }
+    };
+    let value = match render(f, listing, &current, image) {
+        Ok(v) => v,
+        Err(e) => {
+            return Action::Fail {
+                error: format!("template {}: {}: {e}", f.preview.template, f.preview.key),
+            };
+        }
+    };
+    match manifest::set(template, &f.preview.key, &Document::Any, &value) {
         Ok(Some(content)) => Action::Create { content },
         Ok(None) => Action::Create {
             content: template.clone(),
@@ -283,8 +317,8 @@ fn create(f: &Facts<'_>, image: &Image) -> Action {
     }
 }
 
-fn update(f: &Facts<'_>, file: &FileFact, image: &Image) -> Action {
-    let from = match manifest::get(&file.content, &f.preview.key, &Document::Any) {
+fn update(f: &Facts<'_>, listing: &Listing, file: &FileFact, image: &Image) -> Action {
+    let current = match manifest::get(&file.content, &f.preview.key, &Document::Any) {
         Ok(scalar) => scalar.value,
         Err(e) => {
             return Action::Fail {
@@ -292,7 +326,22 @@ fn update(f: &Facts<'_>, file: &FileFact, image: &Image) -> Action {
             };
         }
     };
-    match manifest::set(&file.content, &f.preview.key, &Document::Any, &image.tag) {
+    let value = match render(f, listing, &current, image) {
+        Ok(v) => v,
+        Err(e) => {
+            return Action::Fail {
+                error: format!("{}: {}: {e}", file.path, f.preview.key),
+            };
+        }
+    };
+    // What the file held, as a tag where the format tells it.
+    let from = f
+        .preview
+        .format
+        .current_tag(&current)
+        .unwrap_or(&current)
+        .to_string();
+    match manifest::set(&file.content, &f.preview.key, &Document::Any, &value) {
         Ok(Some(content)) => Action::Update { from, content },
         Ok(None) => Action::Keep,
         Err(e) => Action::Fail {
@@ -705,6 +754,29 @@ ttl = "72h"
         assert_eq!(
             String::from_utf8_lossy(content),
             TEMPLATE.replace("placeholder", "pr-7-aaaaaaa")
+        );
+    }
+
+    #[test]
+    fn a_format_writes_the_whole_reference() {
+        let row = Row {
+            name: "",
+            images: vec![image("pr-7-aaaaaaa", 60)],
+            files: vec![],
+            states: vec![],
+            extra: "format = \"{registry}/{repository}:{tag}\"",
+            want: vec![],
+        };
+        let planned = run(&row);
+        let Action::Create { content } = &planned[0].action else {
+            panic!("{:?}", planned[0].action)
+        };
+        assert!(
+            String::from_utf8_lossy(content).contains(
+                "tag: \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/payments:pr-7-aaaaaaa\""
+            ),
+            "{}",
+            String::from_utf8_lossy(content)
         );
     }
 
