@@ -135,6 +135,11 @@ impl Forge for GitLab {
                 .call(Method::GET, &path, &[], None)
                 .await?
                 .ok(&self.api, "get merge request")?;
+            // `locked` is GitLab's brief state while a merge is under way:
+            // not closed, so a preview must not be removed for it.
+            if value["state"] == "locked" {
+                return Ok(State::Open);
+            }
             Ok(self.parse(&value)?.state)
         })
     }
