@@ -204,7 +204,7 @@ impl Board {
         // Each app's previews are decided whole each cycle: what the
         // report does not name for an app it covers is gone.
         let apps: std::collections::BTreeSet<&str> =
-            report.previews.iter().map(|p| p.app.as_str()).collect();
+            report.preview_apps.iter().map(String::as_str).collect();
         let named: std::collections::BTreeSet<(String, u64)> = report
             .previews
             .iter()
@@ -513,6 +513,48 @@ mod tests {
             css.headers()[header::CONTENT_TYPE],
             "text/css; charset=utf-8"
         );
+    }
+
+    /// Issue 17: previews are listed while their file exists; a preview
+    /// the cycle no longer names (its file deleted by hand, say) leaves the
+    /// board, and a removal leaves it at once.
+    #[test]
+    fn previews_come_and_go_with_the_cycles_reports() {
+        use crate::cycle::preview::Report;
+        let board = Board::new(Duration::from_secs(60), std::iter::empty());
+        let preview = |pr: u64, action: &'static str, live: bool| Report {
+            app: "payments".into(),
+            pr,
+            file: format!("previews/payments/pr-{pr}.yaml"),
+            tag: Some(format!("pr-{pr}-<b>")),
+            pushed_at: None,
+            state: Some("open"),
+            action,
+            reason: None,
+            commit: None,
+            dry_run: false,
+            live,
+            existed: live,
+            diff: String::new(),
+        };
+        let cycle = |previews: Vec<Report>| CycleReport {
+            previews,
+            preview_apps: vec!["payments".into()],
+            ..CycleReport::default()
+        };
+        board.record(&cycle(vec![
+            preview(1, "created", true),
+            preview(2, "skipped", true),
+        ]));
+        let json: serde_json::Value = serde_json::from_str(&board.json()).unwrap();
+        assert_eq!(json["previews"].as_array().map(Vec::len), Some(2), "{json}");
+        assert_eq!(json["previews"][0]["pr_state"], "open");
+        let html = board.html();
+        assert!(html.contains("<code>pr-1-&lt;b&gt;</code>"), "{html}");
+        board.record(&cycle(vec![preview(1, "removed", false)]));
+        let json: serde_json::Value = serde_json::from_str(&board.json()).unwrap();
+        assert_eq!(json["previews"], serde_json::json!([]), "{json}");
+        assert!(!board.html().contains("<h2>previews</h2>"));
     }
 
     /// Issue 13 item 19: a pull request's address is a link only when it

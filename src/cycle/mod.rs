@@ -121,6 +121,13 @@ pub async fn run_cycle(
     };
     report.push_attempts = written.push_attempts;
     report.push_conflicts = written.push_conflicts;
+    report.preview_apps = config
+        .apps
+        .iter()
+        .filter(|a| !a.previews.is_empty())
+        .filter(|a| matches!(inputs.listings.get(&a.repository), Some(Ok(_))))
+        .map(|a| a.name.clone())
+        .collect();
     report.previews = written
         .previews
         .iter()

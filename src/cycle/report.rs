@@ -266,6 +266,9 @@ pub struct CycleReport {
     pub requests_closed: u32,
     /// Every preview environment's decision (`[[apps.previews]]`).
     pub previews: Vec<super::preview::Report>,
+    /// The apps whose previews were decided this cycle (their listing was
+    /// read): a preview of theirs missing from `previews` no longer exists.
+    pub preview_apps: Vec<String>,
 }
 
 impl CycleReport {
