@@ -32,6 +32,8 @@
 //! - [`trailers`]: the commit message and its `Tagwatch-*` trailers.
 //! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
 //! - [`forge`]: GitHub and GitLab pull requests.
+//! - [`ghapp`]: GitHub App installation tokens (JWT, mint, cache), shared
+//!   by the forge client and git's HTTPS credentials.
 //! - [`prometheus`]: the Prometheus query API the `analysis` gate asks.
 //! - [`cycle`]: one cycle; [`cycle::plan`] decides each target from facts.
 //! - [`events`]: ECR push events from SQS wake a cycle.
@@ -55,6 +57,7 @@ pub mod events;
 pub mod forge;
 pub mod format;
 pub mod gate;
+pub mod ghapp;
 pub mod gitops;
 pub mod image;
 pub mod manifest;

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub gate_results: IntCounterVec,
+    pub github_app_tokens: IntCounterVec,
+    pub notifications: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -219,6 +221,16 @@ impl Metrics {
                 "tagwatch_config_reloads_total",
                 "Configuration reloads by outcome (success, failure).",
                 &["outcome"],
+            ),
+            github_app_tokens: counter(
+                "tagwatch_github_app_tokens_total",
+                "GitHub App installation tokens minted, or why a mint failed (minted, key, sign, refused, no_installation, transport, protocol).",
+                &["outcome"],
+            ),
+            notifications: counter(
+                "tagwatch_notifications_total",
+                "Notification deliveries by sink kind (slack, webhook) and outcome (sent, retried, failed, dropped).",
+                &["kind", "outcome"],
             ),
             registry,
         }

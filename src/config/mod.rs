@@ -30,9 +30,10 @@ pub use apps::{
     proposal_branch,
 };
 pub use argocd::ArgoSettings;
+pub use github_app::GitHubApp;
 pub use prometheus::PrometheusSettings;
 pub use settings::{
-    ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
+    ForgeAuth, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
 
 use apps::{SeenApps, validate_app};
@@ -77,6 +78,7 @@ pub struct Config {
 
 mod apps;
 mod argocd;
+mod github_app;
 mod include;
 mod prometheus;
 mod raw;
@@ -204,6 +206,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
         None => return Err(main.error(None, "git", "missing section [git]")),
     };
+    let mut git = git;
+    if let Some(raw_git) = &raw.git {
+        git.github_app = github_app::validate_git_auth(&main, raw_git.get_ref(), forge.as_ref())?;
+    }
 
     Ok(Config {
         source: path.to_path_buf(),
