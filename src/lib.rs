@@ -39,6 +39,8 @@
 //! - [`events`]: ECR push events from SQS wake a cycle.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
 //! - [`metrics`]: the Prometheus families (a leaf; [`cycle::export`] records).
+//! - [`notify`]: each cycle's events to Slack or a signed webhook, from a
+//!   bounded queue the cycle never waits on.
 //! - [`daemon`]: the polling loop, reloads and shutdown.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`]. Its
 //!   `demo` module is `tagwatch demo`, a self-contained walkthrough on
@@ -62,6 +64,7 @@ pub mod gitops;
 pub mod image;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod prometheus;
 pub mod registry;

@@ -31,6 +31,7 @@ pub use apps::{
 };
 pub use argocd::ArgoSettings;
 pub use github_app::GitHubApp;
+pub use notify::{EventKind, NotifyKind, NotifySettings};
 pub use prometheus::PrometheusSettings;
 pub use settings::{
     ForgeAuth, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
@@ -74,12 +75,15 @@ pub struct Config {
     pub prometheus: Option<PrometheusSettings>,
     /// Where `argocd_app` targets' Applications are read.
     pub argocd: Option<ArgoSettings>,
+    /// `[[notify]]`: where each cycle's events are announced.
+    pub notify: Vec<NotifySettings>,
 }
 
 mod apps;
 mod argocd;
 mod github_app;
 mod include;
+mod notify;
 mod prometheus;
 mod raw;
 mod settings;
@@ -206,6 +210,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
         None => return Err(main.error(None, "git", "missing section [git]")),
     };
+    let notify = notify::validate_notify(&main, base, &raw.notify, &apps)?;
     let mut git = git;
     if let Some(raw_git) = &raw.git {
         git.github_app = github_app::validate_git_auth(&main, raw_git.get_ref(), forge.as_ref())?;
@@ -221,5 +226,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         forge,
         prometheus,
         argocd,
+        notify,
     })
 }

@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) argocd: Option<Spanned<super::argocd::RawArgo>>,
     #[serde(default)]
     pub(super) apps: Vec<RawApp>,
+    #[serde(default)]
+    pub(super) notify: Vec<Spanned<super::notify::RawNotify>>,
 }
 
 #[derive(Deserialize, Default)]
