@@ -107,6 +107,8 @@ struct BoardState {
     /// window stretches by as much, so a daemon that backs off on purpose
     /// is not reported as stalled.
     backoff: Duration,
+    /// With `[[notify]]`: each sink's deliveries, updated as they happen.
+    notify: Option<crate::notify::Stats>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +117,8 @@ struct StatusJson<'a> {
     last_cycle: Option<String>,
     interval_seconds: u64,
     targets: Vec<&'a Row>,
+    /// Each `[[notify]]` sink's deliveries (empty without any).
+    notifications: Vec<crate::notify::SinkStatus>,
 }
 
 impl Board {
@@ -178,6 +182,25 @@ impl Board {
         }
     }
 
+    /// Shows these notification statistics on `/status` and `/`.
+    pub fn set_notifications(&self, stats: crate::notify::Stats) {
+        let mut s = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        s.notify = Some(stats);
+    }
+
+    fn notifications(s: &BoardState) -> Vec<crate::notify::SinkStatus> {
+        s.notify
+            .as_ref()
+            .map(|n| {
+                n.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Sets the pause the daemon takes before its next cycle beyond the
     /// interval (see [`Board::ready`]).
     pub fn set_backoff(&self, pause: Duration) {
@@ -228,6 +251,7 @@ impl Board {
             last_cycle: s.last_cycle.map(format_time),
             interval_seconds: s.interval.as_secs(),
             targets: s.rows.values().collect(),
+            notifications: Board::notifications(&s),
         })
         .unwrap_or_default()
     }
@@ -262,7 +286,24 @@ impl Board {
                 escape(&r.updated),
             ));
         }
-        page.push_str("</table></body></html>\n");
+        page.push_str("</table>");
+        let notifications = Board::notifications(&s);
+        if !notifications.is_empty() {
+            page.push_str("<h2>notifications</h2><table><tr><th>sink</th><th>sent</th><th>failed</th><th>dropped</th><th>last sent</th><th>last error</th></tr>");
+            for n in &notifications {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                    escape(&n.sink),
+                    n.sent,
+                    n.failed,
+                    n.dropped,
+                    cell(&n.last_sent),
+                    cell(&n.last_error),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        page.push_str("</body></html>\n");
         page
     }
 }

@@ -228,7 +228,15 @@ fn slack_gets_a_message_per_event_and_the_webhook_one_signed_post() {
     assert!(receiver.got(SLACK_PATH).is_empty());
 
     let out = work.once(&[]);
-    expect(&out, 0, &["app0/dev: promoted 1.0.0 -> 1.1.0"]);
+    expect(
+        &out,
+        0,
+        &[
+            "app0/dev: promoted 1.0.0 -> 1.1.0",
+            "notified slack notify[0]: 2 sent, 0 failed",
+            "notified webhook notify[1]: 1 sent, 0 failed",
+        ],
+    );
     assert_no_secret(&show(&out));
     let commits = remote.subjects();
     assert_eq!(commits.len(), 3);
@@ -298,7 +306,14 @@ fn server_errors_and_rate_limits_are_retried_with_backoff() {
     let (work, _remote) = scene(&moto, 1, &receiver, WEBHOOK);
     let started = Instant::now();
     let out = work.once(&[]);
-    expect(&out, 0, &["app0/dev: promoted 1.0.0 -> 1.1.0"]);
+    expect(
+        &out,
+        0,
+        &[
+            "app0/dev: promoted 1.0.0 -> 1.1.0",
+            "notified webhook notify[0]: 1 sent, 0 failed",
+        ],
+    );
     let hooks = receiver.got(HOOK_PATH);
     assert_eq!(hooks.len(), 3, "503, 429, then 200");
     assert!(hooks.iter().all(|h| h.body == hooks[0].body));
@@ -313,6 +328,11 @@ fn server_errors_and_rate_limits_are_retried_with_backoff() {
     let out = work.once(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(receiver.got(HOOK_PATH).len(), 1);
+    expect(
+        &out,
+        0,
+        &["notified webhook notify[0]: 0 sent, 1 failed (last error: answered 400)"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("notification not delivered"), "{err}");
     assert!(err.contains("answered 400"), "{err}");
@@ -365,6 +385,60 @@ fn a_receiver_that_hangs_never_holds_up_a_cycle() {
     let text = daemon.log_text();
     daemon.stop();
     assert_no_secret(&text);
+}
+
+#[test]
+fn the_daemon_shows_each_sink_on_status_and_in_metrics() {
+    let moto = Moto::start();
+    moto.seed("shared", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let receiver = Receiver::start(Vec::new());
+    let (work, _remote) = scene(&moto, 1, &receiver, WEBHOOK);
+    let port = free_port();
+    work.edit_config(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    let log = work.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&work.config, &log);
+    assert_eq!(
+        receiver
+            .wait_for(HOOK_PATH, 1, Duration::from_secs(10))
+            .len(),
+        1
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let (_, body) = http(&endpoint, "GET", "/status", "");
+        let status: Value = serde_json::from_str(&body).unwrap_or_default();
+        if status["notifications"][0]["sent"] == 1 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status["notifications"][0]["sink"], "webhook notify[0]",
+        "{status}"
+    );
+    assert_eq!(status["notifications"][0]["sent"], 1, "{status}");
+    let (_, page) = http(&endpoint, "GET", "/", "");
+    assert!(page.contains("<h2>notifications</h2>"), "{page}");
+    assert!(
+        page.contains("<td>webhook notify[0]</td><td>1</td>"),
+        "{page}"
+    );
+    let (_, metrics) = http(&endpoint, "GET", "/metrics", "");
+    assert_eq!(
+        metric(
+            &metrics,
+            "tagwatch_notifications_total",
+            &[("kind", "webhook"), ("outcome", "sent")]
+        ),
+        1.0
+    );
+    let text = daemon.log_text();
+    daemon.stop();
+    assert_no_secret(&format!("{text}{page}{status}{metrics}"));
 }
 
 #[test]

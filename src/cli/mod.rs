@@ -170,6 +170,16 @@ pub async fn run(command: Command) -> u8 {
             }
             if let Some(notifier) = &ctx.notifier {
                 notifier.finish(crate::notify::ONCE_GRACE).await;
+                for n in notifier.status() {
+                    let error = n
+                        .last_error
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default();
+                    println!(
+                        "notified {}: {} sent, {} failed{error}",
+                        n.sink, n.sent, n.failed
+                    );
+                }
             }
             if report.any_failed() { EXIT_FAILED } else { 0 }
         }
@@ -237,9 +247,9 @@ pub(crate) async fn context(config: Config) -> Option<Context> {
             let mut ctx = Context::new(config, peers.registry, peers.forge);
             ctx.prometheus = peers.prometheus;
             ctx.argocd = peers.argocd;
-            ctx.notifier = Some(std::sync::Arc::new(crate::notify::Notifier::start(
-                &ctx.config,
-            )));
+            let notifier = crate::notify::Notifier::start(&ctx.config);
+            ctx.board.set_notifications(notifier.stats());
+            ctx.notifier = Some(std::sync::Arc::new(notifier));
             Some(ctx)
         }
         Err(e) => {

@@ -56,8 +56,27 @@ struct Batch {
     sinks: Arc<Vec<NotifySettings>>,
 }
 
+/// One sink's deliveries since the process started, for `/status` and
+/// `once`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SinkStatus {
+    /// `slack notify[0]`: the kind and the block's place, never the URL.
+    pub sink: String,
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    /// Why the last POST that was given up failed (`answered 400`).
+    pub last_error: Option<String>,
+    /// When a POST last succeeded (RFC 3339).
+    pub last_sent: Option<String>,
+}
+
+/// Every sink's [`SinkStatus`], shared with the delivery task.
+pub type Stats = Arc<Mutex<std::collections::BTreeMap<String, SinkStatus>>>;
+
 /// The queue's sending end and what the events are built with.
 pub struct Notifier {
+    stats: Stats,
     tx: Mutex<Option<mpsc::Sender<Batch>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     memory: Mutex<Memory>,
@@ -74,13 +93,25 @@ impl Notifier {
     /// [`Notifier::start`] with the sinks and links given.
     pub fn with(sinks: Vec<NotifySettings>, links: Links) -> Notifier {
         let (tx, rx) = mpsc::channel(QUEUE_CYCLES);
-        let task = tokio::spawn(drain(rx));
+        let stats = Stats::default();
+        let task = tokio::spawn(drain(rx, Arc::clone(&stats)));
         Notifier {
+            stats,
             tx: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
             memory: Mutex::default(),
             state: Mutex::new((Arc::new(sinks), links)),
         }
+    }
+
+    /// Every sink's deliveries so far, in sink order.
+    pub fn status(&self) -> Vec<SinkStatus> {
+        lock(&self.stats).values().cloned().collect()
+    }
+
+    /// The live statistics, for a page that renders them later.
+    pub fn stats(&self) -> Stats {
+        Arc::clone(&self.stats)
     }
 
     /// Takes a reloaded configuration's sinks and links.
@@ -117,7 +148,7 @@ impl Notifier {
                     .iter()
                     .any(|e| sink.wants(e.event, &e.app, &e.env))
                 {
-                    count(sink.kind, "dropped");
+                    record(&self.stats, sink, i, "dropped", None);
                     warn!(sink = %name(sink, i), "notification queue full (receiver down?); dropped this cycle's events");
                 }
             }
@@ -183,15 +214,40 @@ fn name(sink: &NotifySettings, i: usize) -> String {
     format!("{} notify[{i}]", sink.kind.as_str())
 }
 
-fn count(kind: NotifyKind, outcome: &str) {
+/// Counts one delivery outcome in the metric and the sink's status.
+fn record(stats: &Stats, sink: &NotifySettings, i: usize, outcome: &str, error: Option<&str>) {
     crate::metrics::get()
         .notifications
-        .with_label_values(&[kind.as_str(), outcome])
+        .with_label_values(&[sink.kind.as_str(), outcome])
         .inc();
+    let key = name(sink, i);
+    let mut stats = lock(stats);
+    let s = stats.entry(key.clone()).or_insert_with(|| SinkStatus {
+        sink: key,
+        ..SinkStatus::default()
+    });
+    match outcome {
+        "sent" => {
+            s.sent += 1;
+            s.last_sent = OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+        }
+        "failed" => {
+            s.failed += 1;
+            s.last_error = error.map(str::to_string);
+        }
+        "dropped" => s.dropped += 1,
+        _ => {}
+    }
 }
 
 /// The background task: each batch to every sink, side by side.
-async fn drain(mut rx: mpsc::Receiver<Batch>) {
+async fn drain(mut rx: mpsc::Receiver<Batch>, stats: Stats) {
     let client = match reqwest::Client::builder()
         .user_agent(concat!("tagwatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(REQUEST_TIMEOUT)
@@ -218,8 +274,8 @@ async fn drain(mut rx: mpsc::Receiver<Batch>) {
             if mine.is_empty() {
                 continue;
             }
-            let (client, sink) = (client.clone(), sink.clone());
-            all.spawn(async move { deliver(&client, &sink, i, &mine).await });
+            let (client, sink, stats) = (client.clone(), sink.clone(), Arc::clone(&stats));
+            all.spawn(async move { deliver(&client, &stats, &sink, i, &mine).await });
         }
         while all.join_next().await.is_some() {}
     }
@@ -242,7 +298,13 @@ enum SendError {
 /// A POST's body and its signature header, if signed.
 type Post = (Vec<u8>, Option<String>);
 
-async fn deliver(client: &reqwest::Client, sink: &NotifySettings, i: usize, events: &[Event]) {
+async fn deliver(
+    client: &reqwest::Client,
+    stats: &Stats,
+    sink: &NotifySettings,
+    i: usize,
+    events: &[Event],
+) {
     let refs: Vec<&Event> = events.iter().collect();
     let read = |what: &'static str, path: &std::path::Path| {
         std::fs::read_to_string(path)
@@ -277,19 +339,20 @@ async fn deliver(client: &reqwest::Client, sink: &NotifySettings, i: usize, even
     let (url, posts) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            count(sink.kind, "failed");
+            record(stats, sink, i, "failed", Some(&e.to_string()));
             warn!(sink = %name(sink, i), error = %e, "notification not sent");
             return;
         }
     };
     for (body, signature) in posts {
-        post(client, sink, i, &url, body, signature).await;
+        post(client, stats, sink, i, &url, body, signature).await;
     }
 }
 
 /// One POST, retried as the module header says.
 async fn post(
     client: &reqwest::Client,
+    stats: &Stats,
     sink: &NotifySettings,
     i: usize,
     url: &str,
@@ -308,7 +371,7 @@ async fn post(
         }
         let (retry, wait, why) = match request.send().await {
             Ok(r) if r.status().is_success() => {
-                count(sink.kind, "sent");
+                record(stats, sink, i, "sent", None);
                 info!(sink = %name(sink, i), "notification sent");
                 return;
             }
@@ -327,11 +390,11 @@ async fn post(
             Err(e) => (true, None, e.without_url().to_string()),
         };
         if !retry || attempt >= ATTEMPTS {
-            count(sink.kind, "failed");
+            record(stats, sink, i, "failed", Some(&why));
             warn!(sink = %name(sink, i), attempt, error = %why, "notification not delivered");
             return;
         }
-        count(sink.kind, "retried");
+        record(stats, sink, i, "retried", None);
         let wait = wait.unwrap_or(BACKOFF * 2u32.pow(attempt - 1));
         warn!(sink = %name(sink, i), attempt, error = %why, wait_ms = wait.as_millis() as u64, "notification failed; retrying");
         tokio::time::sleep(wait).await;
