@@ -197,6 +197,8 @@ struct State {
     refusal: Option<Refusal>,
     /// Mints so far (for `tagwatch_github_app_tokens_total` and tests).
     mints: u64,
+    /// The last mint's failure, until one succeeds (for `/status`).
+    last_error: Option<String>,
 }
 
 /// One app installation's tokens, minted on demand and cached.
@@ -264,6 +266,7 @@ impl AppTokens {
                 state.mints += 1;
                 state.cached = Some(cached);
                 state.refusal = None;
+                state.last_error = None;
                 crate::metrics::get()
                     .github_app_tokens
                     .with_label_values(&["minted"])
@@ -281,6 +284,7 @@ impl AppTokens {
                     .with_label_values(&[error.kind()])
                     .inc();
                 tracing::warn!(kind = error.kind(), %error, "could not mint a GitHub App installation token");
+                self.lock().last_error = Some(error.to_string());
                 if error.is_refusal() {
                     self.lock().refusal = Some(Refusal {
                         error: error.clone(),
@@ -447,16 +451,58 @@ fn sign_jwt(app_id: &str, pem: &[u8], now: OffsetDateTime) -> Result<String, Jwt
 /// to the forge client is; a process-wide table keyed by the app's
 /// settings is the one place both can find.)
 pub fn shared(app: &GitHubApp) -> Arc<AppTokens> {
-    static TABLE: OnceLock<Mutex<HashMap<GitHubApp, Arc<AppTokens>>>> = OnceLock::new();
-    let mut table = TABLE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut table = table();
     Arc::clone(
         table
             .entry(app.clone())
             .or_insert_with(|| Arc::new(AppTokens::new(app.clone()))),
     )
+}
+
+type Table = HashMap<GitHubApp, Arc<AppTokens>>;
+
+fn table() -> std::sync::MutexGuard<'static, Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    TABLE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// One app's token as `/status` shows it: never the token itself.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AppStatus {
+    pub app_id: String,
+    pub installation_id: u64,
+    /// Tokens minted by this process.
+    pub mints: u64,
+    /// When the cached token expires (RFC 3339); `None` before the first.
+    pub token_expires_at: Option<String>,
+    /// Why the last mint failed, until one succeeds.
+    pub last_error: Option<String>,
+}
+
+/// Every app this process has used, for `/status`.
+pub fn statuses() -> Vec<AppStatus> {
+    let mut out: Vec<AppStatus> = table()
+        .values()
+        .map(|t| {
+            let state = t.lock();
+            AppStatus {
+                app_id: t.app.app_id.clone(),
+                installation_id: t.app.installation_id,
+                mints: state.mints,
+                token_expires_at: state.cached.as_ref().and_then(|c| {
+                    c.expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
+                last_error: state.last_error.clone(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.app_id, a.installation_id).cmp(&(&b.app_id, b.installation_id)));
+    out
 }
 
 #[cfg(test)]

@@ -119,6 +119,8 @@ struct StatusJson<'a> {
     targets: Vec<&'a Row>,
     /// Each `[[notify]]` sink's deliveries (empty without any).
     notifications: Vec<crate::notify::SinkStatus>,
+    /// With a GitHub App in `[forge]`: its installation token's state.
+    github_apps: Vec<crate::ghapp::AppStatus>,
 }
 
 impl Board {
@@ -252,6 +254,7 @@ impl Board {
             interval_seconds: s.interval.as_secs(),
             targets: s.rows.values().collect(),
             notifications: Board::notifications(&s),
+            github_apps: crate::ghapp::statuses(),
         })
         .unwrap_or_default()
     }
@@ -299,6 +302,21 @@ impl Board {
                     n.dropped,
                     cell(&n.last_sent),
                     cell(&n.last_error),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        let apps = crate::ghapp::statuses();
+        if !apps.is_empty() {
+            page.push_str("<h2>GitHub App</h2><table><tr><th>app</th><th>installation</th><th>tokens minted</th><th>token expires</th><th>last error</th></tr>");
+            for a in &apps {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                    escape(&a.app_id),
+                    a.installation_id,
+                    a.mints,
+                    cell(&a.token_expires_at),
+                    cell(&a.last_error),
                 ));
             }
             page.push_str("</table>");

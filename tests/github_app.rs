@@ -169,6 +169,11 @@ fn the_daemon_reuses_its_token_and_mints_again_near_expiry() {
         &key,
     );
     work.edit_config("interval = \"2m\"", "interval = \"300ms\"");
+    let port = free_port();
+    work.edit_config(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
     let log = work.dir.path().join("daemon.log");
     let daemon = Daemon::start(&work.config, &log);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -186,9 +191,29 @@ fn the_daemon_reuses_its_token_and_mints_again_near_expiry() {
         daemon.count("minted a GitHub App installation token"),
         minted
     );
+    // /status and the page show the token's state, never the token.
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let (_, body) = http(&endpoint, "GET", "/status", "");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let app = &status["github_apps"][0];
+    assert_eq!(app["app_id"], APP_ID, "{status}");
+    assert_eq!(app["installation_id"], INSTALLATION);
+    assert!(app["mints"].as_u64().unwrap() >= 2, "{status}");
+    assert!(app["token_expires_at"].is_string(), "{status}");
+    let (_, page) = http(&endpoint, "GET", "/", "");
+    assert!(page.contains("<h2>GitHub App</h2>"), "{page}");
+    let (_, metrics) = http(&endpoint, "GET", "/metrics", "");
+    assert!(
+        metric(
+            &metrics,
+            "tagwatch_github_app_tokens_total",
+            &[("outcome", "minted")]
+        ) >= 2.0,
+        "{metrics}"
+    );
     let text = daemon.log_text();
     daemon.stop();
-    assert_no_secret(&text, &key, &tokens(&fake));
+    assert_no_secret(&format!("{text}{body}{page}"), &key, &tokens(&fake));
     fake.assert_no_client_errors();
 }
 

@@ -91,7 +91,8 @@ impl FakeApp {
         let signed = &jwt[..jwt.rfind('.').unwrap()];
         verifier.update(signed.as_bytes()).unwrap();
         if !verifier.verify(&signature).unwrap_or(false) {
-            return Err("'Issuer' claim ('iss') must match the app's key: the JWT signature does not verify".into());
+            // What GitHub answers for a JWT signed by another key.
+            return Err("A JSON web token could not be decoded".into());
         }
         let claims = decode(claims)?;
         let iss = match &claims["iss"] {
