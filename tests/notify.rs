@@ -214,6 +214,8 @@ fn slack_gets_a_message_per_event_and_the_webhook_one_signed_post() {
     moto.seed("shared", &[("1.0.0", 1), ("1.1.0", 2)]);
     let receiver = Receiver::start(Vec::new());
     let (work, remote) = scene(&moto, 2, &receiver, &format!("{SLACK}\n{WEBHOOK}"));
+    // With the account known, Slack links the image's ECR console page.
+    work.edit_config("[aws]\n", &format!("[aws]\nregistry_id = \"{ACCOUNT}\"\n"));
 
     // The dry run says what it would send, and sends nothing.
     let out = work.once(&["--dry-run"]);
@@ -255,6 +257,10 @@ fn slack_gets_a_message_per_event_and_the_webhook_one_signed_post() {
             "{texts:?}"
         );
     }
+    let ecr = format!(
+        " · <https://{REGION}.console.aws.amazon.com/ecr/repositories/private/{ACCOUNT}/shared?region={REGION}|ECR>"
+    );
+    assert!(texts.iter().all(|t| t.ends_with(&ecr)), "{texts:?}");
 
     let hooks = receiver.got(HOOK_PATH);
     assert_eq!(hooks.len(), 1, "one POST per cycle");
@@ -293,6 +299,28 @@ fn slack_gets_a_message_per_event_and_the_webhook_one_signed_post() {
     expect(&out, 0, &["app0/dev: up to date at 1.1.0"]);
     assert_eq!(receiver.got(HOOK_PATH).len(), 1);
     assert_eq!(receiver.got(SLACK_PATH).len(), 2);
+
+    // A failure carries its reason, and the webhook event its stage.
+    work.edit_config("file = \"app1.yaml\"", "file = \"gone.yaml\"");
+    let out = work.once(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let slack = receiver.got(SLACK_PATH);
+    assert_eq!(slack.len(), 3);
+    let text = slack[2].json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with(":x: *app1/dev* failed"), "{text}");
+    assert!(
+        text.contains(": manifest: ") && text.contains("gone.yaml"),
+        "{text}"
+    );
+    let hook = receiver.got(HOOK_PATH)[1].json();
+    assert_eq!(hook["events"][0]["event"], "failed");
+    assert!(
+        hook["events"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("manifest: "),
+        "{hook}"
+    );
 }
 
 #[test]
