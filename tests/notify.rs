@@ -4,6 +4,8 @@
 //! retries on 503 and 429, one summary for a 200-app cycle, a receiver
 //! that hangs while cycles go on, and no URL or secret in any output.
 
+#[path = "support/forge/mod.rs"]
+mod forge;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -467,6 +469,64 @@ fn the_daemon_shows_each_sink_on_status_and_in_metrics() {
     let text = daemon.log_text();
     daemon.stop();
     assert_no_secret(&format!("{text}{page}{status}{metrics}"));
+}
+
+#[test]
+fn a_proposal_that_reaches_the_branch_is_announced_as_merged() {
+    let moto = Moto::start();
+    moto.seed("shared", &[("1.0.0", 1), ("1.1.0", 2)]);
+    let receiver = Receiver::start(Vec::new());
+    let notify = format!("{WEBHOOK}events = [\"proposed\", \"merged\"]\n");
+    let (work, remote) = scene(&moto, 1, &receiver, &notify);
+    let fake = forge::GitHubFake::start(
+        forge::GitHubConfig::new("acme", "gitops")
+            .token("forge-token-1")
+            .git_dir(&remote.bare()),
+    );
+    work.edit_config(
+        "key = \"image.tag\"\n",
+        "key = \"image.tag\"\nupdate = \"pull-request\"\n",
+    );
+    let text = std::fs::read_to_string(&work.config).unwrap();
+    std::fs::write(
+        &work.config,
+        format!(
+            "{text}\n[forge]\nkind = \"github\"\nrepository = \"acme/gitops\"\ntoken_file = \"forge-token\"\napi_url = \"{}\"\n",
+            fake.api_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(work.dir.path().join("forge-token"), "forge-token-1\n").unwrap();
+    work.edit_config("interval = \"2m\"", "interval = \"300ms\"");
+    let log = work.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&work.config, &log);
+    let first = receiver.wait_for(HOOK_PATH, 1, Duration::from_secs(10));
+    assert_eq!(first.len(), 1, "{}", daemon.log_text());
+    let proposed = &first[0].json()["events"][0];
+    assert_eq!(proposed["event"], "proposed");
+    assert!(
+        proposed["url"].as_str().unwrap().contains("/pull/"),
+        "{proposed}"
+    );
+
+    // Someone merges: the value reaches main.
+    let seed = remote.dir.path().join("seed");
+    git(&seed, &["pull", "-q", "origin", "main"]);
+    std::fs::write(seed.join("app0.yaml"), "image:\n  tag: 1.1.0\n").unwrap();
+    git(&seed, &["add", "-A"]);
+    commit(&seed, "merge the promotion");
+    git(&seed, &["push", "-q", "origin", "HEAD:main"]);
+
+    let hooks = receiver.wait_for(HOOK_PATH, 2, Duration::from_secs(10));
+    assert_eq!(hooks.len(), 2, "{}", daemon.log_text());
+    let merged = &hooks[1].json()["events"][0];
+    assert_eq!(merged["event"], "merged", "{merged}");
+    assert_eq!(merged["from"], "1.0.0");
+    assert_eq!(merged["to"], "1.1.0");
+    // Announced once, not every cycle after.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(receiver.got(HOOK_PATH).len(), 2);
+    daemon.stop();
 }
 
 #[test]
