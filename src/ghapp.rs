@@ -138,30 +138,9 @@ pub trait TokenSource: Send + Sync {
     fn refused(&self, token: &Secret);
 
     /// [`TokenSource::token`] for a blocking thread (git's credential
-    /// callback). Not for a thread that drives async tasks.
+    /// callback): blocks the calling thread until a token is had.
     fn token_blocking(&self) -> Result<Secret, TokenError> {
-        // A thread of its own with a runtime of its own: the caller may or
-        // may not be inside a runtime, and blocking on this future from
-        // one of its worker threads would stall it.
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| TokenError::Transport {
-                        app_id: String::new(),
-                        message: format!("cannot start a runtime: {e}"),
-                    })?;
-                runtime.block_on(self.token())
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(TokenError::Protocol {
-                    app_id: String::new(),
-                    message: "the token task panicked".into(),
-                })
-            })
-        })
+        blocking(self)
     }
 }
 
@@ -411,6 +390,40 @@ impl TokenSource for AppTokens {
             state.cached = None;
         }
     }
+
+    fn token_blocking(&self) -> Result<Secret, TokenError> {
+        // The common case, every fetch and push of the hour: no thread, no
+        // runtime, just the cache.
+        if let Some(token) = self.fresh(self.clock.now()) {
+            return Ok(token);
+        }
+        blocking(self)
+    }
+}
+
+/// [`TokenSource::token`] on a thread and a runtime of its own.
+fn blocking(source: &(impl TokenSource + ?Sized)) -> Result<Secret, TokenError> {
+    // The caller may or may not be inside a runtime, and blocking on this
+    // future from one of its worker threads would stall it.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| TokenError::Transport {
+                    app_id: String::new(),
+                    message: format!("cannot start a runtime: {e}"),
+                })?;
+            runtime.block_on(source.token())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(TokenError::Protocol {
+                app_id: String::new(),
+                message: "the token task panicked".into(),
+            })
+        })
+    })
 }
 
 enum JwtError {
