@@ -530,6 +530,40 @@ fn a_proposal_that_reaches_the_branch_is_announced_as_merged() {
 }
 
 #[test]
+fn a_notify_block_added_by_a_reload_is_used_from_the_next_cycle() {
+    let moto = Moto::start();
+    moto.seed("shared", &[("1.0.0", 1)]);
+    let receiver = Receiver::start(Vec::new());
+    let (work, _remote) = scene(&moto, 1, &receiver, "");
+    work.edit_config("interval = \"2m\"", "interval = \"300ms\"");
+    let log = work.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&work.config, &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.count("cycle finished") < 1 {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&work.config).unwrap();
+    std::fs::write(&work.config, format!("{text}\n{WEBHOOK}")).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    while daemon.count("configuration reloaded") < 1 {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    moto.seed("shared", &[("1.1.0", 2)]);
+    let hooks = receiver.wait_for(HOOK_PATH, 1, Duration::from_secs(10));
+    assert_eq!(hooks.len(), 1, "{}", daemon.log_text());
+    assert_eq!(hooks[0].json()["events"][0]["to"], "1.1.0");
+    let text = daemon.log_text();
+    daemon.stop();
+    assert_no_secret(&text);
+}
+
+#[test]
 fn notify_blocks_are_validated_with_file_line_and_key() {
     let moto_endpoint = "http://127.0.0.1:1";
     let dir = tempfile::tempdir().unwrap();
