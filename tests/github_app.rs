@@ -403,6 +403,11 @@ fn app_settings_are_validated_with_file_line_and_key() {
             "forge.app_id",
             "positive numeric id",
         ),
+        (
+            "[forge]\nkind = \"github\"\nrepository = \"a/b\"\n",
+            "forge.token_file",
+            "or app_id, installation_id and private_key_file",
+        ),
     ];
     for (forge, key, message) in cases {
         let path = dir.path().join("tagwatch.toml");
@@ -434,4 +439,15 @@ fn app_settings_are_validated_with_file_line_and_key() {
         err.contains("needs [forge] kind = \"github\" with app_id"),
         "{err}"
     );
+
+    // …and an HTTPS remote: the file:// one here is not.
+    let text = format!(
+        "{text}\n[forge]\nkind = \"github\"\nrepository = \"a/b\"\napp_id = 1\ninstallation_id = 2\nprivate_key_file = \"k.pem\"\n"
+    );
+    std::fs::write(&path, &text).unwrap();
+    let out = tagwatch(&["check", "--config", path.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(64), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(": git.url: "), "{err}");
+    assert!(err.contains("authenticates HTTPS remotes"), "{err}");
 }

@@ -63,6 +63,13 @@ pub(super) fn validate_forge_auth(
                 .map(|v| ("forge.private_key_file", v.span()))
         });
     let Some((key, key_span)) = app_key else {
+        if raw.token_file.is_none() && kind == ForgeKind::GitHub {
+            return Err(src.error(
+                Some(span),
+                "forge.token_file",
+                "is required, or app_id, installation_id and private_key_file for a GitHub App",
+            ));
+        }
         let token_file = src.required(&raw.token_file, Some(span), "forge.token_file")?;
         return Ok(ForgeAuth::Token(base.join(token_file.get_ref())));
     };
@@ -182,6 +189,26 @@ pub(super) fn validate_git_auth(
             "auth = \"github-app\" sends the app's installation token; remove token_file, username and ssh_key_file",
         ));
     }
+    let app = match forge.map(|f| &f.auth) {
+        Some(ForgeAuth::App(app)) => app.clone(),
+        _ => {
+            return Err(src.error(
+                Some(auth.span()),
+                "git.auth",
+                "auth = \"github-app\" needs [forge] kind = \"github\" with app_id, installation_id and private_key_file",
+            ));
+        }
+    };
+    if let Some(url) = &raw.url
+        && !(url.get_ref().trim().starts_with("https://")
+            || url.get_ref().trim().starts_with("http://"))
+    {
+        return Err(src.error(
+            Some(url.span()),
+            "git.url",
+            "auth = \"github-app\" authenticates HTTPS remotes; use the repository's https:// URL",
+        ));
+    }
     if let Some(url) = &raw.url
         && super::settings::sends_in_clear(url.get_ref().trim())
     {
@@ -191,12 +218,5 @@ pub(super) fn validate_git_auth(
             "an http:// remote would send the GitHub App's installation token in clear; use https:// (http:// is allowed only for loopback addresses)",
         ));
     }
-    match forge.map(|f| &f.auth) {
-        Some(ForgeAuth::App(app)) => Ok(Some(app.clone())),
-        _ => Err(src.error(
-            Some(auth.span()),
-            "git.auth",
-            "auth = \"github-app\" needs [forge] kind = \"github\" with app_id, installation_id and private_key_file",
-        )),
-    }
+    Ok(Some(app))
 }
