@@ -46,6 +46,8 @@ pub struct Metrics {
     pub gate_results: IntCounterVec,
     pub previews: GaugeVec,
     pub preview_changes: IntCounterVec,
+    pub github_app_tokens: IntCounterVec,
+    pub notifications: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -231,6 +233,16 @@ impl Metrics {
                 "tagwatch_preview_changes_total",
                 "Preview files written, by app and action (created, updated, removed).",
                 &["app", "action"],
+            ),
+            github_app_tokens: counter(
+                "tagwatch_github_app_tokens_total",
+                "GitHub App installation tokens minted, or why a mint failed (minted, key, sign, refused, no_installation, transport, protocol).",
+                &["outcome"],
+            ),
+            notifications: counter(
+                "tagwatch_notifications_total",
+                "Notification deliveries by sink kind (slack, webhook) and outcome (sent, retried, failed, dropped).",
+                &["kind", "outcome"],
             ),
             registry,
         }

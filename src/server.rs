@@ -131,6 +131,8 @@ struct BoardState {
     /// window stretches by as much, so a daemon that backs off on purpose
     /// is not reported as stalled.
     backoff: Duration,
+    /// With `[[notify]]`: each sink's deliveries, updated as they happen.
+    notify: Option<crate::notify::Stats>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +142,10 @@ struct StatusJson<'a> {
     interval_seconds: u64,
     targets: Vec<&'a Row>,
     previews: Vec<&'a PreviewRow>,
+    /// Each `[[notify]]` sink's deliveries (empty without any).
+    notifications: Vec<crate::notify::SinkStatus>,
+    /// With a GitHub App in `[forge]`: its installation token's state.
+    github_apps: Vec<crate::ghapp::AppStatus>,
 }
 
 impl Board {
@@ -236,6 +242,25 @@ impl Board {
         }
     }
 
+    /// Shows these notification statistics on `/status` and `/`.
+    pub fn set_notifications(&self, stats: crate::notify::Stats) {
+        let mut s = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        s.notify = Some(stats);
+    }
+
+    fn notifications(s: &BoardState) -> Vec<crate::notify::SinkStatus> {
+        s.notify
+            .as_ref()
+            .map(|n| {
+                n.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Sets the pause the daemon takes before its next cycle beyond the
     /// interval (see [`Board::ready`]).
     pub fn set_backoff(&self, pause: Duration) {
@@ -287,6 +312,8 @@ impl Board {
             interval_seconds: s.interval.as_secs(),
             targets: s.rows.values().collect(),
             previews: s.previews.values().collect(),
+            notifications: Board::notifications(&s),
+            github_apps: crate::ghapp::statuses(),
         })
         .unwrap_or_default()
     }
@@ -336,6 +363,37 @@ impl Board {
                     escape(&p.action),
                     cell(&p.reason),
                     escape(&p.updated),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        let notifications = Board::notifications(&s);
+        if !notifications.is_empty() {
+            page.push_str("<h2>notifications</h2><table><tr><th>sink</th><th>sent</th><th>failed</th><th>dropped</th><th>last sent</th><th>last error</th></tr>");
+            for n in &notifications {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                    escape(&n.sink),
+                    n.sent,
+                    n.failed,
+                    n.dropped,
+                    cell(&n.last_sent),
+                    cell(&n.last_error),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        let apps = crate::ghapp::statuses();
+        if !apps.is_empty() {
+            page.push_str("<h2>GitHub App</h2><table><tr><th>app</th><th>installation</th><th>tokens minted</th><th>token expires</th><th>last error</th></tr>");
+            for a in &apps {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                    escape(&a.app_id),
+                    a.installation_id,
+                    a.mints,
+                    cell(&a.token_expires_at),
+                    cell(&a.last_error),
                 ));
             }
             page.push_str("</table>");

@@ -167,6 +167,25 @@ pub async fn run(command: Command) -> u8 {
                 .cycle(if dry_run { Mode::DryRun } else { Mode::Apply })
                 .await;
             print_report(&report);
+            if dry_run {
+                let now = now.unwrap_or_else(time::OffsetDateTime::now_utc);
+                for line in crate::notify::preview(&ctx.config, &report, now) {
+                    println!("{line}");
+                }
+            }
+            if let Some(notifier) = &ctx.notifier {
+                notifier.finish(crate::notify::ONCE_GRACE).await;
+                for n in notifier.status() {
+                    let error = n
+                        .last_error
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default();
+                    println!(
+                        "notified {}: {} sent, {} failed{error}",
+                        n.sink, n.sent, n.failed
+                    );
+                }
+            }
             if report.any_failed() { EXIT_FAILED } else { 0 }
         }
         Command::Run(arg) => {
@@ -196,7 +215,11 @@ pub async fn run(command: Command) -> u8 {
                     crate::events::Queue::connect(events, ctx.config.aws.region.as_deref()).await;
                 tokio::spawn(crate::events::run(queue, wake, shutdown.clone()));
             }
+            let notifier = ctx.notifier.clone();
             daemon::run(ctx, wakes, shutdown).await;
+            if let Some(notifier) = notifier {
+                notifier.finish(crate::notify::SHUTDOWN_GRACE).await;
+            }
             let _ = server.await;
             0
         }
@@ -230,6 +253,9 @@ pub(crate) async fn context(config: Config) -> Option<Context> {
             let mut ctx = Context::new(config, peers.registry, peers.forge);
             ctx.prometheus = peers.prometheus;
             ctx.argocd = peers.argocd;
+            let notifier = crate::notify::Notifier::start(&ctx.config);
+            ctx.board.set_notifications(notifier.stats());
+            ctx.notifier = Some(std::sync::Arc::new(notifier));
             Some(ctx)
         }
         Err(e) => {
@@ -251,8 +277,14 @@ pub fn summary(config: &Config) -> String {
     let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
     repositories.sort_unstable();
     repositories.dedup();
+    let notify = if config.notify.is_empty() {
+        String::new()
+    } else {
+        let kinds: Vec<&str> = config.notify.iter().map(|n| n.kind.as_str()).collect();
+        format!(", notify {}", kinds.join(", "))
+    };
     format!(
-        "{}: ok: {}, {}, {} (interval {}, branch {})",
+        "{}: ok: {}, {}, {} (interval {}, branch {}{notify})",
         config.source.display(),
         count(config.apps.len(), "app", "apps"),
         count(targets, "target", "targets"),

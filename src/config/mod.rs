@@ -30,10 +30,12 @@ pub use apps::{
     proposal_branch,
 };
 pub use argocd::ArgoSettings;
+pub use github_app::GitHubApp;
+pub use notify::{EventKind, NotifyKind, NotifySettings};
 pub use previews::{DEFAULT_MAX_PREVIEWS, Preview};
 pub use prometheus::PrometheusSettings;
 pub use settings::{
-    ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
+    ForgeAuth, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
 
 use apps::{SeenApps, validate_app};
@@ -74,11 +76,15 @@ pub struct Config {
     pub prometheus: Option<PrometheusSettings>,
     /// Where `argocd_app` targets' Applications are read.
     pub argocd: Option<ArgoSettings>,
+    /// `[[notify]]`: where each cycle's events are announced.
+    pub notify: Vec<NotifySettings>,
 }
 
 mod apps;
 mod argocd;
+mod github_app;
 mod include;
+mod notify;
 mod previews;
 mod prometheus;
 mod raw;
@@ -206,6 +212,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
         None => return Err(main.error(None, "git", "missing section [git]")),
     };
+    let notify = notify::validate_notify(&main, base, &raw.notify, &apps)?;
+    let mut git = git;
+    if let Some(raw_git) = &raw.git {
+        git.github_app = github_app::validate_git_auth(&main, raw_git.get_ref(), forge.as_ref())?;
+    }
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -217,5 +228,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         forge,
         prometheus,
         argocd,
+        notify,
     })
 }

@@ -28,7 +28,7 @@ impl GitHub {
         let api = Api::new(
             &settings.api_url,
             format!("github {}", settings.repository),
-            settings.token_file.clone(),
+            super::credential(settings),
             Auth::Bearer,
             HEADERS,
         )?;

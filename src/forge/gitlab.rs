@@ -21,7 +21,7 @@ impl GitLab {
         let api = Api::new(
             &settings.api_url,
             format!("gitlab {}", settings.repository),
-            settings.token_file.clone(),
+            super::credential(settings),
             Auth::PrivateToken,
             &[],
         )?;

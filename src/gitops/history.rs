@@ -289,6 +289,7 @@ mod tests {
             ssh: None,
             signing_key_file: None,
             ca_file: None,
+            github_app: None,
         };
         let mut checkout = Checkout::open_or_create(&settings).unwrap();
         checkout.sync().unwrap();
