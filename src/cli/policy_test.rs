@@ -356,6 +356,8 @@ async fn from_config(
         eprintln!("{e}");
         EXIT_FAILED
     })?;
+    // A helm-chart app's candidates are the repository's charts.
+    let listing = listing.of_artifact(found.artifact);
     let images = listing.images.clone();
     Ok((
         policy,

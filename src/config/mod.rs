@@ -31,6 +31,7 @@ pub use apps::{
 };
 pub use argocd::ArgoSettings;
 pub use prometheus::PrometheusSettings;
+pub use replica::{Replica, is_region};
 pub use settings::{
     ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
@@ -80,6 +81,7 @@ mod argocd;
 mod include;
 mod prometheus;
 mod raw;
+mod replica;
 mod settings;
 mod source;
 #[cfg(test)]

@@ -156,6 +156,7 @@ pub(super) struct RawApp {
     pub(super) cosign_public_key_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
+    pub(super) artifact: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +186,10 @@ pub(super) struct RawTarget {
     assignees: Option<Vec<Spanned<String>>>,
     draft: Option<Spanned<bool>>,
     auto_merge: Option<Spanned<bool>>,
+    pub(super) region: Option<Spanned<String>>,
+    pub(super) registry_id: Option<Spanned<String>>,
+    pub(super) assume_role_arn: Option<Spanned<String>>,
+    pub(super) repository: Option<Spanned<String>>,
 }
 
 /// The gate keys, on an app or a target (a target's own replace the app's).

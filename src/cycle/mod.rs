@@ -43,7 +43,9 @@ use plan::Step;
 use propose::settle::Request;
 
 pub use export::export;
-pub use report::{CycleReport, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport};
+pub use report::{
+    CycleReport, EcrNotes, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport,
+};
 pub use write::SharedCheckout;
 
 /// The peers and the clock one cycle works with.
@@ -242,6 +244,7 @@ fn outcome_of(
     let _entered = span.enter();
     let held = d.held.clone();
     let gates = d.gates.clone();
+    let mut ecr = d.ecr.clone();
     let (mut current, mut value) = (
         held.as_ref().map(|h| h.tag.clone()),
         held.as_ref().map(|h| h.value.clone()),
@@ -293,6 +296,8 @@ fn outcome_of(
                     (Some(commit), None) => {
                         current = Some(to.clone());
                         value = Some(change.value);
+                        // It points at the image just chosen from the listing.
+                        ecr.missing = None;
                         Outcome::Promoted {
                             from,
                             to,
@@ -335,6 +340,7 @@ fn outcome_of(
         current,
         value,
         gates,
+        ecr,
     }
 }
 
@@ -349,6 +355,7 @@ fn all_failed(config: &Config, error: &str) -> Vec<TargetReport> {
             current: None,
             value: None,
             gates: Vec::new(),
+            ecr: EcrNotes::default(),
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: error.to_string(),
