@@ -178,6 +178,34 @@ region = "{DR_REGION}"
     );
     assert_eq!(remote.subjects(), ["seed"], "nothing written while waiting");
 
+    // The daemon shows the wait: the gauge (a series for DR targets only)
+    // and the /status line.
+    let port = free_port();
+    let daemon_config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &daemon_config,
+        format!(
+            "interval = \"1s\"\nlisten = \"127.0.0.1:{port}\"\n{}",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&daemon_config, &dir.path().join("daemon.log"));
+    wait_for("the replication wait gauge", Duration::from_secs(20), || {
+        get(port, "/metrics").contains(r#"tagwatch_replication_wait_seconds{app="web",env="dr"}"#)
+    });
+    let metrics = get(port, "/metrics");
+    assert!(
+        !metrics.contains(r#"tagwatch_replication_wait_seconds{app="web",env="prod"}"#),
+        "{metrics}"
+    );
+    assert!(
+        get(port, "/status").contains("not yet replicated to us-west-2"),
+        "{}",
+        get(port, "/status")
+    );
+    daemon.stop();
+
     // Replicated (the same digest): promoted, with the replica's host.
     seed(
         &moto,
