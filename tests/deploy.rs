@@ -1031,6 +1031,7 @@ const AWS_CALLS: &[(&str, &str)] = &[
     ),
     ("list_image_referrers", "ecr:ListImageReferrers"),
     ("get_download_url_for_layer", "ecr:GetDownloadUrlForLayer"),
+    ("get_lifecycle_policy", "ecr:GetLifecyclePolicy"),
     ("get_authorization_token", "ecr:GetAuthorizationToken"),
     ("receive_message", "sqs:ReceiveMessage"),
     ("delete_message", "sqs:DeleteMessage"),

@@ -191,9 +191,14 @@ region = "{DR_REGION}"
     )
     .unwrap();
     let daemon = Daemon::start(&daemon_config, &dir.path().join("daemon.log"));
-    wait_for("the replication wait gauge", Duration::from_secs(20), || {
-        get(port, "/metrics").contains(r#"tagwatch_replication_wait_seconds{app="web",env="dr"}"#)
-    });
+    wait_for(
+        "the replication wait gauge",
+        Duration::from_secs(20),
+        || {
+            get(port, "/metrics")
+                .contains(r#"tagwatch_replication_wait_seconds{app="web",env="dr"}"#)
+        },
+    );
     let metrics = get(port, "/metrics");
     assert!(
         !metrics.contains(r#"tagwatch_replication_wait_seconds{app="web",env="prod"}"#),
