@@ -653,3 +653,108 @@ key = "image.tag"
         );
     }
 }
+
+/// An "ECR Replication Action" event naming the DR target's replica
+/// repository (named apart from the app's) wakes a cycle: the target is
+/// promoted in seconds, with the poll an hour away.
+#[test]
+fn a_replication_event_wakes_the_dr_target() {
+    let moto = Moto::start();
+    let host = format!("{ACCOUNT}.dkr.ecr.{DR_REGION}.amazonaws.com");
+    let remote = GitRemote::new(&[
+        ("prod.yaml", "image:\n  tag: 1.4.3\n"),
+        ("dr.yaml", &format!("image: {host}/web-replica:1.4.2\n")),
+    ]);
+    seed(
+        &moto,
+        REGION,
+        "web",
+        json!([{"tag": "1.4.2", "digest": digest(142)}, {"tag": "1.4.3", "digest": digest(143)}]),
+    );
+    seed(
+        &moto,
+        DR_REGION,
+        "web-replica",
+        json!([{"tag": "1.4.2", "digest": digest(142)}]),
+    );
+    let queue = moto.boto3(
+        "print(client('sqs').create_queue(QueueName='tagwatch-events', Attributes={'VisibilityTimeout': '1'})['QueueUrl'])",
+    );
+    let dir = KeepOnFailure::new();
+    let port = free_port();
+    let apps = format!(
+        r#"
+[aws.events]
+sqs_queue_url = "{queue}"
+
+[[apps]]
+name = "web"
+repository = "web"
+
+[[apps.targets]]
+env = "prod"
+file = "prod.yaml"
+key = "image.tag"
+
+[[apps.targets]]
+env = "dr"
+file = "dr.yaml"
+key = "image"
+format = "image"
+promote_from = "prod"
+region = "{DR_REGION}"
+repository = "web-replica"
+"#
+    );
+    let config = write_config(
+        dir.path(),
+        &moto,
+        &remote,
+        &format!("interval = \"1h\"\nlisten = \"127.0.0.1:{port}\"\n"),
+        &apps,
+    );
+    let log = dir.path().join("daemon.log");
+    let daemon = Daemon::start_with_env(
+        Path::new(&config),
+        &log,
+        &[("AWS_ENDPOINT_URL_SQS", &moto.endpoint)],
+    );
+    wait_for("the first cycle", Duration::from_secs(30), || {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        log.contains("listening for ECR push events") && log.contains("cycle finished")
+    });
+    assert!(
+        get(port, "/status").contains("not yet replicated to us-west-2"),
+        "{}",
+        get(port, "/status")
+    );
+    assert_eq!(remote.subjects(), ["seed"]);
+
+    seed(
+        &moto,
+        DR_REGION,
+        "web-replica",
+        json!([{"tag": "1.4.3", "digest": digest(143)}]),
+    );
+    let event = json!({"version": "0", "id": "r1", "detail-type": "ECR Replication Action",
+        "source": "aws.ecr", "account": ACCOUNT, "time": "2026-11-21T10:03:00Z",
+        "region": DR_REGION, "resources": [],
+        "detail": {"result": "SUCCESS", "repository-name": "web-replica",
+                   "image-digest": digest(143), "source-account": ACCOUNT,
+                   "action-type": "REPLICATE", "source-region": REGION, "image-tag": "1.4.3"}});
+    let sent = Instant::now();
+    moto.boto3(&format!(
+        "client('sqs').send_message(QueueUrl={queue:?}, MessageBody={:?})",
+        event.to_string()
+    ));
+    remote.wait_for_commits(
+        2,
+        sent + Duration::from_secs(15),
+        "no promotion after the replication event",
+    );
+    assert_eq!(
+        remote.show("dr.yaml"),
+        format!("image: {host}/web-replica:1.4.3\n")
+    );
+    daemon.stop();
+}

@@ -633,22 +633,29 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
     // A DR target takes the source's image only once ECR has replicated
     // the same digest into its region; the same tag on another digest
     // there is refused, never written.
-    if let (Some(replica), Some(source)) = (&target.replica, &source) {
+    // (`tagwatch promote` into a DR target has no source: the tag it names
+    // is held to the same rule.)
+    if let Some(replica) = &target.replica {
         let region = replica.location.label();
-        let (tag, digest) = (&source.image.tag, &source.image.digest);
+        let (tag, digest) = (&image.tag, &image.digest);
+        let runs = match &source {
+            Some(source) => format!("which {} runs", source.env),
+            None => "which the primary region lists".to_string(),
+        };
         match own.images.iter().find(|i| &i.tag == tag) {
             Some(there) if &there.digest == digest => {}
             Some(there) => {
                 let why = format!(
-                    "refused: {region} has {}:{tag} at digest {}, not {digest}, which {} runs",
-                    own.repository, there.digest, source.env
+                    "refused: {region} has {}:{tag} at digest {}, not {digest}, {runs}",
+                    own.repository, there.digest
                 );
                 return Planned::step(held, Step::NoCandidate { why });
             }
             None => {
                 walk.replication_wait = Some(
                     source
-                        .since
+                        .as_ref()
+                        .and_then(|s| s.since)
                         .map(|since| (now - since).try_into().unwrap_or_default())
                         .unwrap_or_default(),
                 );
