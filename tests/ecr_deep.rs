@@ -4,6 +4,8 @@
 //! deployed image ECR no longer serves, lifecycle-check, IMMUTABLE
 //! repositories, and the config errors for the new keys.
 
+#[path = "support/forge/mod.rs"]
+mod forge;
 mod support;
 
 use std::path::Path;
@@ -757,4 +759,76 @@ repository = "web-replica"
         format!("image: {host}/web-replica:1.4.3\n")
     );
     daemon.stop();
+}
+
+/// A pull-request DR target is proposed only once replicated, and the
+/// request's body says so, with the console link in the replica region.
+#[test]
+fn a_dr_pull_request_says_it_is_replicated() {
+    let moto = Moto::start();
+    let host = format!("{ACCOUNT}.dkr.ecr.{DR_REGION}.amazonaws.com");
+    let remote = GitRemote::new(&[
+        ("prod.yaml", "image:\n  tag: 1.4.3\n"),
+        ("dr.yaml", &format!("image: {host}/web:1.4.2\n")),
+    ]);
+    for region in [REGION, DR_REGION] {
+        seed(
+            &moto,
+            region,
+            "web",
+            json!([{"tag": "1.4.2", "digest": digest(142)}, {"tag": "1.4.3", "digest": digest(143)}]),
+        );
+    }
+    let fake = forge::GitHubFake::start(
+        forge::GitHubConfig::new("acme", "gitops")
+            .token("forge-token-1")
+            .git_dir(&remote.bare()),
+    );
+    let dir = KeepOnFailure::new();
+    std::fs::write(dir.path().join("forge-token"), "forge-token-1\n").unwrap();
+    let apps = format!(
+        r#"
+[forge]
+kind = "github"
+repository = "acme/gitops"
+token_file = "forge-token"
+api_url = "{api}"
+
+[[apps]]
+name = "web"
+repository = "web"
+
+[[apps.targets]]
+env = "prod"
+file = "prod.yaml"
+key = "image.tag"
+
+[[apps.targets]]
+env = "dr"
+file = "dr.yaml"
+key = "image"
+format = "image"
+promote_from = "prod"
+region = "{DR_REGION}"
+update = "pull-request"
+"#,
+        api = fake.api_url()
+    );
+    let config = write_config(dir.path(), &moto, &remote, "", &apps);
+    let (code, out) = run(&["once", "--config", &config], dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("web/dr: proposed 1.4.2 -> 1.4.3"), "{out}");
+    let pulls = fake.pulls();
+    assert_eq!(pulls.len(), 1);
+    let body = pulls[0].body.clone().unwrap_or_default();
+    assert!(
+        body.contains("  - replicated: us-west-2 holds web:`1.4.3` at the same digest"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "https://us-west-2.console.aws.amazon.com/ecr/repositories/private/123456789012/web/"
+        ),
+        "{body}"
+    );
 }
