@@ -447,6 +447,24 @@ key = "image.tag"
         "an archived image is never a candidate: {out}"
     );
 
+    let (code, out) = run(
+        &[
+            "policy",
+            "test",
+            "--config",
+            &config,
+            "--app",
+            "web",
+            "--explain",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1.1.0  archived in ECR (imageStatus ARCHIVED): never a candidate"),
+        "{out}"
+    );
+
     let log = dir.path().join("daemon.log");
     let mut daemon = Daemon::start(Path::new(&config), &log);
     let missing = |port| {
