@@ -16,7 +16,9 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::registry::{Image, ListKey, Listing, Location, Registry, RegistryError};
+use crate::registry::{
+    Artifact, ErrorKind, Image, ListKey, Listing, Location, Registry, RegistryError,
+};
 
 pub type Listings = HashMap<ListKey, Result<Listing, RegistryError>>;
 
@@ -108,19 +110,28 @@ pub async fn list_repositories(
     let mut read = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((location, repository, result)) => {
+            Ok((location, repository, mut result)) => {
                 read += 1;
                 // Each artifact kind wanted from this repository, as a
-                // view of the one read.
-                for key in keys
+                // view of the one read; the usual single kind takes the
+                // listing itself, uncopied.
+                let wanted: Vec<&ListKey> = keys
                     .iter()
                     .filter(|k| k.location == location && k.repository == repository)
-                {
-                    let view = result.as_ref().map(|l| l.of_artifact(key.artifact));
+                    .collect();
+                for (i, key) in wanted.iter().enumerate() {
+                    let view = if i + 1 == wanted.len() && key.artifact == Artifact::Image {
+                        std::mem::replace(&mut result, Err(moved(&repository)))
+                    } else {
+                        result
+                            .as_ref()
+                            .map(|l| l.of_artifact(key.artifact))
+                            .map_err(Clone::clone)
+                    };
                     if let Ok(listing) = &view {
                         prefer(config, key, listing, now, &mut preferred);
                     }
-                    listings.insert(key.clone(), view.map_err(Clone::clone));
+                    listings.insert((*key).clone(), view);
                 }
             }
             Err(e) => error!(error = %e, "listing task panicked"),
@@ -136,6 +147,16 @@ pub async fn list_repositories(
         "listing finished"
     );
     (listings, preferred)
+}
+
+/// What is left of a listing handed on to its last view: never read, as
+/// no view comes after the last.
+fn moved(repository: &str) -> RegistryError {
+    RegistryError {
+        repository: repository.to_string(),
+        kind: ErrorKind::Other,
+        message: "listing already handed on".into(),
+    }
 }
 
 /// Every listing the config needs, sorted so that one repository's kinds

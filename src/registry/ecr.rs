@@ -170,11 +170,13 @@ impl EcrRegistry {
                 {
                     listing.registry_id = id.to_string();
                 }
-                // Only ACTIVE images are served; an ARCHIVED one fails a
-                // pull, so it is kept apart and never becomes a candidate.
+                // Only ACTIVE images are served; an ARCHIVED one (or one
+                // still ACTIVATING out of the archive) fails a pull, so it
+                // is kept apart and never becomes a candidate. No status at
+                // all is an ECR that predates archiving: active.
                 let bucket = if detail
                     .image_status()
-                    .is_some_and(|s| *s == ImageStatus::Archived)
+                    .is_some_and(|s| *s != ImageStatus::Active)
                 {
                     &mut listing.archived
                 } else if detail.artifact_media_type() == Some(crate::image::HELM_CHART_CONFIG) {
@@ -266,7 +268,7 @@ impl EcrRegistry {
             Ok(out) => Ok(out
                 .image_details()
                 .iter()
-                .filter(|d| d.image_status() != Some(&ImageStatus::Archived))
+                .filter(|d| d.image_status().is_none_or(|s| *s == ImageStatus::Active))
                 .flat_map(images_of)
                 .find(|image| image.tag == tag)),
             Err(e) => {
