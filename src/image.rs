@@ -39,9 +39,6 @@ pub struct Listing {
     /// fails, so they are never candidates, and a file that points at one
     /// is reported as a deployed image that is missing.
     pub archived: Vec<Image>,
-    /// The repository's `imageTagMutability` is `IMMUTABLE`: a tag never
-    /// moves, so a choice needs no re-check before it is written.
-    pub immutable: bool,
 }
 
 /// What an app promotes: a container image, or a Helm chart stored in

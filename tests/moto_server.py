@@ -344,8 +344,10 @@ def make_app():
         except ValueError:
             params = {}
         scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        # DescribeRepositories names its repositories in a list; the first is logged.
+        named = params.get("repositoryName") or (params.get("repositoryNames") or [None])[0]
         call = {"operation": target[len(ECR_TARGET):], "region": scope and scope.group(1),
-                "repositoryName": params.get("repositoryName"),
+                "repositoryName": named,
                 "registryId": params.get("registryId"), "imageIds": params.get("imageIds"),
                 "maxResults": params.get("maxResults"), "nextToken": "nextToken" in params,
                 "tagStatus": (params.get("filter") or {}).get("tagStatus")}

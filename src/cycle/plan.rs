@@ -765,9 +765,7 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
                 pushed_at: image.pushed_at,
             },
             image: image.clone(),
-            // An IMMUTABLE repository's tags cannot move: nothing to re-check.
-            recheck: (policy.needs_recheck() || target.format.pins_digest(&value))
-                && !listing.immutable,
+            recheck: policy.needs_recheck() || target.format.pins_digest(&value),
             value,
             old: file,
             content,

@@ -28,8 +28,9 @@ use aws_sdk_ecr::types::{
 use time::OffsetDateTime;
 
 use super::{
-    CosignFuture, CosignSignature, DescribeFuture, ErrorKind, Image, LifecycleFuture, ListFuture,
-    Listing, Referrers, ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
+    CosignFuture, CosignSignature, DescribeFuture, ErrorKind, Image, ImmutableFuture,
+    LifecycleFuture, ListFuture, Listing, Referrers, ReferrersFuture, Registry, RegistryError,
+    ScanFindings, ScanFuture,
 };
 use crate::aws::AwsSettings;
 use crate::gate::{ScanStatus, Severity};
@@ -73,9 +74,12 @@ pub struct EcrRegistry {
     region: String,
     /// Each repository's `imageTagMutability`, read once with
     /// `DescribeRepositories` and kept for the life of the client (a
-    /// reload builds a new one): true for `IMMUTABLE`.
-    immutable: Arc<std::sync::Mutex<std::collections::HashMap<String, bool>>>,
+    /// reload builds a new one): true for `IMMUTABLE`. One cell per
+    /// repository, so concurrent re-checks of one repository ask once.
+    immutable: Arc<std::sync::Mutex<ImmutableCells>>,
 }
+
+type ImmutableCells = std::collections::HashMap<String, Arc<tokio::sync::OnceCell<bool>>>;
 
 /// Why the client could not be built. Raised before any request is sent.
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +191,6 @@ impl EcrRegistry {
                 bucket.extend(images_of(detail));
             }
         }
-        listing.immutable = self.is_immutable(repository).await;
         Ok(listing)
     }
 
@@ -195,13 +198,14 @@ impl EcrRegistry {
     /// `DescribeRepositories`. A failed read counts as mutable (the
     /// re-check before a commit stays on) and is not asked again.
     async fn is_immutable(&self, repository: &str) -> bool {
-        let cached = {
-            let cache = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
-            cache.get(repository).copied()
+        let cell = {
+            let mut cells = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(cells.entry(repository.to_string()).or_default())
         };
-        if let Some(immutable) = cached {
-            return immutable;
-        }
+        *cell.get_or_init(|| self.read_mutability(repository)).await
+    }
+
+    async fn read_mutability(&self, repository: &str) -> bool {
         let started = std::time::Instant::now();
         let out = self
             .client
@@ -222,8 +226,6 @@ impl EcrRegistry {
                 false
             }
         };
-        let mut cache = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
-        cache.insert(repository.to_string(), immutable);
         immutable
     }
 
@@ -637,6 +639,11 @@ impl Registry for EcrRegistry {
     fn lifecycle_policy(&self, repository: &str) -> LifecycleFuture<'_> {
         let repository = repository.to_string();
         Box::pin(async move { self.lifecycle_of(&repository).await })
+    }
+
+    fn tags_immutable(&self, repository: &str) -> ImmutableFuture<'_> {
+        let repository = repository.to_string();
+        Box::pin(async move { self.is_immutable(&repository).await })
     }
 
     fn scan_findings(&self, repository: &str, digest: &str) -> ScanFuture<'_> {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{
-    DescribeFuture, ErrorKind, Image, LifecycleFuture, ListFuture, Listing, Location, Referrers,
-    ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
+    DescribeFuture, ErrorKind, Image, ImmutableFuture, LifecycleFuture, ListFuture, Listing,
+    Location, Referrers, ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
 };
 use crate::gate::ScanStatus;
 
@@ -23,6 +23,8 @@ pub struct MemoryRegistry {
     located: Mutex<HashMap<(Location, String), Listing>>,
     /// Lifecycle policies (ECR's JSON text) by repository.
     lifecycle: Mutex<HashMap<String, String>>,
+    /// Repositories whose tags are IMMUTABLE.
+    immutable: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MemoryRegistry {
@@ -57,6 +59,12 @@ impl MemoryRegistry {
         lifecycle.insert(repository.to_string(), policy.to_string());
     }
 
+    /// Makes `repository`'s tags IMMUTABLE.
+    pub fn set_immutable(&self, repository: &str) {
+        let mut immutable = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
+        immutable.insert(repository.to_string());
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Image>>> {
         // A panic in another test thread must not cascade into this one.
         self.repositories.lock().unwrap_or_else(|e| e.into_inner())
@@ -87,6 +95,12 @@ impl Registry for MemoryRegistry {
         let lifecycle = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
         let policy = lifecycle.get(repository).cloned();
         Box::pin(async move { Ok(policy) })
+    }
+
+    fn tags_immutable(&self, repository: &str) -> ImmutableFuture<'_> {
+        let immutable = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = immutable.contains(repository);
+        Box::pin(async move { answer })
     }
 
     fn list(&self, repository: &str) -> ListFuture<'_> {

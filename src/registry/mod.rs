@@ -76,6 +76,9 @@ pub type CosignFuture<'a> =
 pub type LifecycleFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<String>, RegistryError>> + Send + 'a>>;
 
+/// Whether a repository's tags are `IMMUTABLE`.
+pub type ImmutableFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 /// A source of image listings.
 pub trait Registry: Send + Sync {
     /// Lists every tagged image of `repository`, following pagination to the
@@ -101,6 +104,14 @@ pub trait Registry: Send + Sync {
     fn lifecycle_policy(&self, repository: &str) -> LifecycleFuture<'_> {
         let error = unsupported(repository, "lifecycle policies");
         Box::pin(async move { Err(error) })
+    }
+
+    /// Whether `repository`'s tags cannot move (`imageTagMutability =
+    /// IMMUTABLE`): then a choice needs no re-check before it is written.
+    /// Asked only when a re-check is due, so a quiet cycle makes no call;
+    /// `false` when the registry cannot tell.
+    fn tags_immutable(&self, _repository: &str) -> ImmutableFuture<'_> {
+        Box::pin(async { false })
     }
 
     /// Reads one tag as the registry holds it right now; `None` when the

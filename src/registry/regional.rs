@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    CosignFuture, DescribeFuture, LifecycleFuture, ListFuture, Location, ReferrersFuture, Registry,
-    ScanFuture,
+    CosignFuture, DescribeFuture, ImmutableFuture, LifecycleFuture, ListFuture, Location,
+    ReferrersFuture, Registry, ScanFuture,
 };
 
 /// The primary registry and one client per other location.
@@ -41,6 +41,10 @@ impl Registry for Regional {
 
     fn lifecycle_policy(&self, repository: &str) -> LifecycleFuture<'_> {
         self.primary.lifecycle_policy(repository)
+    }
+
+    fn tags_immutable(&self, repository: &str) -> ImmutableFuture<'_> {
+        self.primary.tags_immutable(repository)
     }
 
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_> {
