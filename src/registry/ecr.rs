@@ -195,8 +195,8 @@ impl EcrRegistry {
     }
 
     /// Whether `repository`'s tags are `IMMUTABLE`, from the cache or one
-    /// `DescribeRepositories`. A failed read counts as mutable (the
-    /// re-check before a commit stays on) and is not asked again.
+    /// `DescribeRepositories`. A failed read (no IAM grant, say) counts as
+    /// mutable, so the re-check stays on, and is not asked again.
     async fn is_immutable(&self, repository: &str) -> bool {
         let cell = {
             let mut cells = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,7 +215,7 @@ impl EcrRegistry {
             .send()
             .await;
         observe("DescribeRepositories", started);
-        let immutable = match out {
+        match out {
             Ok(out) => out.repositories().iter().any(|r| {
                 r.repository_name() == Some(repository)
                     && r.image_tag_mutability() == Some(&ImageTagMutability::Immutable)
@@ -225,8 +225,7 @@ impl EcrRegistry {
                 tracing::debug!(kind = e.kind(), error = %e, "DescribeRepositories failed; taken as mutable");
                 false
             }
-        };
-        immutable
+        }
     }
 
     /// `GetLifecyclePolicy`; a repository without one is `None`.
