@@ -642,6 +642,18 @@ fn bad_region_artifact_and_dr_without_promote_from_exit_64() {
             "apps[0].targets[1].region",
             "set promote_from",
         ),
+        (
+            "",
+            "promote_from = \"prod\"\nregistry_id = \"12345\"\n",
+            "apps[0].targets[1].registry_id",
+            "is not a 12-digit AWS account id",
+        ),
+        (
+            "",
+            "promote_from = \"prod\"\nassume_role_arn = \"dr-reader\"\n",
+            "apps[0].targets[1].assume_role_arn",
+            "is not an IAM role ARN",
+        ),
     ];
     for (on_app, on_target, key, message) in cases {
         let apps = format!(

@@ -10,6 +10,11 @@
 //! still needs ([`Need`]) when a candidate's are missing: that step is
 //! provisional, and the cycle fetches them and plans again.
 //!
+//! A DR target (a `region`/`registry_id` replica) is decided against its
+//! replica's listing too: it takes the source env's image only once the
+//! same digest is there, and every target's deployed image is looked up
+//! in the listing it is served from ([`EcrNotes`]).
+//!
 //! It reads no file, calls no registry, logs nothing: the cycle fetches the
 //! facts and carries the decision out. A new rule (a gate, a
 //! hold) is one more input here and one more row in the tables of
