@@ -519,12 +519,22 @@ fn lifecycle_check_reports_a_deployed_image_a_rule_would_expire() {
     let remote = GitRemote::new(&[
         ("dev.yaml", "image:\n  tag: 1.0.7\n"),
         ("prod.yaml", "image:\n  tag: 1.0.3\n"),
+        ("dr.yaml", "image:\n  tag: 1.0.2\n"),
     ]);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let images: Vec<Value> = (1..=7)
         .map(|i| json!({"tag": format!("1.0.{i}"), "pushedAt": now - 3600 * (8 - i)}))
         .collect();
-    seed(&moto, REGION, "web", Value::Array(images));
+    seed(&moto, REGION, "web", Value::Array(images.clone()));
+    // The DR region's replica has its own, stricter policy: keep 1.
+    seed(&moto, DR_REGION, "web", Value::Array(images[..3].to_vec()));
+    let keep_one = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any",
+        "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]});
+    moto.boto3(&format!(
+        "boto3.client('ecr', endpoint_url={:?}, region_name={DR_REGION:?}, aws_access_key_id='testing', aws_secret_access_key='testing').put_lifecycle_policy(repositoryName='web', lifecyclePolicyText={:?})",
+        moto.endpoint,
+        keep_one.to_string()
+    ));
     let policy = json!({"rules": [{"rulePriority": 1, "description": "keep the last 3",
         "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 3},
         "action": {"type": "expire"}}]});
@@ -548,19 +558,30 @@ key = "image.tag"
 env = "prod"
 file = "prod.yaml"
 key = "image.tag"
+
+[[apps.targets]]
+env = "dr"
+file = "dr.yaml"
+key = "image.tag"
+promote_from = "prod"
+region = "us-west-2"
 "#;
     let config = write_config(dir.path(), &moto, &remote, "", apps);
     let (code, out) = run(&["lifecycle-check", "--config", &config], dir.path());
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("web/prod: 1.0.3: WOULD BE EXPIRED: rule 1 keeps the newest 3 images (\"keep the last 3\"); this is number 5 of 7"),
+        out.contains("web/prod: 1.0.3: WOULD BE EXPIRED in web: rule 1 keeps the newest 3 images (\"keep the last 3\"); this is number 5 of 7"),
+        "{out}"
+    );
+    assert!(
+        out.contains("web/dr: 1.0.2: WOULD BE EXPIRED in web (us-west-2): rule 1 keeps the newest 1 images; this is number 2 of 3"),
         "{out}"
     );
     assert!(out.contains("web/dev: 1.0.7: kept by rule 1"), "{out}");
 
     moto.boto3("client('ecr').delete_lifecycle_policy(repositoryName='web')");
     let (code, out) = run(&["lifecycle-check", "--config", &config], dir.path());
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(code, 1, "the replica's policy still expires dr's image: {out}");
     assert!(out.contains("web: no lifecycle policy"), "{out}");
 }
 

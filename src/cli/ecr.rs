@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, context};
-use crate::config::Config;
+use crate::config::{Config, Target};
 use crate::cycle::{Mode, Outcome, Stage};
 use crate::lifecycle::{Fate, LifecyclePolicy};
+use crate::registry::Location;
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
@@ -75,38 +76,50 @@ pub async fn lifecycle_check(config: Config) -> u8 {
         .collect();
     let now = ctx.now.unwrap_or_else(time::OffsetDateTime::now_utc);
     let mut code = 0;
-    let mut repositories: Vec<&str> = ctx
-        .config
-        .apps
-        .iter()
-        .map(|a| a.repository.as_str())
-        .collect();
-    repositories.sort_unstable();
-    repositories.dedup();
-    for repository in repositories {
-        let policy = match ctx.registry.lifecycle_policy(repository).await {
+    // Targets by the repository they are served from: the app's, or a DR
+    // target's replica (its own region's policy expires its images).
+    let mut served: BTreeMap<(Location, &str), Vec<(&str, &Target)>> = BTreeMap::new();
+    for app in &ctx.config.apps {
+        for target in &app.targets {
+            let key = match &target.replica {
+                Some(r) => (r.location.clone(), r.repository.as_str()),
+                None => (Location::default(), app.repository.as_str()),
+            };
+            served.entry(key).or_default().push((&app.name, target));
+        }
+    }
+    for ((location, repository), targets) in served {
+        let name = match &location.region {
+            Some(region) => format!("{repository} ({region})"),
+            None => repository.to_string(),
+        };
+        let policy = match ctx
+            .registry
+            .lifecycle_policy_at(&location, repository)
+            .await
+        {
             Ok(Some(text)) => match LifecyclePolicy::parse(&text) {
                 Ok(policy) => policy,
                 Err(e) => {
-                    println!("{repository}: {e}");
+                    println!("{name}: {e}");
                     code = EXIT_FAILED;
                     continue;
                 }
             },
             Ok(None) => {
-                println!("{repository}: no lifecycle policy; nothing expires");
+                println!("{name}: no lifecycle policy; nothing expires");
                 continue;
             }
             Err(e) => {
-                println!("{repository}: cannot read the lifecycle policy: {e}");
+                println!("{name}: cannot read the lifecycle policy: {e}");
                 code = EXIT_FAILED;
                 continue;
             }
         };
-        let listing = match ctx.registry.list(repository).await {
+        let listing = match ctx.registry.list_at(&location, repository).await {
             Ok(listing) => listing,
             Err(e) => {
-                println!("{repository}: cannot list: {e}");
+                println!("{name}: cannot list: {e}");
                 code = EXIT_FAILED;
                 continue;
             }
@@ -116,39 +129,21 @@ pub async fn lifecycle_check(config: Config) -> u8 {
         let mut all = listing.images.clone();
         all.extend(listing.charts.iter().cloned());
         let fates = crate::lifecycle::evaluate(&policy, &all, now);
-        for app in ctx
-            .config
-            .apps
-            .iter()
-            .filter(|a| a.repository == repository)
-        {
-            for target in &app.targets {
-                let (name, env) = (app.name.as_str(), target.env.as_str());
-                let Some(held) = deployed.get(&(name, env)) else {
-                    println!("{name}/{env}: what it runs could not be read");
+        for (app, target) in targets {
+            let env = target.env.as_str();
+            let Some(held) = deployed.get(&(app, env)) else {
+                println!("{app}/{env}: what it runs could not be read");
+                code = EXIT_FAILED;
+                continue;
+            };
+            let image = all.iter().find(|i| i.tag == *held || i.digest == *held);
+            match image.and_then(|i| fates.get(&i.digest)) {
+                None => println!("{app}/{env}: {held} is not in {name} already"),
+                Some(Fate::Untouched) => println!("{app}/{env}: {held}: no rule selects it"),
+                Some(Fate::Kept { rule }) => println!("{app}/{env}: {held}: kept by rule {rule}"),
+                Some(Fate::Expired { why, .. }) => {
                     code = EXIT_FAILED;
-                    continue;
-                };
-                if target.replica.is_some() {
-                    println!(
-                        "{name}/{env}: runs {held} from its replica; check the replica region's policy there"
-                    );
-                    continue;
-                }
-                let image = all.iter().find(|i| i.tag == *held || i.digest == *held);
-                let fate = image.and_then(|i| fates.get(&i.digest));
-                match fate {
-                    None => println!("{name}/{env}: {held} is not in {repository} already"),
-                    Some(Fate::Untouched) => {
-                        println!("{name}/{env}: {held}: no rule selects it")
-                    }
-                    Some(Fate::Kept { rule }) => {
-                        println!("{name}/{env}: {held}: kept by rule {rule}")
-                    }
-                    Some(Fate::Expired { why, .. }) => {
-                        code = EXIT_FAILED;
-                        println!("{name}/{env}: {held}: WOULD BE EXPIRED: {why}");
-                    }
+                    println!("{app}/{env}: {held}: WOULD BE EXPIRED in {name}: {why}");
                 }
             }
         }

@@ -114,6 +114,18 @@ pub trait Registry: Send + Sync {
         Box::pin(async { false })
     }
 
+    /// [`Registry::lifecycle_policy`] of the repository at `location`.
+    fn lifecycle_policy_at(&self, location: &Location, repository: &str) -> LifecycleFuture<'_> {
+        if location.is_primary() {
+            return self.lifecycle_policy(repository);
+        }
+        let error = unsupported(
+            repository,
+            &format!("{} (no client for it)", location.label()),
+        );
+        Box::pin(async move { Err(error) })
+    }
+
     /// Reads one tag as the registry holds it right now; `None` when the
     /// tag does not exist. Used to re-check a choice just before writing.
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_>;

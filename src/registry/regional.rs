@@ -43,6 +43,13 @@ impl Registry for Regional {
         self.primary.lifecycle_policy(repository)
     }
 
+    fn lifecycle_policy_at(&self, location: &Location, repository: &str) -> LifecycleFuture<'_> {
+        match self.others.get(location) {
+            Some(client) => client.lifecycle_policy(repository),
+            None => self.primary.lifecycle_policy_at(location, repository),
+        }
+    }
+
     fn tags_immutable(&self, repository: &str) -> ImmutableFuture<'_> {
         self.primary.tags_immutable(repository)
     }
