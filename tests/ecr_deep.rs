@@ -581,7 +581,10 @@ region = "us-west-2"
 
     moto.boto3("client('ecr').delete_lifecycle_policy(repositoryName='web')");
     let (code, out) = run(&["lifecycle-check", "--config", &config], dir.path());
-    assert_eq!(code, 1, "the replica's policy still expires dr's image: {out}");
+    assert_eq!(
+        code, 1,
+        "the replica's policy still expires dr's image: {out}"
+    );
     assert!(out.contains("web: no lifecycle policy"), "{out}");
 }
 
