@@ -186,7 +186,16 @@ pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: Ca
                     .config
                     .apps
                     .iter()
-                    .filter(|a| wake.repositories.contains(&a.repository))
+                    // A DR target's replica repository wakes its app too
+                    // (replication events name it).
+                    .filter(|a| {
+                        wake.repositories.contains(&a.repository)
+                            || a.targets.iter().any(|t| {
+                                t.replica
+                                    .as_ref()
+                                    .is_some_and(|r| wake.repositories.contains(&r.repository))
+                            })
+                    })
                     .map(|a| a.name.clone())
                     .collect();
                 if !apps.is_empty() {

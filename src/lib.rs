@@ -25,6 +25,8 @@
 //! - [`argocd`]: Argo CD's REST API, read only: one Application's sync and
 //!   health, for the Argo CD health gate.
 //! - [`aws`]: the validated `[aws]` settings the ECR and SQS clients take.
+//! - [`lifecycle`]: ECR lifecycle policies evaluated against a listing
+//!   (which images a rule would expire); pure, for `lifecycle-check`.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
 //! - [`format`]: what a target's scalar holds (tag, digest, image, template)
@@ -62,6 +64,7 @@ pub mod gate;
 pub mod ghapp;
 pub mod gitops;
 pub mod image;
+pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
 pub mod notify;

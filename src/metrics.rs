@@ -48,6 +48,10 @@ pub struct Metrics {
     pub preview_changes: IntCounterVec,
     pub github_app_tokens: IntCounterVec,
     pub notifications: IntCounterVec,
+    /// 1 while the image a target's file points at is not served by ECR.
+    pub deployed_image_missing: GaugeVec,
+    /// How long a DR target has waited for its image to be replicated.
+    pub replication_wait: GaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -244,6 +248,16 @@ impl Metrics {
                 "Notification deliveries by sink kind (slack, webhook) and outcome (sent, retried, failed, dropped).",
                 &["kind", "outcome"],
             ),
+            deployed_image_missing: gauge(
+                "tagwatch_deployed_image_missing",
+                "1 while the image a target's file points at is gone from ECR or archived (a pull would fail).",
+                &["app", "env"],
+            ),
+            replication_wait: gauge(
+                "tagwatch_replication_wait_seconds",
+                "How long a DR target has waited for its source env's image to be replicated into its region (0 when not waiting).",
+                &["app", "env"],
+            ),
             registry,
         }
     }
@@ -273,6 +287,8 @@ impl Metrics {
             if !kept {
                 let _ = self.target_info.remove_label_values(&[app, env, tag]);
                 let _ = self.pending_promotions.remove_label_values(&[app, env]);
+                let _ = self.deployed_image_missing.remove_label_values(&[app, env]);
+                let _ = self.replication_wait.remove_label_values(&[app, env]);
             }
             kept
         });

@@ -88,6 +88,10 @@ pub struct Row {
     pub pull_request: Option<String>,
     /// When this row last changed (RFC 3339).
     pub updated: String,
+    /// The image the file points at is not served by ECR (deleted,
+    /// expired, archived): why. Kept while the listing cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_image_missing: Option<String>,
 }
 
 /// One preview environment as the last cycle left it.
@@ -206,6 +210,15 @@ impl Board {
             row.last_error = error;
             row.pull_request = pr;
             row.updated = format_time(now);
+            if !matches!(
+                t.outcome,
+                Outcome::Failed {
+                    stage: crate::cycle::Stage::Registry,
+                    ..
+                }
+            ) {
+                row.deployed_image_missing = t.ecr.missing.clone();
+            }
         }
         // Each app's previews are decided whole each cycle: what the
         // report does not name for an app it covers is gone.
@@ -397,6 +410,24 @@ impl Board {
                 ));
             }
             page.push_str("</table>");
+        }
+        // An outage in waiting, under the table where it cannot be missed.
+        let missing: Vec<&Row> = s
+            .rows
+            .values()
+            .filter(|r| r.deployed_image_missing.is_some())
+            .collect();
+        if !missing.is_empty() {
+            page.push_str("<h2>Deployed images ECR does not serve</h2><ul>");
+            for r in missing {
+                page.push_str(&format!(
+                    "<li class=\"err\">{}/{}: {}</li>",
+                    escape(&r.app),
+                    escape(&r.env),
+                    cell(&r.deployed_image_missing),
+                ));
+            }
+            page.push_str("</ul>");
         }
         page.push_str("</body></html>\n");
         page

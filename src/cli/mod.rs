@@ -3,6 +3,7 @@
 //! configuration or bad arguments, reported before any network I/O.
 
 pub mod demo;
+mod ecr;
 mod edit;
 mod history;
 mod import;
@@ -44,8 +45,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate a configuration file and print a one-line summary.
-    Check(ConfigArg),
+    /// Validate a configuration file and print a one-line summary. With
+    /// --online, also read ECR and the branch and report every deployed
+    /// image ECR no longer serves (exit 1 when there is one).
+    Check(ecr::CheckArgs),
+    /// Read each repository's ECR lifecycle policy and report, per deployed
+    /// image, whether a rule would expire it. Exits 1 when one would.
+    LifecycleCheck(ConfigArg),
     /// Run one cycle and exit: 0 when every app was reconciled, 1 when any failed.
     Once {
         #[command(flatten)]
@@ -144,11 +150,16 @@ pub fn main() -> ExitCode {
 /// Runs a subcommand and returns its exit status.
 pub async fn run(command: Command) -> u8 {
     match command {
-        Command::Check(arg) => match load(&arg) {
+        Command::Check(args) => match load(&args.config) {
+            Ok(config) if args.online => ecr::check_online(config).await,
             Ok(config) => {
                 println!("{}", summary(&config));
                 0
             }
+            Err(code) => code,
+        },
+        Command::LifecycleCheck(arg) => match load(&arg) {
+            Ok(config) => ecr::lifecycle_check(config).await,
             Err(code) => code,
         },
         Command::Once {
@@ -305,6 +316,9 @@ pub fn print_report(report: &CycleReport) {
         println!("{t}");
         if let Outcome::WouldPromote { diff, .. } = &t.outcome {
             print!("{diff}");
+        }
+        if let Some(missing) = &t.ecr.missing {
+            println!("{}/{}: ALERT: {missing}", t.app, t.env);
         }
     }
     for p in &report.previews {

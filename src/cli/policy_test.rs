@@ -146,6 +146,11 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
         for (tag, (_, verdict)) in shown.iter().zip(&verdicts) {
             println!("{tag:width$}  {verdict}");
         }
+        // ECR lists archived images too; a pull of one fails.
+        for image in gated.iter().flat_map(|g| &g.listing.archived) {
+            let tag = one_line(&image.tag);
+            println!("{tag:width$}  archived in ECR (imageStatus ARCHIVED): never a candidate");
+        }
         // On stderr: stdout stays the verdicts and the choice, for scripts.
         if gated.is_none() {
             eprintln!(
@@ -356,6 +361,8 @@ async fn from_config(
         eprintln!("{e}");
         EXIT_FAILED
     })?;
+    // A helm-chart app's candidates are the repository's charts.
+    let listing = listing.of_artifact(found.artifact);
     let images = listing.images.clone();
     Ok((
         policy,

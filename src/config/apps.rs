@@ -38,6 +38,15 @@ impl Update {
 }
 
 impl App {
+    /// The listing the app's own candidates come from.
+    pub fn list_key(&self) -> crate::image::ListKey {
+        crate::image::ListKey {
+            location: Default::default(),
+            repository: self.repository.clone(),
+            artifact: self.artifact,
+        }
+    }
+
     /// The policy that decides `target`: its own, else the app's.
     pub fn policy_for<'a>(&'a self, target: &'a Target) -> &'a Policy {
         target.policy.as_ref().unwrap_or(&self.policy)
@@ -57,6 +66,9 @@ pub struct App {
     pub targets: Vec<Target>,
     /// `[[apps.previews]]`: one file per pull request with images.
     pub previews: Vec<super::Preview>,
+    /// `image` or `helm-chart`: which of the repository's artifacts are
+    /// candidates.
+    pub artifact: crate::image::Artifact,
 }
 
 /// One environment of an app: a scalar in a file of the GitOps repository.
@@ -99,6 +111,9 @@ pub struct Target {
     /// promotes from this env waits until it is Synced and Healthy at the
     /// promotion, and soaks from then.
     pub argocd_app: Option<String>,
+    /// A DR target's replica repository (another region or account): the
+    /// source env's value is taken only once the same digest is there.
+    pub replica: Option<super::Replica>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -335,6 +350,7 @@ pub(super) fn validate_app(
         .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
 
     let policy = validate_policy(src, index, raw, None, &mut seen.patterns)?;
+    let artifact = super::replica::app_artifact(src, index, &raw.artifact)?;
 
     if raw.targets.is_empty() {
         return Err(src.error(
@@ -366,6 +382,8 @@ pub(super) fn validate_app(
                 "analysis needs a [prometheus] section (url) to run its query",
             ));
         }
+        target.replica =
+            super::replica::target_replica(src, index, t, raw_target, repository.get_ref())?;
         target.argocd_app = super::argocd::target_app(
             src,
             &format!("apps[{index}].targets[{t}].argocd_app"),
@@ -468,6 +486,7 @@ pub(super) fn validate_app(
         policy,
         targets,
         previews,
+        artifact,
     })
 }
 
@@ -519,6 +538,10 @@ fn validate_policy(
 
 /// ECR's own rule for repository names, so a typo fails at startup rather
 /// than as a `RepositoryNotFoundException` every cycle.
+pub(super) fn is_repository_name(s: &str) -> bool {
+    check_repository(s).is_ok()
+}
+
 fn check_repository(s: &str) -> Result<(), RepositoryNameError> {
     let ok = s.len() >= 2
         && s.len() <= 256
@@ -587,6 +610,7 @@ fn validate_target(
         gates: Gates::default(),
         analysis: None,
         argocd_app: None,
+        replica: None,
     })
 }
 

@@ -34,6 +34,7 @@ pub use github_app::GitHubApp;
 pub use notify::{EventKind, NotifyKind, NotifySettings};
 pub use previews::{DEFAULT_MAX_PREVIEWS, Preview};
 pub use prometheus::PrometheusSettings;
+pub use replica::{Replica, is_region};
 pub use settings::{
     ForgeAuth, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
@@ -88,6 +89,7 @@ mod notify;
 mod previews;
 mod prometheus;
 mod raw;
+mod replica;
 mod settings;
 mod source;
 #[cfg(test)]

@@ -164,6 +164,7 @@ pub(super) struct RawApp {
     pub(super) targets: Vec<RawTarget>,
     #[serde(default)]
     pub(super) previews: Vec<super::previews::RawPreview>,
+    pub(super) artifact: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +194,10 @@ pub(super) struct RawTarget {
     assignees: Option<Vec<Spanned<String>>>,
     draft: Option<Spanned<bool>>,
     auto_merge: Option<Spanned<bool>>,
+    pub(super) region: Option<Spanned<String>>,
+    pub(super) registry_id: Option<Spanned<String>>,
+    pub(super) assume_role_arn: Option<Spanned<String>>,
+    pub(super) repository: Option<Spanned<String>>,
 }
 
 /// The gate keys, on an app or a target (a target's own replace the app's).

@@ -44,6 +44,8 @@ pub struct Decision {
     pub step: Step,
     /// The gate verdicts the step rests on.
     pub gates: Vec<GateResult>,
+    /// The deployed image's presence; a DR target's replication wait.
+    pub ecr: super::report::EcrNotes,
 }
 
 /// An image the registry must confirm before it is written: repository,
@@ -85,10 +87,14 @@ pub fn decide(
             let input = Input {
                 app,
                 target,
-                listing: listings.get(&app.repository),
+                listing: listings.get(&app.list_key()),
                 best: best_of(preferred, listings, app, target),
                 gates,
                 now,
+                replica: target
+                    .replica
+                    .as_ref()
+                    .and_then(|r| listings.get(&r.key(app.artifact))),
             };
             let mut planned = plan::plan(&input, &tree);
             needs.extend(planned.needs.drain(..));
@@ -126,6 +132,7 @@ pub fn decide(
                 held: planned.held,
                 step: planned.step,
                 gates: planned.verdicts,
+                ecr: planned.ecr,
             });
         }
     }
@@ -151,7 +158,7 @@ fn best_of<'a>(
     app: &App,
     target: &Target,
 ) -> Option<Option<&'a Image>> {
-    let listing = listings.get(&app.repository)?.as_ref().ok()?;
+    let listing = listings.get(&app.list_key())?.as_ref().ok()?;
     let key = (
         app.name.clone(),
         target.policy.as_ref().map(|_| target.env.clone()),

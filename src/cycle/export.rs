@@ -9,7 +9,7 @@
 
 use time::OffsetDateTime;
 
-use super::report::{CycleReport, Outcome, RequestAction};
+use super::report::{CycleReport, Outcome, RequestAction, Stage};
 use crate::metrics;
 
 /// Records `report`, a cycle that took `elapsed`.
@@ -63,6 +63,25 @@ pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
         m.pending_promotions
             .with_label_values(&[app, env])
             .set(if t.outcome.pending() { 1.0 } else { 0.0 });
+        // Without a listing nothing is known about the deployed image: the
+        // gauge keeps what the last listing said.
+        if !matches!(
+            t.outcome,
+            Outcome::Failed {
+                stage: Stage::Registry,
+                ..
+            }
+        ) {
+            m.deployed_image_missing
+                .with_label_values(&[app, env])
+                .set(if t.ecr.missing.is_some() { 1.0 } else { 0.0 });
+        }
+        // Only DR targets have the series (0 while not waiting).
+        if let Some(wait) = t.ecr.replication_wait {
+            m.replication_wait
+                .with_label_values(&[app, env])
+                .set(wait.as_secs_f64());
+        }
         let promoted = match &t.outcome {
             Outcome::Failed { stage, .. } => {
                 m.app_errors.with_label_values(&[app, stage.as_str()]).inc();

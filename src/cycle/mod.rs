@@ -45,7 +45,9 @@ use plan::Step;
 use propose::settle::Request;
 
 pub use export::export;
-pub use report::{CycleReport, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport};
+pub use report::{
+    CycleReport, EcrNotes, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport,
+};
 pub use write::SharedCheckout;
 
 /// The peers and the clock one cycle works with.
@@ -125,7 +127,7 @@ pub async fn run_cycle(
         .apps
         .iter()
         .filter(|a| !a.previews.is_empty())
-        .filter(|a| matches!(inputs.listings.get(&a.repository), Some(Ok(_))))
+        .filter(|a| matches!(inputs.listings.get(&a.list_key()), Some(Ok(_))))
         .map(|a| a.name.clone())
         .collect();
     report.previews = written
@@ -266,6 +268,7 @@ fn outcome_of(
     let _entered = span.enter();
     let held = d.held.clone();
     let gates = d.gates.clone();
+    let mut ecr = d.ecr.clone();
     let (mut current, mut value) = (
         held.as_ref().map(|h| h.tag.clone()),
         held.as_ref().map(|h| h.value.clone()),
@@ -317,6 +320,8 @@ fn outcome_of(
                     (Some(commit), None) => {
                         current = Some(to.clone());
                         value = Some(change.value);
+                        // It points at the image just chosen from the listing.
+                        ecr.missing = None;
                         Outcome::Promoted {
                             from,
                             to,
@@ -359,6 +364,7 @@ fn outcome_of(
         current,
         value,
         gates,
+        ecr,
     }
 }
 
@@ -373,6 +379,7 @@ fn all_failed(config: &Config, error: &str) -> Vec<TargetReport> {
             current: None,
             value: None,
             gates: Vec::new(),
+            ecr: EcrNotes::default(),
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: error.to_string(),

@@ -10,6 +10,11 @@
 //! still needs ([`Need`]) when a candidate's are missing: that step is
 //! provisional, and the cycle fetches them and plans again.
 //!
+//! A DR target (a `region`/`registry_id` replica) is decided against its
+//! replica's listing too: it takes the source env's image only once the
+//! same digest is there, and every target's deployed image is looked up
+//! in the listing it is served from ([`EcrNotes`]).
+//!
 //! It reads no file, calls no registry, logs nothing: the cycle fetches the
 //! facts and carries the decision out. A new rule (a gate, a
 //! hold) is one more input here and one more row in the tables of
@@ -19,7 +24,7 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use super::report::{GateResult, Stage};
+use super::report::{EcrNotes, GateResult, Stage};
 use super::source;
 use crate::argocd::{AppStatus, ArgoError};
 use crate::config::{App, Target};
@@ -148,6 +153,8 @@ pub struct Planned {
     pub needs: Vec<Need>,
     /// Every gate verdict the decision rests on, best candidate first.
     pub verdicts: Vec<GateResult>,
+    /// Whether the deployed image is still served; a DR target's wait.
+    pub ecr: EcrNotes,
 }
 
 impl Planned {
@@ -161,6 +168,7 @@ impl Planned {
             step,
             needs: Vec::new(),
             verdicts: Vec::new(),
+            ecr: EcrNotes::default(),
         }
     }
 }
@@ -216,6 +224,9 @@ pub struct Input<'a> {
     /// The gate facts fetched so far this cycle.
     pub gates: &'a GateFacts,
     pub now: OffsetDateTime,
+    /// A DR target's replica listing (its region's repository); `None`
+    /// for a target without `region`/`registry_id`, or when not listed.
+    pub replica: Option<&'a Result<Listing, RegistryError>>,
 }
 
 /// Decides one target.
@@ -224,7 +235,44 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     let mut planned = decide_target(input, branch, &mut walk);
     planned.needs = walk.needs;
     planned.verdicts = walk.verdicts;
+    // Every DR target reports its wait, zero when it is not waiting.
+    planned.ecr.replication_wait = walk.replication_wait.or(input
+        .target
+        .replica
+        .as_ref()
+        .map(|_| std::time::Duration::ZERO));
+    // The image the file points at, checked against the listing the
+    // target is served from (its replica's, for a DR target).
+    let served = match (&input.target.replica, input.replica, input.listing) {
+        (Some(_), Some(Ok(replica)), _) => Some(replica),
+        (None, _, Some(Ok(listing))) => Some(listing),
+        _ => None,
+    };
+    if let (Some(listing), Some(held)) = (served, &planned.held) {
+        planned.ecr.missing = deployed_missing(input.target, listing, held);
+    }
     planned
+}
+
+/// Why the image `held` names is not served by `listing`, or `None` when
+/// it is (or the value names no tag to look for). The listing holds the
+/// tagged `ACTIVE` images and, apart, the archived ones; a digest-only
+/// value is not judged, as an untagged image is not listed.
+pub fn deployed_missing(target: &Target, listing: &Listing, held: &Held) -> Option<String> {
+    let tag = target.format.current_tag(&held.value)?;
+    if tag.is_empty() || listing.images.iter().any(|i| i.tag == tag) {
+        return None;
+    }
+    let repository = &listing.repository;
+    Some(if listing.archived.iter().any(|i| i.tag == tag) {
+        format!(
+            "deployed image {repository}:{tag} is archived in ECR; a pull fails until it is restored"
+        )
+    } else {
+        format!(
+            "deployed image {repository}:{tag} is not in the registry (deleted, or expired by a lifecycle rule)"
+        )
+    })
 }
 
 /// What the gates found while one target was decided.
@@ -236,6 +284,8 @@ struct Walk {
     blocked: Vec<(String, Verdict)>,
     /// What the chosen image passed.
     passed: Vec<(Gate, String)>,
+    /// A DR target waiting for replication: for how long.
+    replication_wait: Option<std::time::Duration>,
 }
 
 impl Walk {
@@ -450,10 +500,35 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
         Err((stage, error)) => return Planned::fail(None, stage, error),
     };
     let policy = app.policy_for(target);
+    // A DR target is served from its replica: what it holds is read, and
+    // its value written, against that listing; its candidate still comes
+    // from the source env, as listed in the primary.
+    let own = match (&target.replica, input.replica) {
+        (None, _) => Ok(listing),
+        (Some(_), Some(Ok(replica))) => Ok(replica),
+        (Some(r), Some(Err(e))) => Err(format!("replica in {}: {e}", r.location.label())),
+        (Some(r), None) => Err(format!(
+            "replica {} in {} was not listed",
+            r.repository,
+            r.location.label()
+        )),
+    };
     let held = current.as_ref().map(|value| Held {
-        tag: held_tag(app, target, policy, listing, value, now, branch),
+        tag: held_tag(
+            app,
+            target,
+            policy,
+            own.as_ref().copied().unwrap_or(listing),
+            value,
+            now,
+            branch,
+        ),
         value: value.clone(),
     });
+    let own = match own {
+        Ok(own) => own,
+        Err(error) => return Planned::fail(held, Stage::Registry, error),
+    };
 
     // With `promote_from`, the only image there is to choose is the one
     // the source env runs.
@@ -533,10 +608,10 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
         },
     };
     let current = held.as_ref().map(|h| h.value.as_str()).unwrap_or_default();
-    let host = listing.registry_host();
+    let host = own.registry_host();
     let parts = Parts {
         registry: &host,
-        repository: &listing.repository,
+        repository: &own.repository,
         tag: &image.tag,
         digest: &image.digest,
     };
@@ -559,6 +634,46 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
         Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
     };
     let to = policy.value_of(image).to_string();
+
+    // A DR target takes the source's image only once ECR has replicated
+    // the same digest into its region; the same tag on another digest
+    // there is refused, never written.
+    // (`tagwatch promote` into a DR target has no source: the tag it names
+    // is held to the same rule.)
+    if let Some(replica) = &target.replica {
+        let region = replica.location.label();
+        let (tag, digest) = (&image.tag, &image.digest);
+        let runs = match &source {
+            Some(source) => format!("which {} runs", source.env),
+            None => "which the primary region lists".to_string(),
+        };
+        match own.images.iter().find(|i| &i.tag == tag) {
+            Some(there) if &there.digest == digest => {}
+            Some(there) => {
+                let why = format!(
+                    "refused: {region} has {}:{tag} at digest {}, not {digest}, {runs}",
+                    own.repository, there.digest
+                );
+                return Planned::step(held, Step::NoCandidate { why });
+            }
+            None => {
+                walk.replication_wait = Some(
+                    source
+                        .as_ref()
+                        .and_then(|s| s.since)
+                        .map(|since| (now - since).try_into().unwrap_or_default())
+                        .unwrap_or_default(),
+                );
+                return Planned::step(
+                    held,
+                    Step::Wait {
+                        reason: format!("not yet replicated to {region} (digest {digest})"),
+                        candidate: Some(to),
+                    },
+                );
+            }
+        }
+    }
 
     // The soak is the last rule: a target that holds its source's value
     // already, or that its own policy keeps, is not "waiting". With an
@@ -648,7 +763,7 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             promotion: Promotion {
                 app: app.name.clone(),
                 env: target.env.clone(),
-                image: listing.image_name(),
+                image: own.image_name(),
                 from,
                 to,
                 digest: image.digest.clone(),

@@ -93,7 +93,7 @@ pub async fn fetch_states(
         let block = &app.previews[facts.at.1];
         let repo = block.repository.clone();
         let mut numbers: BTreeSet<u64> = facts.files.keys().copied().collect();
-        if let Some(Ok(listing)) = listings.get(&app.repository) {
+        if let Some(Ok(listing)) = listings.get(&app.list_key()) {
             numbers.extend(
                 listing
                     .images
@@ -145,7 +145,7 @@ pub fn decide(
             .filter(|((repo, _), _)| *repo == block.repository)
             .map(|((_, n), s)| (*n, *s))
             .collect();
-        let listing = listings.get(&app.repository).and_then(|l| l.as_ref().ok());
+        let listing = listings.get(&app.list_key()).and_then(|l| l.as_ref().ok());
         out.extend(preview::plan(&Facts {
             at: facts.at,
             app,
@@ -176,7 +176,7 @@ pub fn commit(
         }
         let app = &config.apps[p.at.0];
         let block = &app.previews[p.at.1];
-        let image_name = match listings.get(&app.repository) {
+        let image_name = match listings.get(&app.list_key()) {
             Some(Ok(l)) => l.image_name(),
             _ => app.repository.clone(),
         };

@@ -204,6 +204,23 @@ pub struct TargetReport {
     /// The gate verdicts the decision rests on, best candidate first
     /// (empty for a target without gates).
     pub gates: Vec<GateResult>,
+    /// The deployed image's presence and a DR target's replication wait.
+    pub ecr: EcrNotes,
+}
+
+/// What ECR itself says about a target, beside its outcome: the image its
+/// file points at is no longer served, or (a DR target) how long it has
+/// waited for its image to be replicated. Read from the listings the
+/// cycle has anyway; no extra call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EcrNotes {
+    /// The deployed image is gone from the repository (deleted, expired by
+    /// a lifecycle rule) or archived: why, in one line.
+    pub missing: Option<String>,
+    /// A DR target's wait for the source env's image to appear in its
+    /// region, since the source came to run it; zero when not waiting,
+    /// `None` for a target without a replica.
+    pub replication_wait: Option<std::time::Duration>,
 }
 
 /// One gate's verdict on one candidate tag.
@@ -302,6 +319,7 @@ mod tests {
             current: Some("1.0.0".into()),
             value: Some("reg/a:1.0.0".into()),
             gates: Vec::new(),
+            ecr: EcrNotes::default(),
         }
     }
 

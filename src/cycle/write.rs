@@ -353,6 +353,11 @@ async fn confirm(
     for (repository, tag, digest) in asks {
         let registry = Arc::clone(registry);
         reads.spawn(async move {
+            // An IMMUTABLE repository's tag cannot have moved: confirmed
+            // without reading it (its mutability is read once, cached).
+            if registry.tags_immutable(&repository).await {
+                return ((repository, tag, digest), None);
+            }
             let answer = match registry.describe(&repository, &tag).await {
                 Ok(Some(now)) if now.digest == digest => None,
                 Ok(Some(now)) => Some(format!(

@@ -87,6 +87,16 @@ pub fn body(members: &[Member], base: &str, now: OffsetDateTime) -> String {
             cell(&p.app),
             console_url(&p.image, &p.digest)
         );
+        // A DR target is proposed only once its region holds the image.
+        if let Some(replica) = &m.target.replica {
+            let _ = writeln!(
+                b,
+                "  - replicated: {} holds {}:{} at the same digest",
+                cell(&replica.location.label()),
+                cell(&replica.repository),
+                code(&p.to)
+            );
+        }
         // What the version passed, in the words of the gate's verdict.
         for (gate, found) in &m.passed {
             let _ = writeln!(b, "  - gate {} passed: {}", gate.as_str(), cell(found));
