@@ -601,6 +601,7 @@ ttl = "72h"
             region: "eu-west-1".into(),
             images,
             pages: 1,
+            ..Listing::default()
         }
     }
 

@@ -226,6 +226,7 @@ mod tests {
             current: Some(current.into()),
             value: None,
             gates: Vec::new(),
+            ecr: Default::default(),
         }
     }
 

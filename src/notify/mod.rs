@@ -421,6 +421,7 @@ mod tests {
                 current: None,
                 value: None,
                 gates: Vec::new(),
+                ecr: Default::default(),
             }],
             ..CycleReport::default()
         }
