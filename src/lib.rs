@@ -37,6 +37,7 @@
 //! - [`ghapp`]: GitHub App installation tokens (JWT, mint, cache), shared
 //!   by the forge client and git's HTTPS credentials.
 //! - [`prometheus`]: the Prometheus query API the `analysis` gate asks.
+//! - [`rollback`]: a rollback as data (its cause, an order, its trailers).
 //! - [`cycle`]: one cycle; [`cycle::plan`] decides each target from facts.
 //! - [`events`]: ECR push events from SQS wake a cycle.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
@@ -71,6 +72,7 @@ pub mod notify;
 pub mod policy;
 pub mod prometheus;
 pub mod registry;
+pub mod rollback;
 pub mod server;
 pub mod telemetry;
 pub mod trailers;

@@ -92,6 +92,11 @@ pub struct Row {
     /// expired, archived): why. Kept while the listing cannot be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deployed_image_missing: Option<String>,
+    /// The hold in force (`held by alice until …: why`).
+    pub held: Option<String>,
+    /// Tags the target may not take, each with why (`1.4.5 denied: rolled
+    /// back by Alice in 1a2b3c4d5e6f`).
+    pub denied: Vec<String>,
 }
 
 /// One preview environment as the last cycle left it.
@@ -218,6 +223,10 @@ impl Board {
                 }
             ) {
                 row.deployed_image_missing = t.ecr.missing.clone();
+            }
+            if !matches!(t.outcome, Outcome::Failed { .. }) {
+                row.held = t.hold.clone();
+                row.denied = t.denials.iter().map(|d| d.describe()).collect();
             }
         }
         // Each app's previews are decided whole each cycle: what the
@@ -346,12 +355,12 @@ impl Board {
             },
             s.last_cycle.map(format_time).unwrap_or_else(|| "none yet".into()),
         ));
-        page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th></tr>");
+        page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th><th>held / denied</th></tr>");
         let cell = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
         for r in s.rows.values() {
             let pr = r.pull_request.as_deref().map(pr_link).unwrap_or_default();
             page.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"wait\">{}</td><td>{pr}</td><td class=\"err\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"wait\">{}</td><td>{pr}</td><td class=\"err\">{}</td><td>{}</td><td class=\"wait\">{}</td></tr>",
                 escape(&r.app),
                 escape(&r.env),
                 cell(&r.current),
@@ -359,6 +368,12 @@ impl Board {
                 cell(&r.waiting),
                 cell(&r.last_error),
                 escape(&r.updated),
+                r.held
+                    .iter()
+                    .chain(&r.denied)
+                    .map(|s| escape(s))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
             ));
         }
         page.push_str("</table>");

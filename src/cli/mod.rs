@@ -10,6 +10,7 @@ mod import;
 mod policy_test;
 mod previews;
 mod promote;
+mod rollback;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,15 @@ pub enum Command {
     /// push). Prints the commit id or the pull request's URL; exits 64 when
     /// the tag does not exist or the policy refuses it.
     Promote(promote::PromoteArgs),
+    /// Set one env back to an earlier tag now (by default the one it held
+    /// before), and deny the tag it rolls back. Prints the commit id or the
+    /// pull request's URL; exits 64 for bad arguments, 1 for a git failure.
+    Rollback(rollback::RollbackArgs),
+    /// Freeze an env (or every env of an app): no promotion while held.
+    /// Commits `.tagwatch/holds.toml`; prints the commit id.
+    Hold(rollback::HoldArgs),
+    /// Lift a hold, and with --tag let a denied tag through again.
+    Release(rollback::ReleaseArgs),
     /// List past promotions from the branch's commit trailers.
     History(history::HistoryArgs),
     /// List the live preview environments (one file per pull request):
@@ -238,6 +248,9 @@ pub async fn run(command: Command) -> u8 {
         Command::History(args) => history::run(args).await,
         Command::Previews(args) => previews::run(args).await,
         Command::Promote(args) => promote::run(args).await,
+        Command::Rollback(args) => rollback::rollback(args).await,
+        Command::Hold(args) => rollback::hold(args).await,
+        Command::Release(args) => rollback::release(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
         Command::Import(args) => import::run(args),

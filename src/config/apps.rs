@@ -114,6 +114,13 @@ pub struct Target {
     /// A DR target's replica repository (another region or account): the
     /// source env's value is taken only once the same digest is there.
     pub replica: Option<super::Replica>,
+    /// Set this target back to a tag now: never read from the file, only
+    /// set by `tagwatch rollback` on the one-target configuration it runs
+    /// (as `promote` narrows it), and turned into a change by `cycle::plan`.
+    pub rollback: Option<crate::rollback::Order>,
+    /// `verify` / `verify_for`: watch the target after a promotion and
+    /// roll it back if it goes bad.
+    pub verify: Option<super::Verify>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -390,6 +397,22 @@ pub(super) fn validate_app(
             &raw_target.argocd_app,
             seen.argocd,
         )?;
+        target.verify = super::verify::target_verify(
+            src,
+            &format!("apps[{index}].targets[{t}]"),
+            &raw_target.verify,
+            &raw_target.verify_for,
+            target.argocd_app.is_some(),
+        )?;
+        if let Some(verify) = &raw_target.verify
+            && seen.needs_prometheus.is_none()
+        {
+            seen.needs_prometheus = Some(src.error(
+                Some(verify.span()),
+                format!("apps[{index}].targets[{t}].verify"),
+                "verify needs a [prometheus] section (url) to run its query",
+            ));
+        }
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -611,6 +634,8 @@ fn validate_target(
         analysis: None,
         argocd_app: None,
         replica: None,
+        rollback: None,
+        verify: None,
     })
 }
 

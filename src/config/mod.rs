@@ -38,6 +38,7 @@ pub use replica::{Replica, is_region};
 pub use settings::{
     ForgeAuth, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
+pub use verify::{DEFAULT_VERIFY_FOR, Verify};
 
 use apps::{SeenApps, validate_app};
 use include::expand_include;
@@ -94,6 +95,7 @@ mod settings;
 mod source;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 /// A configuration problem, located as precisely as the file allows.
 #[derive(Debug, thiserror::Error)]

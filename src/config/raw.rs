@@ -198,6 +198,8 @@ pub(super) struct RawTarget {
     pub(super) registry_id: Option<Spanned<String>>,
     pub(super) assume_role_arn: Option<Spanned<String>>,
     pub(super) repository: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<String>>,
+    pub(super) verify_for: Option<Spanned<String>>,
 }
 
 /// The gate keys, on an app or a target (a target's own replace the app's).

@@ -26,6 +26,12 @@ use crate::registry::Image;
 /// busy repo, shallow enough to stay a few milliseconds.
 const HISTORY_DEPTH: usize = 5_000;
 
+/// How far back a target's value history is read for reverts and
+/// rollbacks: each commit that touched the file costs a blob read, so
+/// this is shallower than [`HISTORY_DEPTH`]; a revert older than this many
+/// commits has long been overtaken by newer tags.
+const DENIAL_DEPTH: usize = 1_000;
+
 /// One target's decision, in config order.
 #[derive(Clone, Debug)]
 pub struct Decision {
@@ -46,6 +52,9 @@ pub struct Decision {
     pub gates: Vec<GateResult>,
     /// The deployed image's presence; a DR target's replication wait.
     pub ecr: super::report::EcrNotes,
+    /// The tags the target may not take, and the hold on it.
+    pub denials: Vec<super::holds::Denial>,
+    pub hold: Option<String>,
 }
 
 /// An image the registry must confirm before it is written: repository,
@@ -133,6 +142,8 @@ pub fn decide(
                 step: planned.step,
                 gates: planned.verdicts,
                 ecr: planned.ecr,
+                denials: planned.denials,
+                hold: planned.hold,
             });
         }
     }
@@ -253,5 +264,39 @@ impl Branch for Worktree<'_> {
             .checkout
             .held_by(app, env, value, path, HISTORY_DEPTH)?;
         self.checkout.is_ancestor(&commit, revision)
+    }
+
+    fn proposed_rollback(&self, app: &App, target: &Target) -> Option<crate::rollback::Order> {
+        let branch = super::propose::branch(&app.name, target);
+        let tip = self.checkout.remote_branch(&branch)?;
+        let head = self.checkout.head().ok()?;
+        let message = self
+            .checkout
+            .proposed_messages(tip, head)
+            .into_iter()
+            .find(|m| {
+                crate::trailers::Promotion::parse(m)
+                    .is_some_and(|p| p.app == app.name && p.env == target.env)
+            })?;
+        let promotion = crate::trailers::Promotion::parse(&message)?;
+        let trailer = |key| super::holds::trailer(&message, key);
+        Some(crate::rollback::Order {
+            to: promotion.to,
+            of: trailer(crate::rollback::ROLLBACK_OF)?,
+            cause: trailer(crate::rollback::CAUSE)
+                .and_then(|c| crate::rollback::Cause::parse(&c))
+                .unwrap_or(crate::rollback::Cause::Command),
+            reason: trailer(crate::rollback::REASON).unwrap_or_default(),
+        })
+    }
+
+    fn value_events(
+        &self,
+        path: &RepoPath,
+        value_of: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Vec<crate::gitops::ValueEvent> {
+        // The branch as pushed: this cycle's own edits are promotions, and
+        // a promotion denies nothing.
+        self.checkout.value_events(path, DENIAL_DEPTH, value_of)
     }
 }

@@ -82,6 +82,26 @@ pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
                 .with_label_values(&[app, env])
                 .set(wait.as_secs_f64());
         }
+        m.target_held
+            .with_label_values(&[app, env])
+            .set(if t.hold.is_some() { 1.0 } else { 0.0 });
+        // Every rollback once, whoever made it (this process, another
+        // replica, `tagwatch rollback`, a person): counted where it was
+        // made, not again for each env downstream that inherits it.
+        if let Outcome::Promoted {
+            rollback: Some(cause),
+            commit,
+            ..
+        } = &t.outcome
+        {
+            m.count_rollback(app, env, cause.as_str(), commit, now.unix_timestamp());
+        }
+        for d in t.denials.iter().filter(|d| d.env == t.env) {
+            let at = d.at.unix_timestamp();
+            if m.count_rollback(app, env, d.cause.as_str(), &d.commit, at) {
+                tracing::info!(app, env, tag = %d.tag, commit = %d.commit, by = %d.by, cause = d.cause.as_str(), "rolled back; the tag is denied");
+            }
+        }
         let promoted = match &t.outcome {
             Outcome::Failed { stage, .. } => {
                 m.app_errors.with_label_values(&[app, stage.as_str()]).inc();

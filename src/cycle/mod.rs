@@ -19,6 +19,7 @@
 
 mod decide;
 mod export;
+pub mod holds;
 mod list;
 pub mod plan;
 pub mod preview;
@@ -44,6 +45,7 @@ use decide::Decision;
 use plan::Step;
 use propose::settle::Request;
 
+pub use decide::Worktree;
 pub use export::export;
 pub use report::{
     CycleReport, EcrNotes, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport,
@@ -313,6 +315,7 @@ fn outcome_of(
                             diff: unified_diff(&change.old, &change.content, &d.file),
                             from,
                             to,
+                            rollback: change.rollback.as_ref().map(|r| r.cause),
                         },
                     }
                 }
@@ -327,6 +330,7 @@ fn outcome_of(
                             to,
                             commit,
                             pushed_at,
+                            rollback: change.rollback.as_ref().map(|r| r.cause),
                         }
                     }
                     (_, Some(error)) => failed(Stage::Git, error),
@@ -365,6 +369,8 @@ fn outcome_of(
         value,
         gates,
         ecr,
+        denials: d.denials,
+        hold: d.hold,
     }
 }
 
@@ -380,6 +386,8 @@ fn all_failed(config: &Config, error: &str) -> Vec<TargetReport> {
             value: None,
             gates: Vec::new(),
             ecr: EcrNotes::default(),
+            denials: Vec::new(),
+            hold: None,
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: error.to_string(),

@@ -95,6 +95,8 @@ pub enum Outcome {
         commit: String,
         /// When the image was pushed to the registry.
         pushed_at: Option<OffsetDateTime>,
+        /// A rollback, and what caused it.
+        rollback: Option<crate::rollback::Cause>,
     },
     /// A pull request proposes the change; the branch is unchanged until
     /// someone merges it.
@@ -118,6 +120,8 @@ pub enum Outcome {
         to: String,
         how: How,
         diff: String,
+        /// A rollback, and what caused it.
+        rollback: Option<crate::rollback::Cause>,
     },
     /// The chosen tag moved or vanished between listing and writing; the
     /// next cycle decides again from a fresh listing.
@@ -206,6 +210,10 @@ pub struct TargetReport {
     pub gates: Vec<GateResult>,
     /// The deployed image's presence and a DR target's replication wait.
     pub ecr: EcrNotes,
+    /// The tags the target may not take (rolled back here or upstream).
+    pub denials: Vec<super::holds::Denial>,
+    /// The hold in force, described (`held by alice until …: why`).
+    pub hold: Option<String>,
 }
 
 /// What ECR itself says about a target, beside its outcome: the image its
@@ -239,6 +247,24 @@ impl fmt::Display for TargetReport {
         match &self.outcome {
             Outcome::Unchanged => write!(f, "up to date at {current}"),
             Outcome::NoCandidate { why } => write!(f, "no candidate {why}; keeping {current}"),
+            Outcome::Promoted {
+                from,
+                to,
+                commit,
+                rollback: Some(cause),
+                ..
+            } => write!(
+                f,
+                "rolled back {from} -> {to} ({}) (commit {})",
+                cause.as_str(),
+                &commit[..commit.len().min(12)]
+            ),
+            Outcome::WouldPromote {
+                from,
+                to,
+                rollback: Some(cause),
+                ..
+            } => write!(f, "would roll back {from} -> {to} ({})", cause.as_str()),
             Outcome::Promoted {
                 from, to, commit, ..
             } => write!(
@@ -320,6 +346,8 @@ mod tests {
             value: Some("reg/a:1.0.0".into()),
             gates: Vec::new(),
             ecr: EcrNotes::default(),
+            denials: Vec::new(),
+            hold: None,
         }
     }
 
@@ -336,6 +364,7 @@ mod tests {
                 branch: "tagwatch/a/prod".into(),
             },
             diff: String::new(),
+            rollback: None,
         });
         assert_eq!(
             would.to_string(),

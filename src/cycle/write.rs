@@ -394,10 +394,13 @@ fn commit(
             continue;
         };
         let target = &config.apps[d.at.0].targets[d.at.1];
-        let message = change.promotion.message(&Location {
+        let mut message = change.promotion.message(&Location {
             file: target.file.as_str(),
             key: &target.key.to_string(),
         });
+        if let Some(order) = &change.rollback {
+            message.push_str(&order.trailers());
+        }
         // A failure here is the clone's own storage: nothing after it can
         // be committed either, and nothing is pushed.
         let id = checkout.commit_file(&target.file, &change.content, &message, now)?;

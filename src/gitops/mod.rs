@@ -38,7 +38,7 @@ use git2::{
 use crate::config::{GitSettings, RepoPath};
 
 pub use auth::AuthError;
-pub use history::{Recorded, Setter};
+pub use history::{Recorded, Setter, ValueEvent};
 pub use url::{clone_name, redact};
 use url::{local_path, scrub};
 

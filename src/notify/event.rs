@@ -133,16 +133,39 @@ pub fn events(
             time: time.clone(),
             ecr_url: links.ecr.get(&t.app).cloned(),
         };
+        // A hold stops every promotion of the target: it is announced once
+        // (per hold: a new reason or end is news), instead of the waiting
+        // it causes.
+        if let Some(hold) = &t.hold {
+            let key = format!("held {hold}");
+            if last.lasting.as_ref() != Some(&key) {
+                out.push(Event {
+                    from: t.current.clone(),
+                    reason: Some(hold.clone()),
+                    ..event(EventKind::Held)
+                });
+            }
+            last.lasting = Some(key);
+            continue;
+        }
         let mut lasting = None;
         match &t.outcome {
             Outcome::Promoted {
-                from, to, commit, ..
+                from,
+                to,
+                commit,
+                rollback,
+                ..
             } => out.push(Event {
                 from: Some(from.clone()),
                 to: Some(to.clone()),
                 commit: Some(commit.clone()),
                 url: links.commit_base.as_ref().map(|b| format!("{b}{commit}")),
-                ..event(EventKind::Promoted)
+                reason: rollback.map(|c| format!("rollback ({})", c.as_str())),
+                ..event(match rollback {
+                    Some(_) => EventKind::RolledBack,
+                    None => EventKind::Promoted,
+                })
             }),
             Outcome::Proposed {
                 from,
@@ -161,12 +184,20 @@ pub fn events(
                     });
                 }
             }
-            Outcome::WouldPromote { from, to, how, .. } => out.push(Event {
+            Outcome::WouldPromote {
+                from,
+                to,
+                how,
+                rollback,
+                ..
+            } => out.push(Event {
                 from: Some(from.clone()),
                 to: Some(to.clone()),
-                ..event(match how {
-                    How::Commit => EventKind::Promoted,
-                    How::PullRequest { .. } => EventKind::Proposed,
+                reason: rollback.map(|c| format!("rollback ({})", c.as_str())),
+                ..event(match (rollback, how) {
+                    (Some(_), _) => EventKind::RolledBack,
+                    (None, How::Commit) => EventKind::Promoted,
+                    (None, How::PullRequest { .. }) => EventKind::Proposed,
                 })
             }),
             Outcome::Waiting { reason, candidate } => {
@@ -227,6 +258,8 @@ mod tests {
             value: None,
             gates: Vec::new(),
             ecr: Default::default(),
+            denials: Vec::new(),
+            hold: None,
         }
     }
 
@@ -264,6 +297,17 @@ mod tests {
             url: "https://pr/1".into(),
             pushed_at: None,
             action,
+        };
+        let rolled_back = || Outcome::Promoted {
+            from: "1.1.0".into(),
+            to: "1.0.0".into(),
+            commit: "c".repeat(40),
+            pushed_at: None,
+            rollback: Some(crate::rollback::Cause::Verify),
+        };
+        let held = |outcome, hold: &str| TargetReport {
+            hold: Some(hold.into()),
+            ..target("prod", outcome, "1.1.0")
         };
         type Case = (
             &'static str,
@@ -315,6 +359,26 @@ mod tests {
                 "…announced once",
                 vec![target("prod", Outcome::Unchanged, "1.1.0")],
                 vec![],
+            ),
+            (
+                "a rollback is rolled_back, not promoted",
+                vec![target("dev", rolled_back(), "1.1.0")],
+                vec![(EventKind::RolledBack, "dev")],
+            ),
+            (
+                "a hold is announced instead of the waiting it causes",
+                vec![held(waiting("1.2.0", "held"), "alice: incident")],
+                vec![(EventKind::Held, "prod")],
+            ),
+            (
+                "…once",
+                vec![held(waiting("1.2.0", "held"), "alice: incident")],
+                vec![],
+            ),
+            (
+                "a new hold is news",
+                vec![held(waiting("1.2.0", "held"), "bob: freeze")],
+                vec![(EventKind::Held, "prod")],
             ),
         ];
         for (name, targets, want) in cases {

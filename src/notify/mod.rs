@@ -417,11 +417,14 @@ mod tests {
                     to: format!("1.{}.0", n + 1),
                     commit: format!("{n:040}"),
                     pushed_at: None,
+                    rollback: None,
                 },
                 current: None,
                 value: None,
                 gates: Vec::new(),
                 ecr: Default::default(),
+                denials: Vec::new(),
+                hold: None,
             }],
             ..CycleReport::default()
         }
