@@ -1,6 +1,11 @@
 //! Listing: each repository the config names, once per cycle, at most
 //! `aws.concurrency` at a time; and each policy's best image chosen as its
 //! repository's listing arrives, while the others are still in flight.
+//!
+//! A repository is named by its location too (a DR target's replica in
+//! another region or account is another repository), and read once per
+//! (location, repository); each artifact kind its apps want (images,
+//! Helm charts) is a view of that one read, keyed by [`ListKey`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,15 +17,20 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
 use crate::policy::{Policy, Strategy};
-use crate::registry::{Image, Listing, Registry, RegistryError};
+use crate::registry::{
+    Artifact, ErrorKind, Image, ListKey, Listing, Location, Registry, RegistryError,
+};
 
-pub type Listings = HashMap<String, Result<Listing, RegistryError>>;
+pub type Listings = HashMap<ListKey, Result<Listing, RegistryError>>;
 
 /// `DescribeImages` pages the successful listings took.
+/// A repository read as two kinds (images and charts) counts once.
 pub fn pages_of(listings: &Listings) -> u32 {
+    let mut read = std::collections::HashSet::new();
     listings
-        .values()
-        .filter_map(|l| l.as_ref().ok())
+        .iter()
+        .filter(|(k, _)| read.insert((&k.location, &k.repository)))
+        .filter_map(|(_, l)| l.as_ref().ok())
         .map(|l| l.pages)
         .sum()
 }
@@ -32,7 +42,7 @@ pub fn pages_of(listings: &Listings) -> u32 {
 pub type Preferred = HashMap<(String, Option<String>), Option<usize>>;
 
 /// Which scans of a listing a cycle makes, planned once before the listing
-/// from the config: per repository, each distinct policy that chooses from
+/// from the config: per listing (repository and artifact kind), each distinct policy that chooses from
 /// it (an app's, or a target's own `constraint`) with every key of
 /// [`Preferred`] it answers. Apps that share a repository and an equivalent
 /// policy share one scan of its tags, so the deciding cost grows with
@@ -42,7 +52,7 @@ pub type Preferred = HashMap<(String, Option<String>), Option<usize>>;
 /// listing as soon as it lands, on whichever worker thread it runs.
 #[derive(Default)]
 struct ScanPlan {
-    by_repository: HashMap<String, Vec<Scan>>,
+    by_key: HashMap<ListKey, Vec<Scan>>,
 }
 
 /// One scan of one repository's tags, and the keys that take its answer.
@@ -55,10 +65,7 @@ impl ScanPlan {
     fn new(config: &Config) -> ScanPlan {
         let mut plan = ScanPlan::default();
         for app in &config.apps {
-            let scans = plan
-                .by_repository
-                .entry(app.repository.clone())
-                .or_default();
+            let scans = plan.by_key.entry(app.list_key()).or_default();
             let mut add = |policy: &Policy, key: (String, Option<String>)| match scans
                 .iter_mut()
                 .find(|s| same_choice(&s.policy, policy))
@@ -80,8 +87,14 @@ impl ScanPlan {
     }
 
     /// Scans `listing` once per distinct policy; returns how many scans.
-    fn prefer(&self, listing: &Listing, now: OffsetDateTime, preferred: &mut Preferred) -> usize {
-        let Some(scans) = self.by_repository.get(listing.repository.as_str()) else {
+    fn prefer(
+        &self,
+        key: &ListKey,
+        listing: &Listing,
+        now: OffsetDateTime,
+        preferred: &mut Preferred,
+    ) -> usize {
+        let Some(scans) = self.by_key.get(key) else {
             return 0;
         };
         for scan in scans {
@@ -122,25 +135,36 @@ pub async fn list_repositories(
     registry: Arc<dyn Registry>,
     now: OffsetDateTime,
 ) -> (Listings, Preferred) {
-    let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
-    repositories.sort_unstable();
-    repositories.dedup();
+    let keys = keys_of(config);
+    // Each (location, repository) read once, with the listing keys (one per
+    // artifact kind wanted) that are views of that read.
+    let mut repositories: Vec<((Location, String), Vec<ListKey>)> = Vec::new();
+    for key in keys {
+        match repositories.last_mut() {
+            Some(((l, r), wanted)) if *l == key.location && *r == key.repository => {
+                wanted.push(key)
+            }
+            _ => repositories.push(((key.location.clone(), key.repository.clone()), vec![key])),
+        }
+    }
 
     let plan = Arc::new(ScanPlan::new(config));
     let limit = Arc::new(Semaphore::new(config.aws.concurrency));
     let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
-    for repository in repositories {
-        let repository = repository.to_string();
+    for ((location, repository), wanted) in repositories {
         let registry = Arc::clone(&registry);
         let limit = Arc::clone(&limit);
         let plan = Arc::clone(&plan);
-        let span = info_span!("list", repository = %repository);
+        let span = match &location.region {
+            Some(region) => info_span!("list", repository = %repository, region = %region),
+            None => info_span!("list", repository = %repository),
+        };
         tasks.spawn(
             async move {
                 let _permit = limit.acquire_owned().await;
                 let started = std::time::Instant::now();
-                let result = registry.list(&repository).await;
+                let mut result = registry.list_at(&location, &repository).await;
                 match &result {
                     Ok(l) => {
                         debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed");
@@ -152,32 +176,50 @@ pub async fn list_repositories(
                     }
                     Err(e) => warn!(kind = e.kind(), error = %e, "listing failed"),
                 }
-                // Each policy's best, chosen here while other listings are
-                // still in flight, in parallel across the runtime's workers.
-                let started = std::time::Instant::now();
+                // Each artifact kind wanted from this repository, as a view
+                // of the one read (the usual single kind takes the listing
+                // itself, uncopied); and each policy's best in it, chosen
+                // here while other listings are still in flight, in
+                // parallel across the runtime's workers.
+                let scanning = std::time::Instant::now();
                 let mut chosen = Preferred::new();
-                let scans = match &result {
-                    Ok(listing) => plan.prefer(listing, now, &mut chosen),
-                    Err(_) => 0,
-                };
-                (repository, result, chosen, scans, started.elapsed())
+                let mut scans = 0;
+                let mut views = Vec::with_capacity(wanted.len());
+                let last = wanted.len().saturating_sub(1);
+                for (i, key) in wanted.into_iter().enumerate() {
+                    let view = if i == last && key.artifact == Artifact::Image {
+                        std::mem::replace(&mut result, Err(moved(&repository)))
+                    } else {
+                        result
+                            .as_ref()
+                            .map(|l| l.of_artifact(key.artifact))
+                            .map_err(Clone::clone)
+                    };
+                    if let Ok(listing) = &view {
+                        scans += plan.prefer(&key, listing, now, &mut chosen);
+                    }
+                    views.push((key, view));
+                }
+                (views, chosen, scans, scanning.elapsed())
             }
             .instrument(span),
         );
     }
     let mut listings = HashMap::new();
     let mut preferred = Preferred::new();
+    let mut read = 0;
     // Profile counters for the `listing finished` line: how many scans of
     // a listing's tags were made for how many policy choices, and the time
     // they took in all (summed over the listing tasks, which overlap).
     let (mut scans, mut scanning) = (0, std::time::Duration::ZERO);
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((repository, result, chosen, n, took)) => {
+            Ok((views, chosen, n, took)) => {
+                read += 1;
                 preferred.extend(chosen);
                 scans += n;
                 scanning += took;
-                listings.insert(repository, result);
+                listings.extend(views);
             }
             Err(e) => error!(error = %e, "listing task panicked"),
         }
@@ -185,7 +227,7 @@ pub async fn list_repositories(
     let failed = listings.values().filter(|l| l.is_err()).count();
     let pages = pages_of(&listings);
     info!(
-        repositories = listings.len(),
+        repositories = read,
         failed,
         pages,
         scans,
@@ -195,6 +237,35 @@ pub async fn list_repositories(
         "listing finished"
     );
     (listings, preferred)
+}
+
+/// What is left of a listing handed on to its last view: never read, as
+/// no view comes after the last.
+fn moved(repository: &str) -> RegistryError {
+    RegistryError {
+        repository: repository.to_string(),
+        kind: ErrorKind::Other,
+        message: "listing already handed on".into(),
+    }
+}
+
+/// Every listing the config needs, sorted so that one repository's kinds
+/// are next to each other: each app's own, and each DR target's replica.
+pub fn keys_of(config: &Config) -> Vec<ListKey> {
+    let mut keys: Vec<ListKey> = config
+        .apps
+        .iter()
+        .flat_map(|app| {
+            std::iter::once(app.list_key()).chain(
+                app.targets
+                    .iter()
+                    .filter_map(|t| t.replica.as_ref().map(|r| r.key(app.artifact))),
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// Tags outside the OCI grammar are never candidates (a newline in one
@@ -254,6 +325,15 @@ fn warn_future_pushes(listing: &Listing) {
 mod tests {
     use super::*;
     use crate::cycle::table_facts::{NOW, images};
+
+    /// The image listing key of a test listing's repository.
+    fn key_of(listing: &Listing) -> ListKey {
+        ListKey {
+            location: Location::default(),
+            repository: listing.repository.clone(),
+            artifact: Artifact::Image,
+        }
+    }
 
     /// One app of a test config: `(name, repository, policy keys, targets)`
     /// where a target is `(env, its own keys)`.
@@ -349,7 +429,7 @@ mod tests {
             let config = config(&[("a", "web", a, DEV), ("b", "web", b, DEV)]);
             let plan = ScanPlan::new(&config);
             let mut preferred = Preferred::new();
-            let scans = plan.prefer(&listing, NOW, &mut preferred);
+            let scans = plan.prefer(&key_of(&listing), &listing, NOW, &mut preferred);
             assert_eq!(scans, *want, "{why}");
             assert_eq!(preferred.len(), 2, "{why}: both apps answered");
         }
@@ -382,7 +462,10 @@ mod tests {
         let plan = ScanPlan::new(&config);
         let mut preferred = Preferred::new();
         // ^1 (a, b), ~1.0 (a/prod, c), newest (d): three scans for five choices.
-        assert_eq!(plan.prefer(&listing, NOW, &mut preferred), 3);
+        assert_eq!(
+            plan.prefer(&key_of(&listing), &listing, NOW, &mut preferred),
+            3
+        );
         let key = |app: &str, env: Option<&str>| (app.to_string(), env.map(str::to_string));
         let tag = |k| preferred[&k].map(|i| listing.images[i].tag.as_str());
         assert_eq!(tag(key("a", None)), Some("1.2.0"));
@@ -400,6 +483,9 @@ mod tests {
         }
         let mut other = listing.clone();
         other.repository = "nobody".into();
-        assert_eq!(plan.prefer(&other, NOW, &mut Preferred::new()), 0);
+        assert_eq!(
+            plan.prefer(&key_of(&other), &other, NOW, &mut Preferred::new()),
+            0
+        );
     }
 }
