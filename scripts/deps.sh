@@ -7,6 +7,7 @@
 #   nginx, fcgiwrap: the tests' smart-HTTP git server (git http-backend behind basic auth)
 #   openssh-server, openssh-client: the tests' SSH git server and its keys
 #   openssl: the tests' private CA for the HTTPS git server
+#   nodejs, npm: the Argo CD CRD schemas (npm) that check manifests/examples/
 ensure_debian_packages() {
   local missing=() pkg
   for pkg in "$@"; do

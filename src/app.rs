@@ -94,10 +94,41 @@ pub async fn connect(connect: &dyn Connect, config: &Config) -> Result<Peers, Co
         .map(crate::argocd::connect)
         .transpose()?;
     let registry = connect.registry(&config.aws).await?;
+    let registry = with_replicas(connect, config, registry).await?;
     Ok(Peers {
         registry,
         forge,
         prometheus,
         argocd,
     })
+}
+
+/// With DR targets: the primary registry and one client per other
+/// location they name (a region, an account, a role), each built once.
+/// Without, the primary alone, as before.
+async fn with_replicas(
+    connect: &dyn Connect,
+    config: &Config,
+    primary: Arc<dyn Registry>,
+) -> Result<Arc<dyn Registry>, ConnectError> {
+    let mut others = std::collections::HashMap::new();
+    let locations = config
+        .apps
+        .iter()
+        .flat_map(|a| a.targets.iter())
+        .filter_map(|t| t.replica.as_ref())
+        .map(|r| &r.location)
+        .filter(|l| !l.is_primary());
+    for location in locations {
+        if !others.contains_key(location) {
+            let client = connect.registry(&config.aws.at(location)).await?;
+            others.insert(location.clone(), client);
+        }
+    }
+    if others.is_empty() {
+        return Ok(primary);
+    }
+    Ok(Arc::new(crate::registry::regional::Regional::new(
+        primary, others,
+    )))
 }

@@ -34,3 +34,51 @@ pub struct EventSettings {
     /// How long to gather a burst of pushes into one cycle.
     pub debounce: Duration,
 }
+
+/// Where a registry is reached: a region, an account's registry, a role.
+/// `Location::default()` (every field `None`) is the `[aws]` section's own;
+/// a DR target names another (`region`, `registry_id`, `assume_role_arn`
+/// on the target), and one client is built per distinct location.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    pub region: Option<String>,
+    pub registry_id: Option<String>,
+    pub assume_role_arn: Option<String>,
+}
+
+impl Location {
+    /// The `[aws]` section's registry.
+    pub fn is_primary(&self) -> bool {
+        *self == Location::default()
+    }
+
+    /// The region to name in a reason ("not yet replicated to us-west-2"),
+    /// else the account.
+    pub fn label(&self) -> String {
+        self.region
+            .clone()
+            .or_else(|| self.registry_id.clone())
+            .unwrap_or_else(|| "the [aws] registry".into())
+    }
+}
+
+impl AwsSettings {
+    /// These settings pointed at `location` instead: the same endpoint and
+    /// limits, its region, registry and role where it names them.
+    pub fn at(&self, location: &Location) -> AwsSettings {
+        AwsSettings {
+            region: location.region.clone().or_else(|| self.region.clone()),
+            registry_id: location
+                .registry_id
+                .clone()
+                .or_else(|| self.registry_id.clone()),
+            assume_role_arn: location
+                .assume_role_arn
+                .clone()
+                .or_else(|| self.assume_role_arn.clone()),
+            endpoint_url: self.endpoint_url.clone(),
+            concurrency: self.concurrency,
+            events: None,
+        }
+    }
+}

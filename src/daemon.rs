@@ -36,6 +36,9 @@ pub struct Context {
     pub connect: Arc<dyn Connect>,
     /// With `[argocd]`: the Argo CD health gate's peer.
     pub argocd: Option<Arc<dyn crate::argocd::ArgoCd>>,
+    /// Where each applied cycle's report goes to be announced
+    /// (`[[notify]]`); queued, never waited on.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl Context {
@@ -55,6 +58,7 @@ impl Context {
             board,
             connect: Arc::new(crate::app::Real),
             argocd: None,
+            notifier: None,
         }
     }
 
@@ -85,6 +89,14 @@ impl Context {
         let report = cycle::run_cycle(config, self.peers(), Arc::clone(&self.checkout), mode).await;
         cycle::export(&report, started.elapsed());
         self.board.record(&report);
+        if mode == Mode::Apply
+            && let Some(notifier) = &self.notifier
+        {
+            notifier.cycle(
+                &report,
+                self.now.unwrap_or_else(time::OffsetDateTime::now_utc),
+            );
+        }
         // `counts.<kind>` fields nest into one `counts` object in JSON logs
         // (numbers a log query can sum); kinds with none are left out.
         let counts = report.counts();
@@ -174,7 +186,16 @@ pub async fn run(mut ctx: Context, mut wakes: mpsc::Receiver<Wake>, shutdown: Ca
                     .config
                     .apps
                     .iter()
-                    .filter(|a| wake.repositories.contains(&a.repository))
+                    // A DR target's replica repository wakes its app too
+                    // (replication events name it).
+                    .filter(|a| {
+                        wake.repositories.contains(&a.repository)
+                            || a.targets.iter().any(|t| {
+                                t.replica
+                                    .as_ref()
+                                    .is_some_and(|r| wake.repositories.contains(&r.repository))
+                            })
+                    })
                     .map(|a| a.name.clone())
                     .collect();
                 if !apps.is_empty() {
@@ -347,6 +368,9 @@ pub async fn reload(ctx: &mut Context) -> bool {
     ctx.forge = forge;
     ctx.prometheus = prometheus;
     ctx.argocd = argocd;
+    if let Some(notifier) = &ctx.notifier {
+        notifier.reconfigure(&config);
+    }
     ctx.config = Arc::new(config);
     metrics::get()
         .config_reloads

@@ -90,6 +90,8 @@ pub fn parse(body: &str) -> Result<Event, String> {
     let scan = match value.get("detail-type").and_then(Value::as_str) {
         Some("ECR Image Action") => false,
         Some("ECR Image Scan") => true,
+        // An image arrived in a DR region: a target waiting on it can go.
+        Some("ECR Replication Action") => return replication(&value),
         Some(_) => return Ok(Event::Other),
         None => return Err("an ECR event without a detail-type string".into()),
     };
@@ -124,6 +126,25 @@ pub fn parse(body: &str) -> Result<Event, String> {
     Ok(Event::Push {
         repository: repository.to_string(),
         tag: text("image-tag").ok().map(str::to_string),
+    })
+}
+
+/// An "ECR Replication Action" event: a successful replication wakes the
+/// apps of the replica repository (which a DR target may name apart from
+/// its app's), as a push does.
+fn replication(value: &Value) -> Result<Event, String> {
+    let detail = value
+        .get("detail")
+        .and_then(Value::as_object)
+        .ok_or("an ECR event without a detail object")?;
+    let text = |key: &str| detail.get(key).and_then(Value::as_str);
+    let repository = text("repository-name").ok_or("an ECR event without repository-name")?;
+    if text("result") != Some("SUCCESS") {
+        return Ok(Event::Other);
+    }
+    Ok(Event::Push {
+        repository: repository.to_string(),
+        tag: text("image-tag").map(str::to_string),
     })
 }
 
@@ -324,6 +345,20 @@ mod tests {
     use super::*;
 
     const RAW: &str = r#"{"version":"0","id":"1","detail-type":"ECR Image Action","source":"aws.ecr","account":"123456789012","time":"2026-11-21T10:00:00Z","region":"eu-west-1","resources":[],"detail":{"result":"SUCCESS","repository-name":"payments-api","image-digest":"sha256:ab","action-type":"PUSH","image-tag":"1.4.3"}}"#;
+
+    #[test]
+    fn a_replication_wakes_the_replica_repository() {
+        let replicated = r#"{"version":"0","id":"4","detail-type":"ECR Replication Action","source":"aws.ecr","account":"123456789012","time":"2026-11-21T10:03:00Z","region":"us-west-2","resources":["arn:aws:ecr:us-west-2:123456789012:repository/payments-api"],"detail":{"result":"SUCCESS","repository-name":"payments-api","image-digest":"sha256:ab","source-account":"123456789012","action-type":"REPLICATE","source-region":"us-east-1","image-tag":"1.4.3"}}"#;
+        assert_eq!(
+            parse(replicated),
+            Ok(Event::Push {
+                repository: "payments-api".into(),
+                tag: Some("1.4.3".into())
+            })
+        );
+        let failed = replicated.replace("\"SUCCESS\"", "\"FAILURE\"");
+        assert_eq!(parse(&failed), Ok(Event::Other));
+    }
 
     #[test]
     fn raw_and_sns_wrapped_pushes_are_read() {

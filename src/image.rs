@@ -20,7 +20,7 @@ pub struct Image {
 }
 
 /// Everything one repository holds, read in one listing.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Listing {
     pub repository: String,
     /// The account that owns the registry; part of the image's host name.
@@ -31,9 +31,68 @@ pub struct Listing {
     pub images: Vec<Image>,
     /// How many API pages the listing took.
     pub pages: u32,
+    /// The `ACTIVE` Helm charts (`artifactMediaType` is Helm's chart
+    /// config type), one entry per tag: the candidates of a `helm-chart`
+    /// app, never of an `image` app. `images` holds everything else.
+    pub charts: Vec<Image>,
+    /// Tags whose image ECR has archived (`imageStatus` `ARCHIVED`): a pull
+    /// fails, so they are never candidates, and a file that points at one
+    /// is reported as a deployed image that is missing.
+    pub archived: Vec<Image>,
+}
+
+/// What an app promotes: a container image, or a Helm chart stored in
+/// the same registry as an OCI artifact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Artifact {
+    #[default]
+    Image,
+    HelmChart,
+}
+
+impl Artifact {
+    pub fn parse(s: &str) -> Option<Artifact> {
+        match s {
+            "image" => Some(Artifact::Image),
+            "helm-chart" => Some(Artifact::HelmChart),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Artifact::Image => "image",
+            Artifact::HelmChart => "helm-chart",
+        }
+    }
+}
+
+/// The `artifactMediaType` ECR reports for a Helm chart (its config blob's
+/// media type).
+pub const HELM_CHART_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+
+/// One listing of a cycle: a repository in a registry (a region, an
+/// account), as one kind of artifact. The repository is read once per
+/// (location, repository) whatever the number of apps, targets and
+/// artifact kinds that use it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListKey {
+    pub location: crate::aws::Location,
+    pub repository: String,
+    pub artifact: Artifact,
 }
 
 impl Listing {
+    /// The listing as an app of `artifact` sees it: its candidates are
+    /// the charts for a `helm-chart` app, the images otherwise.
+    pub fn of_artifact(&self, artifact: Artifact) -> Listing {
+        let mut listing = self.clone();
+        if artifact == Artifact::HelmChart {
+            listing.images = std::mem::take(&mut listing.charts);
+        }
+        listing
+    }
+
     /// The image's host and path as a pod pulls it, for the trailers.
     pub fn image_name(&self) -> String {
         format!("{}/{}", self.registry_host(), self.repository)

@@ -25,6 +25,8 @@
 //! - [`argocd`]: Argo CD's REST API, read only: one Application's sync and
 //!   health, for the Argo CD health gate.
 //! - [`aws`]: the validated `[aws]` settings the ECR and SQS clients take.
+//! - [`lifecycle`]: ECR lifecycle policies evaluated against a listing
+//!   (which images a rule would expire); pure, for `lifecycle-check`.
 //! - [`policy`]: pure tag selection (ranges, filters, never-downgrade).
 //! - [`manifest`]: pure, byte-minimal YAML scalar edits.
 //! - [`format`]: what a target's scalar holds (tag, digest, image, template)
@@ -32,11 +34,16 @@
 //! - [`trailers`]: the commit message and its `Tagwatch-*` trailers.
 //! - [`gitops`]: the persistent bare clone; fetch, commit, push (blocking).
 //! - [`forge`]: GitHub and GitLab pull requests.
+//! - [`ghapp`]: GitHub App installation tokens (JWT, mint, cache), shared
+//!   by the forge client and git's HTTPS credentials.
 //! - [`prometheus`]: the Prometheus query API the `analysis` gate asks.
+//! - [`rollback`]: a rollback as data (its cause, an order, its trailers).
 //! - [`cycle`]: one cycle; [`cycle::plan`] decides each target from facts.
 //! - [`events`]: ECR push events from SQS wake a cycle.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/`.
 //! - [`metrics`]: the Prometheus families (a leaf; [`cycle::export`] records).
+//! - [`notify`]: each cycle's events to Slack or a signed webhook, from a
+//!   bounded queue the cycle never waits on.
 //! - [`daemon`]: the polling loop, reloads and shutdown.
 //! - [`cli`]: the subcommands; `main.rs` only calls [`cli::main`]. Its
 //!   `demo` module is `tagwatch demo`, a self-contained walkthrough on
@@ -55,13 +62,17 @@ pub mod events;
 pub mod forge;
 pub mod format;
 pub mod gate;
+pub mod ghapp;
 pub mod gitops;
 pub mod image;
+pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod prometheus;
 pub mod registry;
+pub mod rollback;
 pub mod server;
 pub mod telemetry;
 pub mod trailers;

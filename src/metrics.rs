@@ -44,6 +44,22 @@ pub struct Metrics {
     pub events: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub gate_results: IntCounterVec,
+    pub previews: GaugeVec,
+    pub preview_changes: IntCounterVec,
+    pub github_app_tokens: IntCounterVec,
+    pub notifications: IntCounterVec,
+    /// 1 while the image a target's file points at is not served by ECR.
+    pub deployed_image_missing: GaugeVec,
+    /// How long a DR target has waited for its image to be replicated.
+    pub replication_wait: GaugeVec,
+    pub rollbacks: IntCounterVec,
+    pub target_held: GaugeVec,
+    /// Rollbacks already counted in `rollbacks`, by (app, env, commit):
+    /// they are derived from history every cycle, and counted once.
+    seen_rollbacks: Mutex<std::collections::HashSet<(String, String, String)>>,
+    /// When the process started: a rollback committed before it is
+    /// history, not news, so a restart does not count it again.
+    started: std::time::SystemTime,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -210,6 +226,18 @@ impl Metrics {
                 "Promotion gate verdicts on candidate images, by gate (scan, signature, argocd) and outcome (pass, fail, pending, error).",
                 &["gate", "outcome"],
             ),
+            rollbacks: counter(
+                "tagwatch_rollbacks_total",
+                "Rollbacks by app, env and cause: person (a revert in git), command (tagwatch rollback), verify, argocd.",
+                &["app", "env", "cause"],
+            ),
+            target_held: gauge(
+                "tagwatch_target_held",
+                "1 while a hold in .tagwatch/holds.toml freezes the target, else 0.",
+                &["app", "env"],
+            ),
+            seen_rollbacks: Mutex::default(),
+            started: std::time::SystemTime::now(),
             events: counter(
                 "tagwatch_events_total",
                 "Registry events by source and outcome (accepted, ignored, invalid).",
@@ -219,6 +247,36 @@ impl Metrics {
                 "tagwatch_config_reloads_total",
                 "Configuration reloads by outcome (success, failure).",
                 &["outcome"],
+            ),
+            previews: gauge(
+                "tagwatch_previews",
+                "Preview environments whose file is on the branch, by app.",
+                &["app"],
+            ),
+            preview_changes: counter(
+                "tagwatch_preview_changes_total",
+                "Preview files written, by app and action (created, updated, removed).",
+                &["app", "action"],
+            ),
+            github_app_tokens: counter(
+                "tagwatch_github_app_tokens_total",
+                "GitHub App installation tokens minted, or why a mint failed (minted, key, sign, refused, no_installation, transport, protocol).",
+                &["outcome"],
+            ),
+            notifications: counter(
+                "tagwatch_notifications_total",
+                "Notification deliveries by sink kind (slack, webhook) and outcome (sent, retried, failed, dropped).",
+                &["kind", "outcome"],
+            ),
+            deployed_image_missing: gauge(
+                "tagwatch_deployed_image_missing",
+                "1 while the image a target's file points at is gone from ECR or archived (a pull would fail).",
+                &["app", "env"],
+            ),
+            replication_wait: gauge(
+                "tagwatch_replication_wait_seconds",
+                "How long a DR target has waited for its source env's image to be replicated into its region (0 when not waiting).",
+                &["app", "env"],
             ),
             registry,
         }
@@ -241,6 +299,26 @@ impl Metrics {
         tags.insert(key, tag.to_string());
     }
 
+    /// Counts the rollback `commit` of `app`/`env` in
+    /// `tagwatch_rollbacks_total` the first time this process sees it,
+    /// unless it was committed (`at`, Unix seconds) before the process
+    /// started (with a minute's slack for clock skew); `true` when counted.
+    pub fn count_rollback(&self, app: &str, env: &str, cause: &str, commit: &str, at: i64) -> bool {
+        let started = self
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut seen = self
+            .seen_rollbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !seen.insert((app.into(), env.into(), commit.into())) || at < started - 60 {
+            return false;
+        }
+        self.rollbacks.with_label_values(&[app, env, cause]).inc();
+        true
+    }
+
     /// Forgets targets that are no longer configured (after a reload).
     pub fn retain_targets(&self, keep: &dyn Fn(&str, &str) -> bool) {
         let mut tags = self.target_tags.lock().unwrap_or_else(|e| e.into_inner());
@@ -249,6 +327,9 @@ impl Metrics {
             if !kept {
                 let _ = self.target_info.remove_label_values(&[app, env, tag]);
                 let _ = self.pending_promotions.remove_label_values(&[app, env]);
+                let _ = self.deployed_image_missing.remove_label_values(&[app, env]);
+                let _ = self.replication_wait.remove_label_values(&[app, env]);
+                let _ = self.target_held.remove_label_values(&[app, env]);
             }
             kept
         });

@@ -88,6 +88,37 @@ pub struct Row {
     pub pull_request: Option<String>,
     /// When this row last changed (RFC 3339).
     pub updated: String,
+    /// The image the file points at is not served by ECR (deleted,
+    /// expired, archived): why. Kept while the listing cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployed_image_missing: Option<String>,
+    /// The hold in force (`held by alice until …: why`).
+    pub held: Option<String>,
+    /// Tags the target may not take, each with why (`1.4.5 denied: rolled
+    /// back by Alice in 1a2b3c4d5e6f`).
+    pub denied: Vec<String>,
+}
+
+/// One preview environment as the last cycle left it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PreviewRow {
+    pub app: String,
+    pub pr: u64,
+    pub file: String,
+    /// The newest image's tag.
+    pub tag: Option<String>,
+    /// When that image was pushed (RFC 3339).
+    pub pushed_at: Option<String>,
+    /// `open`, `closed`, `merged`; absent without `[forge]`.
+    pub pr_state: Option<String>,
+    /// Whether its file is on the branch.
+    pub live: bool,
+    /// The last cycle's action: created, updated, unchanged, skipped, failed.
+    pub action: String,
+    /// Why it was skipped or failed (`max_previews (20) reached`, …).
+    pub reason: Option<String>,
+    /// When this row last changed (RFC 3339).
+    pub updated: String,
 }
 
 /// The daemon's state, as far as the endpoints show it.
@@ -99,6 +130,8 @@ pub struct Board {
 #[derive(Default)]
 struct BoardState {
     rows: BTreeMap<(String, String), Row>,
+    /// (app, number) → its preview; a removed preview leaves the board.
+    previews: BTreeMap<(String, u64), PreviewRow>,
     /// When the last cycle finished.
     last_cycle: Option<OffsetDateTime>,
     interval: Duration,
@@ -107,6 +140,8 @@ struct BoardState {
     /// window stretches by as much, so a daemon that backs off on purpose
     /// is not reported as stalled.
     backoff: Duration,
+    /// With `[[notify]]`: each sink's deliveries, updated as they happen.
+    notify: Option<crate::notify::Stats>,
 }
 
 #[derive(Serialize)]
@@ -115,6 +150,11 @@ struct StatusJson<'a> {
     last_cycle: Option<String>,
     interval_seconds: u64,
     targets: Vec<&'a Row>,
+    previews: Vec<&'a PreviewRow>,
+    /// Each `[[notify]]` sink's deliveries (empty without any).
+    notifications: Vec<crate::notify::SinkStatus>,
+    /// With a GitHub App in `[forge]`: its installation token's state.
+    github_apps: Vec<crate::ghapp::AppStatus>,
 }
 
 impl Board {
@@ -175,7 +215,72 @@ impl Board {
             row.last_error = error;
             row.pull_request = pr;
             row.updated = format_time(now);
+            if !matches!(
+                t.outcome,
+                Outcome::Failed {
+                    stage: crate::cycle::Stage::Registry,
+                    ..
+                }
+            ) {
+                row.deployed_image_missing = t.ecr.missing.clone();
+            }
+            if !matches!(t.outcome, Outcome::Failed { .. }) {
+                row.held = t.hold.clone();
+                row.denied = t.denials.iter().map(|d| d.describe()).collect();
+            }
         }
+        // Each app's previews are decided whole each cycle: what the
+        // report does not name for an app it covers is gone.
+        let apps: std::collections::BTreeSet<&str> =
+            report.preview_apps.iter().map(String::as_str).collect();
+        let named: std::collections::BTreeSet<(String, u64)> = report
+            .previews
+            .iter()
+            .map(|p| (p.app.clone(), p.pr))
+            .collect();
+        s.previews
+            .retain(|k, _| !apps.contains(k.0.as_str()) || named.contains(k));
+        for p in &report.previews {
+            let key = (p.app.clone(), p.pr);
+            if p.action == "removed" || (!p.live && p.action == "skipped" && p.tag.is_none()) {
+                s.previews.remove(&key);
+                continue;
+            }
+            s.previews.insert(
+                key,
+                PreviewRow {
+                    app: p.app.clone(),
+                    pr: p.pr,
+                    file: p.file.clone(),
+                    tag: p.tag.clone(),
+                    pushed_at: p.pushed_at.map(format_time),
+                    pr_state: p.state.map(str::to_string),
+                    live: p.live,
+                    action: p.action.to_string(),
+                    reason: p.reason.clone(),
+                    updated: format_time(now),
+                },
+            );
+        }
+    }
+
+    /// Shows these notification statistics on `/status` and `/`.
+    pub fn set_notifications(&self, stats: crate::notify::Stats) {
+        let mut s = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        s.notify = Some(stats);
+    }
+
+    fn notifications(s: &BoardState) -> Vec<crate::notify::SinkStatus> {
+        s.notify
+            .as_ref()
+            .map(|n| {
+                n.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Sets the pause the daemon takes before its next cycle beyond the
@@ -228,6 +333,9 @@ impl Board {
             last_cycle: s.last_cycle.map(format_time),
             interval_seconds: s.interval.as_secs(),
             targets: s.rows.values().collect(),
+            previews: s.previews.values().collect(),
+            notifications: Board::notifications(&s),
+            github_apps: crate::ghapp::statuses(),
         })
         .unwrap_or_default()
     }
@@ -247,12 +355,12 @@ impl Board {
             },
             s.last_cycle.map(format_time).unwrap_or_else(|| "none yet".into()),
         ));
-        page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th></tr>");
+        page.push_str("<table><tr><th>app</th><th>env</th><th>current</th><th>candidate</th><th>waiting on</th><th>pull request</th><th>last error</th><th>updated</th><th>held / denied</th></tr>");
         let cell = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_default();
         for r in s.rows.values() {
             let pr = r.pull_request.as_deref().map(pr_link).unwrap_or_default();
             page.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"wait\">{}</td><td>{pr}</td><td class=\"err\">{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"wait\">{}</td><td>{pr}</td><td class=\"err\">{}</td><td>{}</td><td class=\"wait\">{}</td></tr>",
                 escape(&r.app),
                 escape(&r.env),
                 cell(&r.current),
@@ -260,9 +368,83 @@ impl Board {
                 cell(&r.waiting),
                 cell(&r.last_error),
                 escape(&r.updated),
+                r.held
+                    .iter()
+                    .chain(&r.denied)
+                    .map(|s| escape(s))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
             ));
         }
-        page.push_str("</table></body></html>\n");
+        page.push_str("</table>");
+        if !s.previews.is_empty() {
+            page.push_str("<h2>previews</h2><table><tr><th>app</th><th>pull request</th><th>tag</th><th>file</th><th>live</th><th>PR state</th><th>last action</th><th>why</th><th>updated</th></tr>");
+            for p in s.previews.values() {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"wait\">{}</td><td>{}</td></tr>",
+                    escape(&p.app),
+                    p.pr,
+                    cell(&p.tag),
+                    escape(&p.file),
+                    if p.live { "yes" } else { "no" },
+                    cell(&p.pr_state),
+                    escape(&p.action),
+                    cell(&p.reason),
+                    escape(&p.updated),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        let notifications = Board::notifications(&s);
+        if !notifications.is_empty() {
+            page.push_str("<h2>notifications</h2><table><tr><th>sink</th><th>sent</th><th>failed</th><th>dropped</th><th>last sent</th><th>last error</th></tr>");
+            for n in &notifications {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                    escape(&n.sink),
+                    n.sent,
+                    n.failed,
+                    n.dropped,
+                    cell(&n.last_sent),
+                    cell(&n.last_error),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        let apps = crate::ghapp::statuses();
+        if !apps.is_empty() {
+            page.push_str("<h2>GitHub App</h2><table><tr><th>app</th><th>installation</th><th>tokens minted</th><th>token expires</th><th>last error</th></tr>");
+            for a in &apps {
+                page.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+                    escape(&a.app_id),
+                    a.installation_id,
+                    a.mints,
+                    cell(&a.token_expires_at),
+                    cell(&a.last_error),
+                ));
+            }
+            page.push_str("</table>");
+        }
+        // An outage in waiting, under the table where it cannot be missed.
+        let missing: Vec<&Row> = s
+            .rows
+            .values()
+            .filter(|r| r.deployed_image_missing.is_some())
+            .collect();
+        if !missing.is_empty() {
+            page.push_str("<h2>Deployed images ECR does not serve</h2><ul>");
+            for r in missing {
+                page.push_str(&format!(
+                    "<li class=\"err\">{}/{}: {}</li>",
+                    escape(&r.app),
+                    escape(&r.env),
+                    cell(&r.deployed_image_missing),
+                ));
+            }
+            page.push_str("</ul>");
+        }
+        page.push_str("</body></html>\n");
         page
     }
 }
@@ -435,6 +617,48 @@ mod tests {
             css.headers()[header::CONTENT_TYPE],
             "text/css; charset=utf-8"
         );
+    }
+
+    /// Issue 17: previews are listed while their file exists; a preview
+    /// the cycle no longer names (its file deleted by hand, say) leaves the
+    /// board, and a removal leaves it at once.
+    #[test]
+    fn previews_come_and_go_with_the_cycles_reports() {
+        use crate::cycle::preview::Report;
+        let board = Board::new(Duration::from_secs(60), std::iter::empty());
+        let preview = |pr: u64, action: &'static str, live: bool| Report {
+            app: "payments".into(),
+            pr,
+            file: format!("previews/payments/pr-{pr}.yaml"),
+            tag: Some(format!("pr-{pr}-<b>")),
+            pushed_at: None,
+            state: Some("open"),
+            action,
+            reason: None,
+            commit: None,
+            dry_run: false,
+            live,
+            existed: live,
+            diff: String::new(),
+        };
+        let cycle = |previews: Vec<Report>| CycleReport {
+            previews,
+            preview_apps: vec!["payments".into()],
+            ..CycleReport::default()
+        };
+        board.record(&cycle(vec![
+            preview(1, "created", true),
+            preview(2, "skipped", true),
+        ]));
+        let json: serde_json::Value = serde_json::from_str(&board.json()).unwrap();
+        assert_eq!(json["previews"].as_array().map(Vec::len), Some(2), "{json}");
+        assert_eq!(json["previews"][0]["pr_state"], "open");
+        let html = board.html();
+        assert!(html.contains("<code>pr-1-&lt;b&gt;</code>"), "{html}");
+        board.record(&cycle(vec![preview(1, "removed", false)]));
+        let json: serde_json::Value = serde_json::from_str(&board.json()).unwrap();
+        assert_eq!(json["previews"], serde_json::json!([]), "{json}");
+        assert!(!board.html().contains("<h2>previews</h2>"));
     }
 
     /// Issue 13 item 19: a pull request's address is a link only when it

@@ -1010,6 +1010,7 @@ const AWS_CALLS: &[(&str, &str)] = &[
     ),
     ("list_image_referrers", "ecr:ListImageReferrers"),
     ("get_download_url_for_layer", "ecr:GetDownloadUrlForLayer"),
+    ("get_lifecycle_policy", "ecr:GetLifecyclePolicy"),
     ("get_authorization_token", "ecr:GetAuthorizationToken"),
     ("receive_message", "sqs:ReceiveMessage"),
     ("delete_message", "sqs:DeleteMessage"),
@@ -1137,6 +1138,28 @@ fn iam_policy_allows_what_tagwatch_calls_and_nothing_else() {
         assert!(allowed.contains(*action), "the SQS consumer needs {action}");
     }
     assert_eq!(queues.len(), 1, "one queue: {queues:?}");
+
+    // A DR target's replica repository, in another region, is listed
+    // (DescribeImages) and, when re-checked, asked its mutability
+    // (DescribeRepositories): both granted there too (issue 18).
+    let region_of = |arn: &str| arn.split(':').nth(3).unwrap_or_default().to_string();
+    let granted = |action: &str| -> BTreeSet<String> {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| strings(&s["Action"]).contains(&action))
+            .flat_map(|s| strings(&s["Resource"]))
+            .map(region_of)
+            .collect()
+    };
+    for action in ["ecr:DescribeImages", "ecr:DescribeRepositories"] {
+        assert!(
+            granted(action).len() >= 2,
+            "{action} must be granted on the replica region's repositories too: {:?}",
+            granted(action)
+        );
+    }
 
     // The queue is the one the CloudFormation template creates.
     let template = cloudformation();

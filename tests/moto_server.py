@@ -35,6 +35,11 @@ Control API on the same port (no AWS call uses /_tagwatch/), JSON in and out:
    queued) result whatever the image; here each digest has its own, set through
    /_tagwatch/scan, paged by maxResults (default 100) with findingSeverityCounts on every
    page, and ScanNotFoundException for a digest without one, as on ECR.
+7. DescribeImages `artifactMediaType` and `imageStatus` (neither in moto 5.2): the first is
+   the stored manifest's `config.mediaType` (seed a Helm chart with a "manifest" whose config
+   has `application/vnd.cncf.helm.config.v1+json`), the second ACTIVE unless set with
+   POST /_tagwatch/status {"region", "repositoryName", "imageTag", "status": "ARCHIVED" |
+   "ACTIVE", "registryId"?}.  Both paths of DescribeImages (listing and imageIds) report them.
 6. GetDownloadUrlForLayer (not in moto 5.2): a URL on this server for a blob set through
    POST /_tagwatch/blob {"digest", "base64"}; GET /_tagwatch/blob/<digest> serves it.  An
    image spec's "manifest" (a JSON object) is stored as that image's manifest as written
@@ -93,7 +98,10 @@ def describe_images(self):
         if max_results is not None or token is not None:
             raise _bad("maxResults/nextToken' failed to satisfy constraint: "
                        "'cannot be used with imageIds'")
-        return _orig_describe_images(self)
+        images = self.ecr_backend.describe_images(  # raises ImageNotFoundException
+            self._get_param("repositoryName"), self._get_param("registryId"),
+            self._get_param("imageIds"))
+        return ActionResult({"imageDetails": [_detail(i) for i in images]})
     if max_results is None:
         max_results = 100
     if not isinstance(max_results, int) or not 1 <= max_results <= 1000:
@@ -117,7 +125,7 @@ def describe_images(self):
             raise _bad("nextToken' failed to satisfy constraint: 'Invalid NextToken'")
         images = [i for i in images if i.image_digest > after[len(TOKEN_PREFIX):]]
     page = images[:max_results]
-    details = [copy.copy(i) for i in page]
+    details = [_detail(i) for i in page]
     for dto in details:  # as moto (and ECR) do: no imageTags key on untagged images
         if not dto.image_tags:
             del dto.image_tags
@@ -126,6 +134,22 @@ def describe_images(self):
         result["nextToken"] = base64.b64encode(
             (TOKEN_PREFIX + page[-1].image_digest).encode()).decode()
     return ActionResult(result)
+
+
+def _detail(image):
+    """A copy of a moto image as DescribeImages reports it, with the two fields moto 5.2
+    leaves out: `artifactMediaType` (the manifest's config media type, as ECR reports it;
+    Helm's chart config type for a chart) and `imageStatus` (ACTIVE, or what
+    /_tagwatch/status set)."""
+    dto = copy.copy(image)
+    try:
+        config = (json.loads(image.image_manifest) or {}).get("config") or {}
+    except (TypeError, ValueError, AttributeError):
+        config = {}
+    if config.get("mediaType"):
+        dto.artifact_media_type = config["mediaType"]
+    dto.image_status = getattr(image, "tagwatch_status", "ACTIVE")
+    return dto
 
 
 ECRResponse.describe_images = describe_images
@@ -182,6 +206,15 @@ def set_pushed_at(req):
         if req["imageTag"] in image.image_tags:
             image.image_pushed_at = req["pushedAt"]
             return 200, {"imageDigest": image.image_digest, "imagePushedAt": req["pushedAt"]}
+    return 404, {"error": f"no image tagged {req['imageTag']!r} in {req['repositoryName']!r}"}
+
+
+def set_status(req):
+    repo = _backend(req).repositories.get(req["repositoryName"])
+    for image in repo.images if repo else []:
+        if req["imageTag"] in image.image_tags:
+            image.tagwatch_status = req["status"]
+            return 200, {"imageDigest": image.image_digest, "imageStatus": req["status"]}
     return 404, {"error": f"no image tagged {req['imageTag']!r} in {req['repositoryName']!r}"}
 
 
@@ -272,7 +305,8 @@ def control(request):
             _blobs.clear()
             return 200, {}
         handler = {"/_tagwatch/seed": seed, "/_tagwatch/pushed-at": set_pushed_at,
-                   "/_tagwatch/scan": set_scan, "/_tagwatch/blob": set_blob}
+                   "/_tagwatch/scan": set_scan, "/_tagwatch/blob": set_blob,
+                   "/_tagwatch/status": set_status}
         handler = handler.get(request.path) if request.method == "POST" else None
         if handler is None:
             return 404, {"error": f"unknown control route {route}"}
@@ -310,8 +344,10 @@ def make_app():
         except ValueError:
             params = {}
         scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+        # DescribeRepositories names its repositories in a list; the first is logged.
+        named = params.get("repositoryName") or (params.get("repositoryNames") or [None])[0]
         call = {"operation": target[len(ECR_TARGET):], "region": scope and scope.group(1),
-                "repositoryName": params.get("repositoryName"),
+                "repositoryName": named,
                 "registryId": params.get("registryId"), "imageIds": params.get("imageIds"),
                 "maxResults": params.get("maxResults"), "nextToken": "nextToken" in params,
                 "tagStatus": (params.get("filter") or {}).get("tagStatus")}

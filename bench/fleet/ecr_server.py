@@ -45,6 +45,11 @@ def _detail(image):
     d["imagePushedAt"] = image.image_pushed_at
     if image.image_manifest_media_type is not None:
         d["imageManifestMediaType"] = image.image_manifest_media_type
+    # The two fields tests/moto_server.py adds to moto's image details.
+    if getattr(image, "artifact_media_type", None):
+        d["artifactMediaType"] = image.artifact_media_type
+    if getattr(image, "image_status", None):
+        d["imageStatus"] = image.image_status
     return d
 
 

@@ -11,8 +11,10 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
 use crate::config::Target;
+use crate::cycle::holds;
 use crate::gitops::{Checkout, CommitId, Recorded};
 use crate::manifest;
+use crate::rollback;
 use crate::trailers::{format_time, one_line};
 
 /// How far back the branch is read: far enough for years of promotions in
@@ -82,12 +84,27 @@ pub async fn run(args: HistoryArgs) -> u8 {
         };
         let rows = match at {
             Some(at) => what_ran_at(&checkout, head, &all, &targets, at, wanted),
-            None => all
-                .iter()
-                .filter(wanted)
-                .take(limit)
-                .map(Row::promoted)
-                .collect(),
+            None => {
+                let mut rows: Vec<Row> = all
+                    .iter()
+                    .filter(wanted)
+                    .take(limit)
+                    .map(|r| Row::promoted(r).with_kind(checkout.message_of(&r.commit)))
+                    .collect();
+                rows.extend(holds_rows(&checkout, head, app.as_deref(), env.as_deref()));
+                // Branch order, newest first (commit times may be a drill's
+                // injected clock, not the order things happened in).
+                let keys = ["Tagwatch-App", holds::HOLD, holds::RELEASE];
+                let order: std::collections::HashMap<String, usize> = checkout
+                    .commits_with_trailers(head, MAX_COMMITS, &keys)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (commit, ..))| (commit, i))
+                    .collect();
+                rows.sort_by_key(|r| order.get(&r.commit).copied().unwrap_or(usize::MAX));
+                rows.truncate(limit);
+                rows
+            }
         };
         Ok::<_, crate::gitops::GitError>(rows)
     })
@@ -127,6 +144,10 @@ struct Row {
     pushed_at: Option<OffsetDateTime>,
     /// Set by a commit that is not a promotion of this app and env.
     by_hand: bool,
+    /// `promotion`, `rollback`, `hold` or `release`.
+    kind: &'static str,
+    /// A rollback's or a hold's `Tagwatch-Reason`.
+    reason: Option<String>,
 }
 
 impl Row {
@@ -143,7 +164,20 @@ impl Row {
             commit: r.commit.clone(),
             pushed_at: p.pushed_at,
             by_hand: false,
+            kind: "promotion",
+            reason: None,
         }
+    }
+
+    /// A promotion whose commit message carries `Tagwatch-Rollback-Of` is
+    /// a rollback.
+    fn with_kind(mut self, message: Option<String>) -> Row {
+        let message = message.unwrap_or_default();
+        if holds::trailer(&message, rollback::ROLLBACK_OF).is_some() {
+            self.kind = "rollback";
+            self.reason = holds::trailer(&message, rollback::REASON);
+        }
+        self
     }
 
     fn json(&self) -> serde_json::Value {
@@ -152,8 +186,58 @@ impl Row {
             "from": self.from, "to": self.to, "digest": self.digest, "image": self.image,
             "commit": self.commit, "pushed_at": self.pushed_at.map(format_time),
             "set_by": if self.by_hand { "hand" } else { "tagwatch" },
+            "kind": self.kind, "reason": self.reason,
         })
     }
+}
+
+/// Holds and releases (`tagwatch hold` / `release` commits), one row per
+/// app/env their trailers name, filtered like promotions.
+fn holds_rows(
+    checkout: &Checkout,
+    head: CommitId,
+    app: Option<&str>,
+    env: Option<&str>,
+) -> Vec<Row> {
+    let keys = [holds::HOLD, holds::RELEASE];
+    let mut rows = Vec::new();
+    for (commit, at, message) in checkout.commits_with_trailers(head, MAX_COMMITS, &keys) {
+        let last = message.trim_end().rsplit("\n\n").next().unwrap_or_default();
+        for line in last.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let kind = match key.trim() {
+                k if k == holds::HOLD => "hold",
+                k if k == holds::RELEASE => "release",
+                _ => continue,
+            };
+            // `app/env`, and for a released tag `app/env tag`.
+            let value = value.trim();
+            let (target, tag) = value.split_once(' ').unwrap_or((value, ""));
+            let Some((a, e)) = target.split_once('/') else {
+                continue;
+            };
+            if app.is_some_and(|x| x != a) || env.is_some_and(|x| x != e) {
+                continue;
+            }
+            rows.push(Row {
+                time: at,
+                app: a.to_string(),
+                env: e.to_string(),
+                from: String::new(),
+                to: tag.to_string(),
+                digest: String::new(),
+                image: String::new(),
+                commit: commit.clone(),
+                pushed_at: None,
+                by_hand: false,
+                kind,
+                reason: holds::trailer(&message, rollback::REASON),
+            });
+        }
+    }
+    rows
 }
 
 /// A header and aligned columns. `--at` adds SET BY: `tagwatch` for a
@@ -167,6 +251,11 @@ fn table(rows: &[Row], set_by: bool) -> String {
     for r in rows {
         let change = if r.by_hand {
             one_line(&r.to).into_owned()
+        } else if matches!(r.kind, "hold" | "release") {
+            let why = r.reason.as_deref().map(|w| format!(": {}", one_line(w)));
+            format!("{}{}", r.kind, why.unwrap_or_default())
+        } else if r.kind == "rollback" {
+            format!("{} -> {} (rollback)", one_line(&r.from), one_line(&r.to))
         } else {
             format!("{} -> {}", one_line(&r.from), one_line(&r.to))
         };
@@ -267,6 +356,8 @@ fn what_ran_at(
                 commit,
                 pushed_at: None,
                 by_hand: true,
+                kind: "promotion",
+                reason: None,
             },
         });
     }

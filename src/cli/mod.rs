@@ -3,11 +3,14 @@
 //! configuration or bad arguments, reported before any network I/O.
 
 pub mod demo;
+mod ecr;
 mod edit;
 mod history;
 mod import;
 mod policy_test;
+mod previews;
 mod promote;
+mod rollback;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,8 +46,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate a configuration file and print a one-line summary.
-    Check(ConfigArg),
+    /// Validate a configuration file and print a one-line summary. With
+    /// --online, also read ECR and the branch and report every deployed
+    /// image ECR no longer serves (exit 1 when there is one).
+    Check(ecr::CheckArgs),
+    /// Read each repository's ECR lifecycle policy and report, per deployed
+    /// image, whether a rule would expire it. Exits 1 when one would.
+    LifecycleCheck(ConfigArg),
     /// Run one cycle and exit: 0 when every app was reconciled, 1 when any failed.
     Once {
         #[command(flatten)]
@@ -68,8 +76,21 @@ pub enum Command {
     /// push). Prints the commit id or the pull request's URL; exits 64 when
     /// the tag does not exist or the policy refuses it.
     Promote(promote::PromoteArgs),
+    /// Set one env back to an earlier tag now (by default the one it held
+    /// before), and deny the tag it rolls back. Prints the commit id or the
+    /// pull request's URL; exits 64 for bad arguments, 1 for a git failure.
+    Rollback(rollback::RollbackArgs),
+    /// Freeze an env (or every env of an app): no promotion while held.
+    /// Commits `.tagwatch/holds.toml`; prints the commit id.
+    Hold(rollback::HoldArgs),
+    /// Lift a hold, and with --tag let a denied tag through again.
+    Release(rollback::ReleaseArgs),
     /// List past promotions from the branch's commit trailers.
     History(history::HistoryArgs),
+    /// List the live preview environments (one file per pull request):
+    /// app, number, tag, file, age, pull-request state, and what the next
+    /// cycle does with each. Writes nothing.
+    Previews(previews::PreviewsArgs),
     /// Work with tag policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -139,11 +160,16 @@ pub fn main() -> ExitCode {
 /// Runs a subcommand and returns its exit status.
 pub async fn run(command: Command) -> u8 {
     match command {
-        Command::Check(arg) => match load(&arg) {
+        Command::Check(args) => match load(&args.config) {
+            Ok(config) if args.online => ecr::check_online(config).await,
             Ok(config) => {
                 println!("{}", summary(&config));
                 0
             }
+            Err(code) => code,
+        },
+        Command::LifecycleCheck(arg) => match load(&arg) {
+            Ok(config) => ecr::lifecycle_check(config).await,
             Err(code) => code,
         },
         Command::Once {
@@ -162,6 +188,25 @@ pub async fn run(command: Command) -> u8 {
                 .cycle(if dry_run { Mode::DryRun } else { Mode::Apply })
                 .await;
             print_report(&report);
+            if dry_run {
+                let now = now.unwrap_or_else(time::OffsetDateTime::now_utc);
+                for line in crate::notify::preview(&ctx.config, &report, now) {
+                    println!("{line}");
+                }
+            }
+            if let Some(notifier) = &ctx.notifier {
+                notifier.finish(crate::notify::ONCE_GRACE).await;
+                for n in notifier.status() {
+                    let error = n
+                        .last_error
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default();
+                    println!(
+                        "notified {}: {} sent, {} failed{error}",
+                        n.sink, n.sent, n.failed
+                    );
+                }
+            }
             if report.any_failed() { EXIT_FAILED } else { 0 }
         }
         Command::Run(arg) => {
@@ -191,13 +236,21 @@ pub async fn run(command: Command) -> u8 {
                     crate::events::Queue::connect(events, ctx.config.aws.region.as_deref()).await;
                 tokio::spawn(crate::events::run(queue, wake, shutdown.clone()));
             }
+            let notifier = ctx.notifier.clone();
             daemon::run(ctx, wakes, shutdown).await;
+            if let Some(notifier) = notifier {
+                notifier.finish(crate::notify::SHUTDOWN_GRACE).await;
+            }
             let _ = server.await;
             0
         }
         Command::Set(args) => edit::set(args),
         Command::History(args) => history::run(args).await,
+        Command::Previews(args) => previews::run(args).await,
         Command::Promote(args) => promote::run(args).await,
+        Command::Rollback(args) => rollback::rollback(args).await,
+        Command::Hold(args) => rollback::hold(args).await,
+        Command::Release(args) => rollback::release(args).await,
         Command::Get(args) => edit::get(args),
         Command::Policy(PolicyCommand::Test(args)) => policy_test::run(args).await,
         Command::Import(args) => import::run(args),
@@ -224,6 +277,9 @@ pub(crate) async fn context(config: Config) -> Option<Context> {
             let mut ctx = Context::new(config, peers.registry, peers.forge);
             ctx.prometheus = peers.prometheus;
             ctx.argocd = peers.argocd;
+            let notifier = crate::notify::Notifier::start(&ctx.config);
+            ctx.board.set_notifications(notifier.stats());
+            ctx.notifier = Some(std::sync::Arc::new(notifier));
             Some(ctx)
         }
         Err(e) => {
@@ -245,8 +301,14 @@ pub fn summary(config: &Config) -> String {
     let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
     repositories.sort_unstable();
     repositories.dedup();
+    let notify = if config.notify.is_empty() {
+        String::new()
+    } else {
+        let kinds: Vec<&str> = config.notify.iter().map(|n| n.kind.as_str()).collect();
+        format!(", notify {}", kinds.join(", "))
+    };
     format!(
-        "{}: ok: {}, {}, {} (interval {}, branch {})",
+        "{}: ok: {}, {}, {} (interval {}, branch {}{notify})",
         config.source.display(),
         count(config.apps.len(), "app", "apps"),
         count(targets, "target", "targets"),
@@ -268,5 +330,12 @@ pub fn print_report(report: &CycleReport) {
         if let Outcome::WouldPromote { diff, .. } = &t.outcome {
             print!("{diff}");
         }
+        if let Some(missing) = &t.ecr.missing {
+            println!("{}/{}: ALERT: {missing}", t.app, t.env);
+        }
+    }
+    for p in &report.previews {
+        println!("{p}");
+        print!("{}", p.diff);
     }
 }

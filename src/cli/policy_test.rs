@@ -9,8 +9,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ConfigArg, EXIT_FAILED, EXIT_USAGE, load};
-use crate::cycle::plan::{Fact, GateFacts, gate_verdicts};
+use crate::cycle::Worktree;
+use crate::cycle::holds::Denial;
+use crate::cycle::plan::{self, Fact, GateFacts, gate_verdicts};
 use crate::gate::Gates;
+use crate::gitops::Checkout;
 use crate::policy::{Policy, PolicySpec};
 use crate::registry::ecr::EcrRegistry;
 use crate::registry::{Image, Listing, Registry};
@@ -121,7 +124,7 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let (policy, images, gated) = match source {
+    let (policy, mut images, mut gated, denied) = match source {
         Source::App { config, app, env } => {
             match from_config(&config, &app, env.as_deref(), &args.tags).await {
                 Ok(found) => found,
@@ -129,7 +132,7 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
             }
         }
         Source::Args => match from_args(&args) {
-            Ok((policy, images)) => (policy, images, None),
+            Ok((policy, images)) => (policy, images, None, Vec::new()),
             Err(message) => {
                 eprintln!("tagwatch policy test: {message}");
                 return EXIT_USAGE;
@@ -137,6 +140,25 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
         },
     };
     let now = OffsetDateTime::now_utc();
+    // A denied tag is no candidate, as in the cycle.
+    let is_denied = |tag: &str| denied.iter().find(|d| d.tag == tag);
+    if args.explain {
+        for image in images
+            .iter()
+            .filter(|i| is_denied(policy.value_of(i)).is_some())
+        {
+            if let Some(d) = is_denied(policy.value_of(image)) {
+                println!("{}  {}", one_line(&image.tag), one_line(&d.describe()));
+            }
+        }
+    }
+    images.retain(|i| is_denied(policy.value_of(i)).is_none());
+    if let Some(gated) = &mut gated {
+        gated
+            .listing
+            .images
+            .retain(|i| is_denied(policy.value_of(i)).is_none());
+    }
     if args.explain {
         let verdicts = policy.explain(&images, now);
         // A tag outside the grammar may hold a newline; print it escaped so
@@ -145,6 +167,11 @@ pub async fn run(args: PolicyTestArgs) -> u8 {
         let width = shown.iter().map(|t| t.chars().count()).max().unwrap_or(0);
         for (tag, (_, verdict)) in shown.iter().zip(&verdicts) {
             println!("{tag:width$}  {verdict}");
+        }
+        // ECR lists archived images too; a pull of one fails.
+        for image in gated.iter().flat_map(|g| &g.listing.archived) {
+            let tag = one_line(&image.tag);
+            println!("{tag:width$}  archived in ECR (imageStatus ARCHIVED): never a candidate");
         }
         // On stderr: stdout stays the verdicts and the choice, for scripts.
         if gated.is_none() {
@@ -305,7 +332,7 @@ async fn from_config(
     app: &str,
     env: Option<&str>,
     tags: &[String],
-) -> Result<(Policy, Vec<Image>, Option<Gated>), u8> {
+) -> Result<(Policy, Vec<Image>, Option<Gated>, Vec<Denial>), u8> {
     let config = load(&ConfigArg {
         config: path.to_path_buf(),
     })?;
@@ -340,13 +367,23 @@ async fn from_config(
             }
         },
     };
-    // Tags on the command line: the app's policy, offline.
+    // Tags on the command line: the app's policy, offline (but for the
+    // env's denied tags, which the branch's history holds).
     if !tags.is_empty() {
         let images = read_tags(tags).map_err(|message| {
             eprintln!("tagwatch policy test: {message}");
             EXIT_USAGE
         })?;
-        return Ok((policy, images, None));
+        let listing = Listing {
+            repository: found.repository.clone(),
+            registry_id: String::new(),
+            region: String::new(),
+            images: images.clone(),
+            pages: 1,
+            ..Listing::default()
+        };
+        let denied = denied_of(&config, found, env, &listing).await;
+        return Ok((policy, images, None, denied));
     }
     let registry = EcrRegistry::connect(&config.aws, None).await.map_err(|e| {
         eprintln!("{}: {e}", path.display());
@@ -356,7 +393,10 @@ async fn from_config(
         eprintln!("{e}");
         EXIT_FAILED
     })?;
+    // A helm-chart app's candidates are the repository's charts.
+    let listing = listing.of_artifact(found.artifact);
     let images = listing.images.clone();
+    let denied = denied_of(&config, found, env, &listing).await;
     Ok((
         policy,
         images,
@@ -365,5 +405,45 @@ async fn from_config(
             listing,
             registry,
         }),
+        denied,
     ))
+}
+
+/// With `--env`: the tags the env may not take, as the cycle derives them
+/// from the branch (fetched into the daemon's clone). Without `--env`, or
+/// when git cannot be read, none (said on stderr).
+async fn denied_of(
+    config: &crate::config::Config,
+    app: &crate::config::App,
+    env: Option<&str>,
+    listing: &Listing,
+) -> Vec<Denial> {
+    let Some(target) = env.and_then(|e| app.targets.iter().find(|t| t.env == e)) else {
+        return Vec::new();
+    };
+    let (settings, app, target, listing) = (
+        config.git.clone(),
+        app.clone(),
+        target.clone(),
+        listing.clone(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        let mut checkout = Checkout::open_or_create(&settings).map_err(|e| e.to_string())?;
+        checkout.sync().map_err(|e| e.to_string())?;
+        let now = OffsetDateTime::now_utc();
+        let branch = Worktree::new(&checkout, now);
+        plan::denied(&app, &target, &listing, now, &branch).map_err(|e| e.to_string())
+    })
+    .await;
+    match read {
+        Ok(Ok(denied)) => denied,
+        Ok(Err(e)) => {
+            eprintln!("denials: not checked ({e})");
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!("denials: not checked ({e})");
+            Vec::new()
+        }
+    }
 }

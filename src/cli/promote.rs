@@ -103,7 +103,7 @@ pub async fn run(args: PromoteArgs) -> u8 {
 
     // The real registry, read once: the tag must exist and pass the policy.
     let mut listing = match ctx.registry.list(&app.repository).await {
-        Ok(listing) => listing,
+        Ok(listing) => listing.of_artifact(app.artifact),
         Err(e) => {
             eprintln!("tagwatch promote: {e}");
             return EXIT_FAILED;

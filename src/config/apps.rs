@@ -38,6 +38,15 @@ impl Update {
 }
 
 impl App {
+    /// The listing the app's own candidates come from.
+    pub fn list_key(&self) -> crate::image::ListKey {
+        crate::image::ListKey {
+            location: Default::default(),
+            repository: self.repository.clone(),
+            artifact: self.artifact,
+        }
+    }
+
     /// The policy that decides `target`: its own, else the app's.
     pub fn policy_for<'a>(&'a self, target: &'a Target) -> &'a Policy {
         target.policy.as_ref().unwrap_or(&self.policy)
@@ -55,6 +64,11 @@ pub struct App {
     pub policy: Policy,
     /// Environments this app is promoted into.
     pub targets: Vec<Target>,
+    /// `[[apps.previews]]`: one file per pull request with images.
+    pub previews: Vec<super::Preview>,
+    /// `image` or `helm-chart`: which of the repository's artifacts are
+    /// candidates.
+    pub artifact: crate::image::Artifact,
 }
 
 /// One environment of an app: a scalar in a file of the GitOps repository.
@@ -97,6 +111,16 @@ pub struct Target {
     /// promotes from this env waits until it is Synced and Healthy at the
     /// promotion, and soaks from then.
     pub argocd_app: Option<String>,
+    /// A DR target's replica repository (another region or account): the
+    /// source env's value is taken only once the same digest is there.
+    pub replica: Option<super::Replica>,
+    /// Set this target back to a tag now: never read from the file, only
+    /// set by `tagwatch rollback` on the one-target configuration it runs
+    /// (as `promote` narrows it), and turned into a change by `cycle::plan`.
+    pub rollback: Option<crate::rollback::Order>,
+    /// `verify` / `verify_for`: watch the target after a promotion and
+    /// roll it back if it goes bad.
+    pub verify: Option<super::Verify>,
 }
 
 /// A Kustomize `images:` entry as a target.
@@ -333,6 +357,7 @@ pub(super) fn validate_app(
         .map_err(|m| src.error(Some(repository.span()), at("repository"), m))?;
 
     let policy = validate_policy(src, index, raw, None, &mut seen.patterns)?;
+    let artifact = super::replica::app_artifact(src, index, &raw.artifact)?;
 
     if raw.targets.is_empty() {
         return Err(src.error(
@@ -364,12 +389,30 @@ pub(super) fn validate_app(
                 "analysis needs a [prometheus] section (url) to run its query",
             ));
         }
+        target.replica =
+            super::replica::target_replica(src, index, t, raw_target, repository.get_ref())?;
         target.argocd_app = super::argocd::target_app(
             src,
             &format!("apps[{index}].targets[{t}].argocd_app"),
             &raw_target.argocd_app,
             seen.argocd,
         )?;
+        target.verify = super::verify::target_verify(
+            src,
+            &format!("apps[{index}].targets[{t}]"),
+            &raw_target.verify,
+            &raw_target.verify_for,
+            target.argocd_app.is_some(),
+        )?;
+        if let Some(verify) = &raw_target.verify
+            && seen.needs_prometheus.is_none()
+        {
+            seen.needs_prometheus = Some(src.error(
+                Some(verify.span()),
+                format!("apps[{index}].targets[{t}].verify"),
+                "verify needs a [prometheus] section (url) to run its query",
+            ));
+        }
         if let Some(constraint) = &raw_target.constraint {
             let own = validate_policy(src, index, raw, Some(constraint), &mut seen.patterns)
                 .map_err(|mut e| {
@@ -419,7 +462,28 @@ pub(super) fn validate_app(
         }
         targets.push(target);
     }
-    let targets = order_chain(src, index, raw, targets)?;
+    let mut targets = order_chain(src, index, raw, targets)?;
+    let previews = raw
+        .previews
+        .iter()
+        .enumerate()
+        .map(|(p, r)| {
+            super::previews::validate(src, index, name.get_ref(), p, r, Some(name.span()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Preview tags are never candidates for the app's own targets, whatever
+    // `ignore` says: a pull request's image must not reach dev by accident.
+    let excluded: Vec<_> = previews
+        .iter()
+        .map(|p| std::sync::Arc::clone(&p.allow))
+        .collect();
+    let mut policy = policy;
+    policy.previews.clone_from(&excluded);
+    for target in &mut targets {
+        if let Some(own) = &mut target.policy {
+            own.previews.clone_from(&excluded);
+        }
+    }
     if seen.forge.is_none() && seen.needs_forge.is_none() {
         seen.needs_forge = raw
             .targets
@@ -444,6 +508,8 @@ pub(super) fn validate_app(
         repository: repository.get_ref().clone(),
         policy,
         targets,
+        previews,
+        artifact,
     })
 }
 
@@ -495,6 +561,10 @@ fn validate_policy(
 
 /// ECR's own rule for repository names, so a typo fails at startup rather
 /// than as a `RepositoryNotFoundException` every cycle.
+pub(super) fn is_repository_name(s: &str) -> bool {
+    check_repository(s).is_ok()
+}
+
 fn check_repository(s: &str) -> Result<(), RepositoryNameError> {
     let ok = s.len() >= 2
         && s.len() <= 256
@@ -563,6 +633,9 @@ fn validate_target(
         gates: Gates::default(),
         analysis: None,
         argocd_app: None,
+        replica: None,
+        rollback: None,
+        verify: None,
     })
 }
 

@@ -30,10 +30,15 @@ pub use apps::{
     proposal_branch,
 };
 pub use argocd::ArgoSettings;
+pub use github_app::GitHubApp;
+pub use notify::{EventKind, NotifyKind, NotifySettings};
+pub use previews::{DEFAULT_MAX_PREVIEWS, Preview};
 pub use prometheus::PrometheusSettings;
+pub use replica::{Replica, is_region};
 pub use settings::{
-    ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
+    ForgeAuth, ForgeKind, ForgeSettings, GitSettings, Identity, ProposalOptions, SshAuth, TokenAuth,
 };
+pub use verify::{DEFAULT_VERIFY_FOR, Verify};
 
 use apps::{SeenApps, validate_app};
 use include::expand_include;
@@ -73,17 +78,24 @@ pub struct Config {
     pub prometheus: Option<PrometheusSettings>,
     /// Where `argocd_app` targets' Applications are read.
     pub argocd: Option<ArgoSettings>,
+    /// `[[notify]]`: where each cycle's events are announced.
+    pub notify: Vec<NotifySettings>,
 }
 
 mod apps;
 mod argocd;
+mod github_app;
 mod include;
+mod notify;
+mod previews;
 mod prometheus;
 mod raw;
+mod replica;
 mod settings;
 mod source;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 /// A configuration problem, located as precisely as the file allows.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +216,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(git) => validate_git(&main, base, git.get_ref(), git.span())?,
         None => return Err(main.error(None, "git", "missing section [git]")),
     };
+    let notify = notify::validate_notify(&main, base, &raw.notify, &apps)?;
+    let mut git = git;
+    if let Some(raw_git) = &raw.git {
+        git.github_app = github_app::validate_git_auth(&main, raw_git.get_ref(), forge.as_ref())?;
+    }
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -215,5 +232,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         forge,
         prometheus,
         argocd,
+        notify,
     })
 }

@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     pub(super) argocd: Option<Spanned<super::argocd::RawArgo>>,
     #[serde(default)]
     pub(super) apps: Vec<RawApp>,
+    #[serde(default)]
+    pub(super) notify: Vec<Spanned<super::notify::RawNotify>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +58,7 @@ pub(super) struct RawGit {
     pub(super) known_hosts_file: Option<Spanned<String>>,
     pub(super) signing_key_file: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) auth: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +73,9 @@ pub(super) struct RawForge {
     assignees: Option<Vec<Spanned<String>>>,
     draft: Option<Spanned<bool>>,
     auto_merge: Option<Spanned<bool>>,
+    pub(super) app_id: Option<Spanned<super::github_app::RawAppId>>,
+    pub(super) installation_id: Option<Spanned<i64>>,
+    pub(super) private_key_file: Option<Spanned<String>>,
 }
 
 /// Pull-request settings, in `[forge]` and in a target. (Written out in
@@ -156,6 +162,9 @@ pub(super) struct RawApp {
     pub(super) cosign_public_key_file: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
+    #[serde(default)]
+    pub(super) previews: Vec<super::previews::RawPreview>,
+    pub(super) artifact: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +194,12 @@ pub(super) struct RawTarget {
     assignees: Option<Vec<Spanned<String>>>,
     draft: Option<Spanned<bool>>,
     auto_merge: Option<Spanned<bool>>,
+    pub(super) region: Option<Spanned<String>>,
+    pub(super) registry_id: Option<Spanned<String>>,
+    pub(super) assume_role_arn: Option<Spanned<String>>,
+    pub(super) repository: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<String>>,
+    pub(super) verify_for: Option<Spanned<String>>,
 }
 
 /// The gate keys, on an app or a target (a target's own replace the app's).

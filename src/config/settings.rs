@@ -21,13 +21,22 @@ pub struct ForgeSettings {
     pub kind: ForgeKind,
     /// `owner/repo` on GitHub, `group/sub/project` on GitLab.
     pub repository: String,
-    /// A file holding the API token; read on every request, so a rotated
-    /// Secret is picked up without a restart.
-    pub token_file: PathBuf,
+    /// How tagwatch authenticates: a token file, or a GitHub App.
+    pub auth: ForgeAuth,
     /// The API's base URL, without a trailing slash.
     pub api_url: String,
     /// Defaults for every pull request; a target's own settings replace them.
     pub defaults: ProposalOptions,
+}
+
+/// The forge's credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForgeAuth {
+    /// A file holding the API token; read on every request, so a rotated
+    /// Secret is picked up without a restart.
+    Token(PathBuf),
+    /// A GitHub App installation: tokens are minted and refreshed.
+    App(super::github_app::GitHubApp),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +93,10 @@ pub struct GitSettings {
     /// PEM certificates trusted for HTTPS remotes in addition to the
     /// system's roots: a private CA, and any intermediates it needs.
     pub ca_file: Option<PathBuf>,
+    /// `auth = "github-app"`: HTTPS remotes get `[forge]`'s GitHub App
+    /// installation token as user `x-access-token`. Set by `config::load`
+    /// once both sections are validated.
+    pub github_app: Option<super::github_app::GitHubApp>,
 }
 
 /// An SSH key and the host keys the server must present. The host key is
@@ -157,7 +170,6 @@ pub(super) fn validate_forge(
             format!("{:?} is not {want}", repository.get_ref()),
         ));
     }
-    let token_file = src.required(&raw.token_file, Some(span.clone()), "forge.token_file")?;
     let api_url = match &raw.api_url {
         Some(url) => {
             let text = url.get_ref().trim().trim_end_matches('/');
@@ -185,10 +197,11 @@ pub(super) fn validate_forge(
             ForgeKind::GitLab => "https://gitlab.com/api/v4".to_string(),
         },
     };
+    let auth = super::github_app::validate_forge_auth(src, base, raw, kind, &api_url, span)?;
     Ok(ForgeSettings {
         kind,
         repository: repository.get_ref().clone(),
-        token_file: base.join(token_file.get_ref()),
+        auth,
         api_url,
         defaults: raw.proposal().over(&ProposalOptions::default()),
     })
@@ -394,6 +407,7 @@ pub(super) fn validate_git(
             .as_ref()
             .map(|f| base.join(f.get_ref())),
         ca_file: raw.ca_file.as_ref().map(|f| base.join(f.get_ref())),
+        github_app: None,
     })
 }
 

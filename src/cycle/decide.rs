@@ -26,6 +26,12 @@ use crate::registry::Image;
 /// busy repo, shallow enough to stay a few milliseconds.
 const HISTORY_DEPTH: usize = 5_000;
 
+/// How far back a target's value history is read for reverts and
+/// rollbacks: each commit that touched the file costs a blob read, so
+/// this is shallower than [`HISTORY_DEPTH`]; a revert older than this many
+/// commits has long been overtaken by newer tags.
+const DENIAL_DEPTH: usize = 1_000;
+
 /// One target's decision, in config order.
 #[derive(Clone, Debug)]
 pub struct Decision {
@@ -44,6 +50,11 @@ pub struct Decision {
     pub step: Step,
     /// The gate verdicts the step rests on.
     pub gates: Vec<GateResult>,
+    /// The deployed image's presence; a DR target's replication wait.
+    pub ecr: super::report::EcrNotes,
+    /// The tags the target may not take, and the hold on it.
+    pub denials: Vec<super::holds::Denial>,
+    pub hold: Option<String>,
 }
 
 /// An image the registry must confirm before it is written: repository,
@@ -85,10 +96,14 @@ pub fn decide(
             let input = Input {
                 app,
                 target,
-                listing: listings.get(&app.repository),
+                listing: listings.get(&app.list_key()),
                 best: best_of(preferred, listings, app, target),
                 gates,
                 now,
+                replica: target
+                    .replica
+                    .as_ref()
+                    .and_then(|r| listings.get(&r.key(app.artifact))),
             };
             let mut planned = plan::plan(&input, &tree);
             needs.extend(planned.needs.drain(..));
@@ -126,6 +141,9 @@ pub fn decide(
                 held: planned.held,
                 step: planned.step,
                 gates: planned.verdicts,
+                ecr: planned.ecr,
+                denials: planned.denials,
+                hold: planned.hold,
             });
         }
     }
@@ -151,7 +169,7 @@ fn best_of<'a>(
     app: &App,
     target: &Target,
 ) -> Option<Option<&'a Image>> {
-    let listing = listings.get(&app.repository)?.as_ref().ok()?;
+    let listing = listings.get(&app.list_key())?.as_ref().ok()?;
     let key = (
         app.name.clone(),
         target.policy.as_ref().map(|_| target.env.clone()),
@@ -246,5 +264,39 @@ impl Branch for Worktree<'_> {
             .checkout
             .held_by(app, env, value, path, HISTORY_DEPTH)?;
         self.checkout.is_ancestor(&commit, revision)
+    }
+
+    fn proposed_rollback(&self, app: &App, target: &Target) -> Option<crate::rollback::Order> {
+        let branch = super::propose::branch(&app.name, target);
+        let tip = self.checkout.remote_branch(&branch)?;
+        let head = self.checkout.head().ok()?;
+        let message = self
+            .checkout
+            .proposed_messages(tip, head)
+            .into_iter()
+            .find(|m| {
+                crate::trailers::Promotion::parse(m)
+                    .is_some_and(|p| p.app == app.name && p.env == target.env)
+            })?;
+        let promotion = crate::trailers::Promotion::parse(&message)?;
+        let trailer = |key| super::holds::trailer(&message, key);
+        Some(crate::rollback::Order {
+            to: promotion.to,
+            of: trailer(crate::rollback::ROLLBACK_OF)?,
+            cause: trailer(crate::rollback::CAUSE)
+                .and_then(|c| crate::rollback::Cause::parse(&c))
+                .unwrap_or(crate::rollback::Cause::Command),
+            reason: trailer(crate::rollback::REASON).unwrap_or_default(),
+        })
+    }
+
+    fn value_events(
+        &self,
+        path: &RepoPath,
+        value_of: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Vec<crate::gitops::ValueEvent> {
+        // The branch as pushed: this cycle's own edits are promotions, and
+        // a promotion denies nothing.
+        self.checkout.value_events(path, DENIAL_DEPTH, value_of)
     }
 }

@@ -9,7 +9,7 @@
 
 use time::OffsetDateTime;
 
-use super::report::{CycleReport, Outcome, RequestAction};
+use super::report::{CycleReport, Outcome, RequestAction, Stage};
 use crate::metrics;
 
 /// Records `report`, a cycle that took `elapsed`.
@@ -37,6 +37,18 @@ pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
             .with_label_values(&["closed"])
             .inc_by(u64::from(report.requests_closed));
     }
+    let mut live: std::collections::BTreeMap<&str, u32> = Default::default();
+    for p in &report.previews {
+        *live.entry(p.app.as_str()).or_default() += u32::from(p.live);
+        if !p.dry_run && matches!(p.action, "created" | "updated" | "removed") {
+            m.preview_changes
+                .with_label_values(&[p.app.as_str(), p.action])
+                .inc();
+        }
+    }
+    for (app, n) in live {
+        m.previews.with_label_values(&[app]).set(f64::from(n));
+    }
     let now = OffsetDateTime::now_utc();
     for t in &report.targets {
         let (app, env) = (t.app.as_str(), t.env.as_str());
@@ -51,6 +63,45 @@ pub fn export(report: &CycleReport, elapsed: std::time::Duration) {
         m.pending_promotions
             .with_label_values(&[app, env])
             .set(if t.outcome.pending() { 1.0 } else { 0.0 });
+        // Without a listing nothing is known about the deployed image: the
+        // gauge keeps what the last listing said.
+        if !matches!(
+            t.outcome,
+            Outcome::Failed {
+                stage: Stage::Registry,
+                ..
+            }
+        ) {
+            m.deployed_image_missing
+                .with_label_values(&[app, env])
+                .set(if t.ecr.missing.is_some() { 1.0 } else { 0.0 });
+        }
+        // Only DR targets have the series (0 while not waiting).
+        if let Some(wait) = t.ecr.replication_wait {
+            m.replication_wait
+                .with_label_values(&[app, env])
+                .set(wait.as_secs_f64());
+        }
+        m.target_held
+            .with_label_values(&[app, env])
+            .set(if t.hold.is_some() { 1.0 } else { 0.0 });
+        // Every rollback once, whoever made it (this process, another
+        // replica, `tagwatch rollback`, a person): counted where it was
+        // made, not again for each env downstream that inherits it.
+        if let Outcome::Promoted {
+            rollback: Some(cause),
+            commit,
+            ..
+        } = &t.outcome
+        {
+            m.count_rollback(app, env, cause.as_str(), commit, now.unix_timestamp());
+        }
+        for d in t.denials.iter().filter(|d| d.env == t.env) {
+            let at = d.at.unix_timestamp();
+            if m.count_rollback(app, env, d.cause.as_str(), &d.commit, at) {
+                tracing::info!(app, env, tag = %d.tag, commit = %d.commit, by = %d.by, cause = d.cause.as_str(), "rolled back; the tag is denied");
+            }
+        }
         let promoted = match &t.outcome {
             Outcome::Failed { stage, .. } => {
                 m.app_errors.with_label_values(&[app, stage.as_str()]).inc();

@@ -1,6 +1,11 @@
 //! Listing: each repository the config names, once per cycle, at most
 //! `aws.concurrency` at a time; and each policy's best image chosen as its
 //! repository's listing arrives, while the others are still in flight.
+//!
+//! A repository is named by its location too (a DR target's replica in
+//! another region or account is another repository), and read once per
+//! (location, repository); each artifact kind its apps want (images,
+//! Helm charts) is a view of that one read, keyed by [`ListKey`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,15 +16,20 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::registry::{Image, Listing, Registry, RegistryError};
+use crate::registry::{
+    Artifact, ErrorKind, Image, ListKey, Listing, Location, Registry, RegistryError,
+};
 
-pub type Listings = HashMap<String, Result<Listing, RegistryError>>;
+pub type Listings = HashMap<ListKey, Result<Listing, RegistryError>>;
 
 /// `DescribeImages` pages the successful listings took.
+/// A repository read as two kinds (images and charts) counts once.
 pub fn pages_of(listings: &Listings) -> u32 {
+    let mut read = std::collections::HashSet::new();
     listings
-        .values()
-        .filter_map(|l| l.as_ref().ok())
+        .iter()
+        .filter(|(k, _)| read.insert((&k.location, &k.repository)))
+        .filter_map(|(_, l)| l.as_ref().ok())
         .map(|l| l.pages)
         .sum()
 }
@@ -32,13 +42,15 @@ pub type Preferred = HashMap<(String, Option<String>), Option<usize>>;
 
 /// The policies that choose from `listing`, each once: every app on the
 /// repository, and every target of those with its own policy.
-fn prefer(config: &Config, listing: &Listing, now: OffsetDateTime, preferred: &mut Preferred) {
+fn prefer(
+    config: &Config,
+    key: &ListKey,
+    listing: &Listing,
+    now: OffsetDateTime,
+    preferred: &mut Preferred,
+) {
     let index = |policy: &crate::policy::Policy| policy.best_index(&listing.images, now);
-    for app in config
-        .apps
-        .iter()
-        .filter(|a| a.repository == listing.repository)
-    {
+    for app in config.apps.iter().filter(|a| a.list_key() == *key) {
         preferred.insert((app.name.clone(), None), index(&app.policy));
         for target in &app.targets {
             if let Some(own) = &target.policy {
@@ -55,23 +67,28 @@ pub async fn list_repositories(
     registry: Arc<dyn Registry>,
     now: OffsetDateTime,
 ) -> (Listings, Preferred) {
-    let mut repositories: Vec<&str> = config.apps.iter().map(|a| a.repository.as_str()).collect();
-    repositories.sort_unstable();
+    let keys = keys_of(config);
+    let mut repositories: Vec<(Location, String)> = keys
+        .iter()
+        .map(|k| (k.location.clone(), k.repository.clone()))
+        .collect();
     repositories.dedup();
 
     let limit = Arc::new(Semaphore::new(config.aws.concurrency));
     let started = std::time::Instant::now();
     let mut tasks = JoinSet::new();
-    for repository in repositories {
-        let repository = repository.to_string();
+    for (location, repository) in repositories {
         let registry = Arc::clone(&registry);
         let limit = Arc::clone(&limit);
-        let span = info_span!("list", repository = %repository);
+        let span = match &location.region {
+            Some(region) => info_span!("list", repository = %repository, region = %region),
+            None => info_span!("list", repository = %repository),
+        };
         tasks.spawn(
             async move {
                 let _permit = limit.acquire_owned().await;
                 let started = std::time::Instant::now();
-                let result = registry.list(&repository).await;
+                let result = registry.list_at(&location, &repository).await;
                 match &result {
                     Ok(l) => {
                         debug!(images = l.images.len(), pages = l.pages, elapsed = ?started.elapsed(), "listed");
@@ -83,20 +100,39 @@ pub async fn list_repositories(
                     }
                     Err(e) => warn!(kind = e.kind(), error = %e, "listing failed"),
                 }
-                (repository, result)
+                (location, repository, result)
             }
             .instrument(span),
         );
     }
     let mut listings = HashMap::new();
     let mut preferred = Preferred::new();
+    let mut read = 0;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((repository, result)) => {
-                if let Ok(listing) = &result {
-                    prefer(config, listing, now, &mut preferred);
+            Ok((location, repository, mut result)) => {
+                read += 1;
+                // Each artifact kind wanted from this repository, as a
+                // view of the one read; the usual single kind takes the
+                // listing itself, uncopied.
+                let wanted: Vec<&ListKey> = keys
+                    .iter()
+                    .filter(|k| k.location == location && k.repository == repository)
+                    .collect();
+                for (i, key) in wanted.iter().enumerate() {
+                    let view = if i + 1 == wanted.len() && key.artifact == Artifact::Image {
+                        std::mem::replace(&mut result, Err(moved(&repository)))
+                    } else {
+                        result
+                            .as_ref()
+                            .map(|l| l.of_artifact(key.artifact))
+                            .map_err(Clone::clone)
+                    };
+                    if let Ok(listing) = &view {
+                        prefer(config, key, listing, now, &mut preferred);
+                    }
+                    listings.insert((*key).clone(), view);
                 }
-                listings.insert(repository, result);
             }
             Err(e) => error!(error = %e, "listing task panicked"),
         }
@@ -104,13 +140,42 @@ pub async fn list_repositories(
     let failed = listings.values().filter(|l| l.is_err()).count();
     let pages = pages_of(&listings);
     info!(
-        repositories = listings.len(),
+        repositories = read,
         failed,
         pages,
         elapsed = ?started.elapsed(),
         "listing finished"
     );
     (listings, preferred)
+}
+
+/// What is left of a listing handed on to its last view: never read, as
+/// no view comes after the last.
+fn moved(repository: &str) -> RegistryError {
+    RegistryError {
+        repository: repository.to_string(),
+        kind: ErrorKind::Other,
+        message: "listing already handed on".into(),
+    }
+}
+
+/// Every listing the config needs, sorted so that one repository's kinds
+/// are next to each other: each app's own, and each DR target's replica.
+pub fn keys_of(config: &Config) -> Vec<ListKey> {
+    let mut keys: Vec<ListKey> = config
+        .apps
+        .iter()
+        .flat_map(|app| {
+            std::iter::once(app.list_key()).chain(
+                app.targets
+                    .iter()
+                    .filter_map(|t| t.replica.as_ref().map(|r| r.key(app.artifact))),
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// Tags outside the OCI grammar are never candidates (a newline in one

@@ -19,8 +19,11 @@
 
 mod decide;
 mod export;
+pub mod holds;
 mod list;
 pub mod plan;
+pub mod preview;
+mod preview_facts;
 pub mod propose;
 pub mod report;
 pub mod source;
@@ -42,8 +45,11 @@ use decide::Decision;
 use plan::Step;
 use propose::settle::Request;
 
+pub use decide::Worktree;
 pub use export::export;
-pub use report::{CycleReport, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport};
+pub use report::{
+    CycleReport, EcrNotes, GateResult, How, Mode, Outcome, RequestAction, Stage, TargetReport,
+};
 pub use write::SharedCheckout;
 
 /// The peers and the clock one cycle works with.
@@ -100,6 +106,7 @@ pub async fn run_cycle(
         checkout: Arc::clone(&checkout),
         mode,
         now,
+        forge: peers.forge.clone(),
     };
     let written = write::write(&inputs, synced).await;
 
@@ -118,6 +125,27 @@ pub async fn run_cycle(
     };
     report.push_attempts = written.push_attempts;
     report.push_conflicts = written.push_conflicts;
+    report.preview_apps = config
+        .apps
+        .iter()
+        .filter(|a| !a.previews.is_empty())
+        .filter(|a| matches!(inputs.listings.get(&a.list_key()), Some(Ok(_))))
+        .map(|a| a.name.clone())
+        .collect();
+    report.previews = written
+        .previews
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let commit = written.preview_commits.get(&i).cloned();
+            let unpushed = written.unpushed.as_ref().map(|e| e.to_string());
+            let mut report = preview::Report::of(p, mode == Mode::DryRun, commit, unpushed);
+            if let (Mode::DryRun, Some(new)) = (mode, p.new_content()) {
+                report.diff = unified_diff(&p.old, new, p.file.as_str());
+            }
+            report
+        })
+        .collect();
 
     // Proposals are built on the pushed head, so only when the push went.
     let mut proposals = Proposals::default();
@@ -242,6 +270,7 @@ fn outcome_of(
     let _entered = span.enter();
     let held = d.held.clone();
     let gates = d.gates.clone();
+    let mut ecr = d.ecr.clone();
     let (mut current, mut value) = (
         held.as_ref().map(|h| h.tag.clone()),
         held.as_ref().map(|h| h.value.clone()),
@@ -286,6 +315,7 @@ fn outcome_of(
                             diff: unified_diff(&change.old, &change.content, &d.file),
                             from,
                             to,
+                            rollback: change.rollback.as_ref().map(|r| r.cause),
                         },
                     }
                 }
@@ -293,11 +323,14 @@ fn outcome_of(
                     (Some(commit), None) => {
                         current = Some(to.clone());
                         value = Some(change.value);
+                        // It points at the image just chosen from the listing.
+                        ecr.missing = None;
                         Outcome::Promoted {
                             from,
                             to,
                             commit,
                             pushed_at,
+                            rollback: change.rollback.as_ref().map(|r| r.cause),
                         }
                     }
                     (_, Some(error)) => failed(Stage::Git, error),
@@ -335,6 +368,9 @@ fn outcome_of(
         current,
         value,
         gates,
+        ecr,
+        denials: d.denials,
+        hold: d.hold,
     }
 }
 
@@ -349,6 +385,9 @@ fn all_failed(config: &Config, error: &str) -> Vec<TargetReport> {
             current: None,
             value: None,
             gates: Vec::new(),
+            ecr: EcrNotes::default(),
+            denials: Vec::new(),
+            hold: None,
             outcome: Outcome::Failed {
                 stage: Stage::Git,
                 error: error.to_string(),

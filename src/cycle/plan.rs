@@ -10,6 +10,11 @@
 //! still needs ([`Need`]) when a candidate's are missing: that step is
 //! provisional, and the cycle fetches them and plans again.
 //!
+//! A DR target (a `region`/`registry_id` replica) is decided against its
+//! replica's listing too: it takes the source env's image only once the
+//! same digest is there, and every target's deployed image is looked up
+//! in the listing it is served from ([`EcrNotes`]).
+//!
 //! It reads no file, calls no registry, logs nothing: the cycle fetches the
 //! facts and carries the decision out. A new rule (a gate, a
 //! hold) is one more input here and one more row in the tables of
@@ -19,7 +24,8 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use super::report::{GateResult, Stage};
+use super::holds::{self, Denial, Holds};
+use super::report::{EcrNotes, GateResult, Stage};
 use super::source;
 use crate::argocd::{AppStatus, ArgoError};
 use crate::config::{App, Target};
@@ -68,6 +74,22 @@ pub trait Branch {
     ) -> Option<bool> {
         None
     }
+    /// The rollback the target's proposal branch proposes, when its
+    /// commits carry `Tagwatch-Rollback-Of` (a `tagwatch rollback` of a
+    /// pull-request target, waiting for review): as long as it is open,
+    /// the cycle keeps proposing it rather than closing it.
+    fn proposed_rollback(&self, _app: &App, _target: &Target) -> Option<crate::rollback::Order> {
+        None
+    }
+    /// The commits that changed the value `value_of` reads from `path`,
+    /// oldest first: the history holds and denials are derived from.
+    fn value_events(
+        &self,
+        _path: &crate::config::RepoPath,
+        _value_of: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Vec<crate::gitops::ValueEvent> {
+        Vec::new()
+    }
 }
 
 /// A file the branch has but could not be read (a damaged clone, a
@@ -107,6 +129,8 @@ pub struct Change {
     /// The gates the image passed, each with what it found (for the pull
     /// request's body).
     pub passed: Vec<(Gate, String)>,
+    /// A rollback, not a promotion: its trailers go on the commit.
+    pub rollback: Option<crate::rollback::Order>,
 }
 
 /// What to do with one target.
@@ -148,6 +172,13 @@ pub struct Planned {
     pub needs: Vec<Need>,
     /// Every gate verdict the decision rests on, best candidate first.
     pub verdicts: Vec<GateResult>,
+    /// Whether the deployed image is still served; a DR target's wait.
+    pub ecr: EcrNotes,
+    /// The tags this target may not take, and why (its own history and
+    /// its sources').
+    pub denials: Vec<Denial>,
+    /// The hold in force on the target, described.
+    pub hold: Option<String>,
 }
 
 impl Planned {
@@ -161,6 +192,9 @@ impl Planned {
             step,
             needs: Vec::new(),
             verdicts: Vec::new(),
+            ecr: EcrNotes::default(),
+            denials: Vec::new(),
+            hold: None,
         }
     }
 }
@@ -216,6 +250,9 @@ pub struct Input<'a> {
     /// The gate facts fetched so far this cycle.
     pub gates: &'a GateFacts,
     pub now: OffsetDateTime,
+    /// A DR target's replica listing (its region's repository); `None`
+    /// for a target without `region`/`registry_id`, or when not listed.
+    pub replica: Option<&'a Result<Listing, RegistryError>>,
 }
 
 /// Decides one target.
@@ -224,7 +261,46 @@ pub fn plan(input: &Input<'_>, branch: &dyn Branch) -> Planned {
     let mut planned = decide_target(input, branch, &mut walk);
     planned.needs = walk.needs;
     planned.verdicts = walk.verdicts;
+    // Every DR target reports its wait, zero when it is not waiting.
+    planned.ecr.replication_wait = walk.replication_wait.or(input
+        .target
+        .replica
+        .as_ref()
+        .map(|_| std::time::Duration::ZERO));
+    // The image the file points at, checked against the listing the
+    // target is served from (its replica's, for a DR target).
+    let served = match (&input.target.replica, input.replica, input.listing) {
+        (Some(_), Some(Ok(replica)), _) => Some(replica),
+        (None, _, Some(Ok(listing))) => Some(listing),
+        _ => None,
+    };
+    if let (Some(listing), Some(held)) = (served, &planned.held) {
+        planned.ecr.missing = deployed_missing(input.target, listing, held);
+    }
+    planned.denials = walk.denials;
+    planned.hold = walk.hold;
     planned
+}
+
+/// Why the image `held` names is not served by `listing`, or `None` when
+/// it is (or the value names no tag to look for). The listing holds the
+/// tagged `ACTIVE` images and, apart, the archived ones; a digest-only
+/// value is not judged, as an untagged image is not listed.
+pub fn deployed_missing(target: &Target, listing: &Listing, held: &Held) -> Option<String> {
+    let tag = target.format.current_tag(&held.value)?;
+    if tag.is_empty() || listing.images.iter().any(|i| i.tag == tag) {
+        return None;
+    }
+    let repository = &listing.repository;
+    Some(if listing.archived.iter().any(|i| i.tag == tag) {
+        format!(
+            "deployed image {repository}:{tag} is archived in ECR; a pull fails until it is restored"
+        )
+    } else {
+        format!(
+            "deployed image {repository}:{tag} is not in the registry (deleted, or expired by a lifecycle rule)"
+        )
+    })
 }
 
 /// What the gates found while one target was decided.
@@ -236,6 +312,11 @@ struct Walk {
     blocked: Vec<(String, Verdict)>,
     /// What the chosen image passed.
     passed: Vec<(Gate, String)>,
+    /// A DR target waiting for replication: for how long.
+    replication_wait: Option<std::time::Duration>,
+    /// For the report: the target's denials and its hold.
+    denials: Vec<Denial>,
+    hold: Option<String>,
 }
 
 impl Walk {
@@ -450,16 +531,96 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
         Err((stage, error)) => return Planned::fail(None, stage, error),
     };
     let policy = app.policy_for(target);
+    // A DR target is served from its replica: what it holds is read, and
+    // its value written, against that listing; its candidate still comes
+    // from the source env, as listed in the primary.
+    let own = match (&target.replica, input.replica) {
+        (None, _) => Ok(listing),
+        (Some(_), Some(Ok(replica))) => Ok(replica),
+        (Some(r), Some(Err(e))) => Err(format!("replica in {}: {e}", r.location.label())),
+        (Some(r), None) => Err(format!(
+            "replica {} in {} was not listed",
+            r.repository,
+            r.location.label()
+        )),
+    };
+    let unfiltered = listing;
     let held = current.as_ref().map(|value| Held {
-        tag: held_tag(app, target, policy, listing, value, now, branch),
+        tag: held_tag(
+            app,
+            target,
+            policy,
+            own.as_ref().copied().unwrap_or(listing),
+            value,
+            now,
+            branch,
+        ),
         value: value.clone(),
     });
+    let own = match own {
+        Ok(own) => own,
+        Err(error) => return Planned::fail(held, Stage::Registry, error),
+    };
+
+    // A rollback ordered now, or one a pull request still proposes while
+    // the env still runs the tag it rolls back.
+    let proposed = match target.update {
+        crate::config::Update::PullRequest if target.rollback.is_none() => branch
+            .proposed_rollback(app, target)
+            .filter(|o| held.as_ref().is_some_and(|h| h.tag == o.of)),
+        _ => None,
+    };
+    if let Some(order) = target.rollback.as_ref().or(proposed.as_ref()) {
+        let step = rollback_step(app, target, own, held.as_ref(), &file, order);
+        return Planned::step(held, step);
+    }
+    // A promotion that goes bad inside its verify window is rolled back,
+    // held or not: a hold stops promotions, not their repair.
+    if let Some(step) = verify_step(input, held.as_ref(), own, &file, branch, walk) {
+        return Planned::step(held, step);
+    }
+    // Holds and denials are facts git holds: a held target takes nothing,
+    // and a denied tag is no candidate, here or downstream of where it was
+    // denied. Newer tags still flow.
+    let holds = match read_holds(branch) {
+        Ok(holds) => holds,
+        Err(e) => return Planned::fail(held, Stage::Manifest, e.to_string()),
+    };
+    if let Some(hold) = holds.hold_on(&app.name, &target.env, now) {
+        walk.hold = Some(hold.describe());
+        return Planned::step(
+            held,
+            Step::Wait {
+                reason: hold.describe(),
+                candidate: None,
+            },
+        );
+    }
+    let denied = denials_for(app, target, &holds, listing, now, branch);
+    walk.denials = denied.clone();
+    let filtered;
+    let listing = if denied.is_empty() {
+        listing
+    } else {
+        let mut narrowed = listing.clone();
+        narrowed
+            .images
+            .retain(|i| !denied.iter().any(|d| d.tag == policy.value_of(i)));
+        filtered = narrowed;
+        &filtered
+    };
 
     // With `promote_from`, the only image there is to choose is the one
     // the source env runs.
     let source = match &target.promote_from {
-        Some(env) => match source::resolve(app, env, listing, branch, now) {
-            Ok(source) => Some(source),
+        Some(env) => match source::resolve(app, env, unfiltered, branch, now) {
+            Ok(source) => {
+                if let Some(d) = denied.iter().find(|d| d.tag == source.held) {
+                    let why = format!("from {env}: it runs {}", d.describe());
+                    return Planned::step(held, Step::NoCandidate { why });
+                }
+                Some(source)
+            }
             Err(step) => return Planned::step(held, step),
         },
         None => None,
@@ -475,8 +636,9 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
                 return Planned::step(held, Step::NoCandidate { why });
             }
         },
-        (None, Some(best)) => best,
-        (None, None) => policy.best(&listing.images, now),
+        // The cycle chose before denials were known; choose again.
+        (None, Some(best)) if denied.is_empty() => best,
+        (None, _) => policy.best(&listing.images, now),
     };
     let candidates: &[Image] = match &source {
         Some(source) => std::slice::from_ref(&source.image),
@@ -508,9 +670,20 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
         .map(|h| (h, choose(policy, target, candidates, best, h, now)));
     let (image, from) = match chosen {
         Some((h, Ok(Chosen::Image(image)))) => (image, h.tag.clone()),
-        Some((_, Ok(Chosen::Keep))) => {
-            // Kept because every better candidate failed a gate: say so.
-            let step = walk.blocked_step("").unwrap_or(Step::Keep);
+        Some((h, Ok(Chosen::Keep))) => {
+            // Kept because every better candidate failed a gate, or was
+            // denied: say so.
+            let step = walk
+                .blocked_step("")
+                // With promote_from the only candidate is the source's
+                // value, and that one is not denied.
+                .or_else(|| {
+                    source
+                        .is_none()
+                        .then(|| denied_step(policy, unfiltered, &denied, &h.tag, now))
+                        .flatten()
+                })
+                .unwrap_or(Step::Keep);
             return Planned::step(held, step);
         }
         Some((_, Ok(Chosen::Nothing(why)))) => {
@@ -532,33 +705,52 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             }
         },
     };
-    let current = held.as_ref().map(|h| h.value.as_str()).unwrap_or_default();
-    let host = listing.registry_host();
-    let parts = Parts {
-        registry: &host,
-        repository: &listing.repository,
-        tag: &image.tag,
-        digest: &image.digest,
-    };
-    let value = match target.format.render(current, &parts) {
-        Ok(value) => value,
-        Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
-    };
-    if value == current {
-        return Planned::step(held, Step::Keep);
-    }
-    let written = match &target.kustomize {
-        Some(k) => manifest::set_kustomize_image(&file, &k.image, k.field, &value),
-        None => manifest::set(&file, &target.key, &target.document, &value),
-    };
-    let content = match written {
-        Ok(Some(content)) => content,
-        Ok(None) => {
-            return Planned::step(held, Step::Keep);
-        }
-        Err(e) => return Planned::fail(held, Stage::Manifest, at(&e)),
+    let (value, content) = match rewrite(target, own, image, held.as_ref(), &file) {
+        Ok(Some(written)) => written,
+        Ok(None) => return Planned::step(held, Step::Keep),
+        Err(step) => return Planned::step(held, step),
     };
     let to = policy.value_of(image).to_string();
+
+    // A DR target takes the source's image only once ECR has replicated
+    // the same digest into its region; the same tag on another digest
+    // there is refused, never written.
+    // (`tagwatch promote` into a DR target has no source: the tag it names
+    // is held to the same rule.)
+    if let Some(replica) = &target.replica {
+        let region = replica.location.label();
+        let (tag, digest) = (&image.tag, &image.digest);
+        let runs = match &source {
+            Some(source) => format!("which {} runs", source.env),
+            None => "which the primary region lists".to_string(),
+        };
+        match own.images.iter().find(|i| &i.tag == tag) {
+            Some(there) if &there.digest == digest => {}
+            Some(there) => {
+                let why = format!(
+                    "refused: {region} has {}:{tag} at digest {}, not {digest}, {runs}",
+                    own.repository, there.digest
+                );
+                return Planned::step(held, Step::NoCandidate { why });
+            }
+            None => {
+                walk.replication_wait = Some(
+                    source
+                        .as_ref()
+                        .and_then(|s| s.since)
+                        .map(|since| (now - since).try_into().unwrap_or_default())
+                        .unwrap_or_default(),
+                );
+                return Planned::step(
+                    held,
+                    Step::Wait {
+                        reason: format!("not yet replicated to {region} (digest {digest})"),
+                        candidate: Some(to),
+                    },
+                );
+            }
+        }
+    }
 
     // The soak is the last rule: a target that holds its source's value
     // already, or that its own policy keeps, is not "waiting". With an
@@ -648,7 +840,7 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             promotion: Promotion {
                 app: app.name.clone(),
                 env: target.env.clone(),
-                image: listing.image_name(),
+                image: own.image_name(),
                 from,
                 to,
                 digest: image.digest.clone(),
@@ -662,8 +854,326 @@ fn decide_target(input: &Input<'_>, branch: &dyn Branch, walk: &mut Walk) -> Pla
             // Since when the soak counted (Argo CD's moment, with a gate).
             source: source.map(|s| (s.env, soaked_since)),
             passed: std::mem::take(&mut walk.passed),
+            rollback: None,
         })),
     )
+}
+
+/// The value `image` renders to in the target's format and the file with
+/// it written; `None` when the file holds it already.
+fn rewrite(
+    target: &Target,
+    listing: &Listing,
+    image: &Image,
+    held: Option<&Held>,
+    file: &[u8],
+) -> Result<Option<(String, Vec<u8>)>, Step> {
+    let fail = |e: &dyn std::fmt::Display| Step::Fail {
+        stage: Stage::Manifest,
+        error: format!("{}: {}: {e}", target.file, target.key),
+    };
+    let current = held.map(|h| h.value.as_str()).unwrap_or_default();
+    let host = listing.registry_host();
+    let parts = Parts {
+        registry: &host,
+        repository: &listing.repository,
+        tag: &image.tag,
+        digest: &image.digest,
+    };
+    let value = target
+        .format
+        .render(current, &parts)
+        .map_err(|e| fail(&e))?;
+    if value == current {
+        return Ok(None);
+    }
+    let written = match &target.kustomize {
+        Some(k) => manifest::set_kustomize_image(file, &k.image, k.field, &value),
+        None => manifest::set(file, &target.key, &target.document, &value),
+    };
+    Ok(written
+        .map_err(|e| fail(&e))?
+        .map(|content| (value, content)))
+}
+
+/// A rollback of `target` to `order.to`: a change with the order's
+/// trailers, past every rule a promotion obeys (holds, denials, never
+/// downgrade): going back is the point.
+fn rollback_step(
+    app: &App,
+    target: &Target,
+    listing: &Listing,
+    held: Option<&Held>,
+    file: &[u8],
+    order: &crate::rollback::Order,
+) -> Step {
+    let policy = app.policy_for(target);
+    let Some(image) = listing
+        .images
+        .iter()
+        .find(|i| policy.value_of(i) == order.to)
+    else {
+        return Step::NoCandidate {
+            why: format!("in the registry (no image {} to roll back to)", order.to),
+        };
+    };
+    let (value, content) = match rewrite(target, listing, image, held, file) {
+        Ok(Some(written)) => written,
+        Ok(None) => return Step::Keep,
+        Err(step) => return step,
+    };
+    Step::Change(Box::new(Change {
+        promotion: Promotion {
+            app: app.name.clone(),
+            env: target.env.clone(),
+            image: listing.image_name(),
+            from: held
+                .map(|h| h.tag.clone())
+                .unwrap_or_else(|| "(none)".into()),
+            to: order.to.clone(),
+            digest: image.digest.clone(),
+            pushed_at: image.pushed_at,
+        },
+        image: image.clone(),
+        recheck: false,
+        value,
+        old: file.to_vec(),
+        content,
+        source: None,
+        passed: Vec::new(),
+        rollback: Some(order.clone()),
+    }))
+}
+
+/// The `verify` rule: while the target holds what tagwatch last promoted
+/// there (not a person's value, not a rollback), the promotion is watched.
+/// Inside `verify_for` the query must return a sample each cycle; an empty
+/// vector rolls the target back to the value before. With `argocd_app`, an
+/// Application that went Degraded inside `verify_for` (at a revision that
+/// contains the promotion) and has stayed Degraded for `verify_for` does
+/// the same. The query is an `analysis` fact (the same client, keyed by the
+/// rendered query), the Application an `argocd` fact. `None` is "no verify
+/// rule rolls back now".
+fn verify_step(
+    input: &Input<'_>,
+    held: Option<&Held>,
+    listing: &Listing,
+    file: &[u8],
+    branch: &dyn Branch,
+    walk: &mut Walk,
+) -> Option<Step> {
+    let Input { app, target, .. } = *input;
+    let verify = target.verify.as_ref()?;
+    let held = held?;
+    let value_of = |bytes: &[u8]| tag_in(target, bytes);
+    let events = branch.value_events(&target.file, &value_of);
+    let last = events.last()?;
+    let promotion =
+        Promotion::parse(&last.message).filter(|p| p.app == app.name && p.env == target.env)?;
+    // Never a rollback of a rollback: that would undo the repair.
+    if promotion.to != held.tag
+        || holds::trailer(&last.message, crate::rollback::ROLLBACK_OF).is_some()
+    {
+        return None;
+    }
+    let previous = last.from.clone()?;
+    let window = time::Duration::try_from(verify.window).ok()?;
+    let now = input.now;
+    let rollback = |cause, reason| {
+        let order = crate::rollback::Order {
+            to: previous.clone(),
+            of: held.tag.clone(),
+            cause,
+            reason,
+        };
+        rollback_step(app, target, listing, Some(held), file, &order)
+    };
+    if let Some(query) = &verify.query
+        && now < last.at + window
+    {
+        let rendered = query.render(&app.name, &target.env, &held.tag);
+        match input.gates.analysis.get(&rendered) {
+            None => {
+                walk.needs.push(Need {
+                    fact: Fact::Analysis,
+                    repository: listing.repository.clone(),
+                    digest: String::new(),
+                    query: Some(rendered.clone()),
+                });
+                // Provisional: the cycle asks Prometheus and plans again.
+                return Some(Step::Wait {
+                    reason: format!("verify `{rendered}` is not checked yet"),
+                    candidate: None,
+                });
+            }
+            Some(Ok(samples)) if samples.is_empty() => {
+                let reason = format!("verify `{rendered}` returned an empty vector");
+                return Some(rollback(crate::rollback::Cause::Verify, reason));
+            }
+            // A sample passes; an unanswered query is no reason to roll
+            // back (a Prometheus outage must not undo every promotion).
+            Some(_) => {}
+        }
+    }
+    let name = target.argocd_app.as_deref()?;
+    // Degraded from inside the window, for a whole window: watched until
+    // two windows after the promotion.
+    if now >= last.at + window + window {
+        return None;
+    }
+    let status = match input.gates.argocd.get(name) {
+        None => {
+            walk.needs.push(Need {
+                fact: Fact::Argocd,
+                repository: name.to_string(),
+                digest: String::new(),
+                query: None,
+            });
+            return Some(Step::Wait {
+                reason: format!("verify: Argo CD application {name} is not checked yet"),
+                candidate: None,
+            });
+        }
+        Some(Ok(status)) if status.health == "Degraded" => status,
+        Some(_) => return None,
+    };
+    let revision = status.revision.as_deref()?;
+    if branch.contains_promotion(&app.name, &target.env, &held.tag, &target.file, revision)
+        != Some(true)
+    {
+        return None;
+    }
+    let since = status.since.map_or(last.at, |s| s.max(last.at));
+    if since >= last.at + window || now - since < window {
+        return None;
+    }
+    let said = status
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    let reason = format!(
+        "argocd {name} Degraded since {}{said}",
+        crate::trailers::format_time(since)
+    );
+    Some(rollback(crate::rollback::Cause::Argocd, reason))
+}
+
+/// The tags `target` may not take now (its own history and its sources'),
+/// minus the releases the holds file records: what the cycle excludes,
+/// for `policy test --explain`.
+pub fn denied(
+    app: &App,
+    target: &Target,
+    listing: &Listing,
+    now: OffsetDateTime,
+    branch: &dyn Branch,
+) -> Result<Vec<Denial>, holds::HoldsError> {
+    let holds = read_holds(branch)?;
+    Ok(denials_for(app, target, &holds, listing, now, branch))
+}
+
+/// The holds file on the branch; none is no holds.
+fn read_holds(branch: &dyn Branch) -> Result<Holds, holds::HoldsError> {
+    let path = crate::config::RepoPath::new(holds::HOLDS_FILE).expect("a valid path");
+    match branch.read(&path) {
+        Ok(Some(bytes)) => Holds::parse(&String::from_utf8_lossy(&bytes)),
+        Ok(None) => Ok(Holds::default()),
+        Err(e) => Err(holds::HoldsError::Syntax(e.to_string())),
+    }
+}
+
+/// The tags `target` must not take: denied in its own history or in the
+/// history of any env up its `promote_from` chain.
+pub fn denials_for(
+    app: &App,
+    target: &Target,
+    holds: &Holds,
+    listing: &Listing,
+    now: OffsetDateTime,
+    branch: &dyn Branch,
+) -> Vec<Denial> {
+    let policy = app.policy_for(target);
+    let below = |a: &str, b: &str| orders_below(policy, listing, now, a, b);
+    let mut out = Vec::new();
+    let mut env = Some(target);
+    // Bounded by the number of envs: config refuses a promote_from cycle,
+    // and this stops even if one got through.
+    for _ in 0..app.targets.len() {
+        let Some(t) = env else { break };
+        let value_of = |bytes: &[u8]| tag_in(t, bytes);
+        let events = branch.value_events(&t.file, &value_of);
+        out.extend(holds::denials(&app.name, &t.env, &events, &below, holds));
+        env = t
+            .promote_from
+            .as_ref()
+            .and_then(|from| app.targets.iter().find(|s| &s.env == from));
+    }
+    out
+}
+
+/// The tag (or digest) `target`'s scalar holds in a file's `bytes`, read
+/// through its format: what value histories are told in.
+pub fn tag_in(target: &Target, bytes: &[u8]) -> Option<String> {
+    let value = manifest::get(bytes, &target.key, &target.document)
+        .ok()?
+        .value;
+    Some(
+        target
+            .format
+            .current_tag(&value)
+            .unwrap_or(&value)
+            .to_string(),
+    )
+}
+
+/// Whether `lower` orders below `upper` under `policy` (never downgrade's
+/// order). A tag the policy cannot order (not a version, filtered out)
+/// is not below anything: a person's edit to it is not a revert.
+fn orders_below(
+    policy: &Policy,
+    listing: &Listing,
+    now: OffsetDateTime,
+    lower: &str,
+    upper: &str,
+) -> bool {
+    let synthetic = Image {
+        tag: upper.to_string(),
+        digest: String::new(),
+        pushed_at: None,
+    };
+    let up = listing
+        .images
+        .iter()
+        .find(|i| i.tag == upper)
+        .unwrap_or(&synthetic);
+    if policy.judge(up, now).is_err() {
+        return false;
+    }
+    matches!(
+        policy.decide_given(Some(up), &listing.images, lower, now),
+        Ok(Decision::Promote(_))
+    )
+}
+
+/// A target kept at `held` while a denied tag above it is listed: no
+/// candidate, and why.
+fn denied_step(
+    policy: &Policy,
+    listing: &Listing,
+    denied: &[Denial],
+    held: &str,
+    now: OffsetDateTime,
+) -> Option<Step> {
+    let above: Vec<String> = denied
+        .iter()
+        .filter(|d| listing.images.iter().any(|i| policy.value_of(i) == d.tag))
+        .filter(|d| orders_below(policy, listing, now, held, &d.tag))
+        .map(Denial::describe)
+        .collect();
+    (!above.is_empty()).then(|| Step::NoCandidate {
+        why: format!("in the registry ({})", above.join("; ")),
+    })
 }
 
 /// The `argocd_app` of `env`, the env a target promotes from.
@@ -847,3 +1357,7 @@ mod tests;
 #[cfg(test)]
 #[path = "plan_argocd_tests.rs"]
 mod argocd_tests;
+
+#[cfg(test)]
+#[path = "plan_hold_tests.rs"]
+mod hold_tests;

@@ -145,6 +145,7 @@ fn run(row: &Row) -> Result<(), String> {
         best: None,
         gates: &gates,
         now: NOW,
+        replica: None,
     };
     let planned = plan(&input, &branch);
     let verdict = planned

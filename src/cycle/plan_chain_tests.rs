@@ -678,6 +678,7 @@ fn analysis_rules() {
                 best: None,
                 gates: &gates,
                 now: NOW,
+                replica: None,
             },
             branch,
         )
@@ -743,4 +744,176 @@ fn analysis_rules() {
             format!(r#"analysis `{query}` = 1 {{app="web"}}"#)
         )]
     );
+}
+
+/// prod, and its DR twin in us-west-2 that takes prod's value once ECR
+/// has replicated the same digest there (issue 18 item 1).
+const DR: &[&str] = &[
+    r#"env = "prod""#,
+    r#"env = "dr", promote_from = "prod", region = "us-west-2", format = "image""#,
+];
+const DR_HOST: &str = "123456789012.dkr.ecr.us-west-2.amazonaws.com/web";
+
+#[test]
+fn replica_rules() {
+    check_rows(
+        "replica",
+        &[
+            Row {
+                rule: "DR: an image in the primary region only waits, naming region and digest",
+                targets: DR,
+                decide: "dr",
+                holds: &[
+                    ("prod", "1.4.3"),
+                    (
+                        "dr",
+                        "123456789012.dkr.ecr.us-west-2.amazonaws.com/web:1.4.2",
+                    ),
+                ],
+                listed: REGISTRY,
+                replica: Listed::Images(&[("1.4.2", "sha256:a1", 86_400)]),
+                want: Want::Wait {
+                    reason: &["not yet replicated to us-west-2 (digest sha256:b2)"],
+                    candidate: Some("1.4.3"),
+                },
+                ..ROW
+            },
+            Row {
+                rule: "DR: the same digest in the replica is promoted, with the replica region's host",
+                targets: DR,
+                decide: "dr",
+                holds: &[
+                    ("prod", "1.4.3"),
+                    (
+                        "dr",
+                        "123456789012.dkr.ecr.us-west-2.amazonaws.com/web:1.4.2",
+                    ),
+                ],
+                listed: REGISTRY,
+                replica: Listed::Images(&[
+                    ("1.4.2", "sha256:a1", 86_400),
+                    ("1.4.3", "sha256:b2", 60),
+                ]),
+                want: Want::Change {
+                    from: "1.4.2",
+                    to: "1.4.3",
+                    value: "123456789012.dkr.ecr.us-west-2.amazonaws.com/web:1.4.3",
+                    recheck: false,
+                    content: None,
+                },
+                ..ROW
+            },
+            Row {
+                rule: "DR: the same tag on another digest in the replica is refused, never written",
+                targets: DR,
+                decide: "dr",
+                holds: &[
+                    ("prod", "1.4.3"),
+                    (
+                        "dr",
+                        "123456789012.dkr.ecr.us-west-2.amazonaws.com/web:1.4.2",
+                    ),
+                ],
+                listed: REGISTRY,
+                replica: Listed::Images(&[("1.4.3", "sha256:ff", 60)]),
+                want: Want::NoCandidate(&[
+                    "refused: us-west-2 has web:1.4.3 at digest sha256:ff, not sha256:b2, which prod runs",
+                ]),
+                ..ROW
+            },
+            Row {
+                rule: "DR: a replica that cannot be listed fails the target, not the primary",
+                targets: DR,
+                decide: "dr",
+                holds: &[("prod", "1.4.3"), ("dr", "x/web:1.4.2")],
+                listed: REGISTRY,
+                replica: Listed::Error,
+                want: Want::Fail(Stage::Registry, &["replica in us-west-2"]),
+                ..ROW
+            },
+            Row {
+                rule: "DR: already at prod's value is kept, replicated or not",
+                targets: DR,
+                decide: "dr",
+                holds: &[
+                    ("prod", "1.4.3"),
+                    (
+                        "dr",
+                        "123456789012.dkr.ecr.us-west-2.amazonaws.com/web:1.4.3",
+                    ),
+                ],
+                listed: REGISTRY,
+                replica: Listed::Images(&[("1.4.3", "sha256:b2", 60)]),
+                want: Want::Keep,
+                ..ROW
+            },
+        ],
+    );
+    assert!(DR_HOST.ends_with("/web"));
+}
+
+/// The deployed image is checked against the listing the target is served
+/// from, every cycle (issue 18 item 3); the DR target's wait is reported.
+#[test]
+fn deployed_image_and_replication_wait() {
+    let app = app("", DR);
+    let listing = Ok(images(&[("1.4.2", "sha256:a1", 86_400)]));
+    let decide = |target: usize, branch: &Facts, listing: &Result<Listing, RegistryError>| {
+        let replica = Ok(Listing {
+            region: "us-west-2".into(),
+            ..images(&[("1.4.2", "sha256:a1", 86_400)])
+        });
+        plan(
+            &Input {
+                app: &app,
+                target: &app.targets[target],
+                listing: Some(listing),
+                best: None,
+                gates: &GateFacts::default(),
+                now: NOW,
+                replica: Some(&replica),
+            },
+            branch,
+        )
+    };
+    // prod runs 1.4.1, which the listing no longer has.
+    let gone = Facts::default().holds("prod", "1.4.1");
+    let p = decide(0, &gone, &listing);
+    let missing = p.ecr.missing.expect("1.4.1 is gone");
+    assert!(
+        missing.contains("web:1.4.1 is not in the registry"),
+        "{missing}"
+    );
+    assert_eq!(p.ecr.replication_wait, None, "prod has no replica");
+
+    // Archived: said so.
+    let mut archived = images(&[("1.4.2", "sha256:a1", 86_400)]);
+    archived.archived = images(&[("1.4.1", "sha256:00", 90_000)]).images;
+    let p = decide(0, &gone, &Ok(archived));
+    assert!(p.ecr.missing.unwrap().contains("archived"));
+
+    // Present: nothing to say.
+    let fine = Facts::default().holds("prod", "1.4.2");
+    assert_eq!(decide(0, &fine, &listing).ecr.missing, None);
+
+    // The DR target waits on 1.4.3 (not replicated) for as long as prod
+    // has run it, and its own value is checked against the replica.
+    let with_new = Ok(images(&[
+        ("1.4.2", "sha256:a1", 86_400),
+        ("1.4.3", "sha256:b2", 7_200),
+    ]));
+    let dr = Facts::default()
+        .holds("prod", "1.4.3")
+        .holds(
+            "dr",
+            "123456789012.dkr.ecr.us-west-2.amazonaws.com/web:1.4.2",
+        )
+        .since("prod", "1.4.3", 1_800);
+    let p = decide(1, &dr, &with_new);
+    assert!(matches!(p.step, Step::Wait { .. }), "{:?}", p.step);
+    assert_eq!(
+        p.ecr.replication_wait,
+        Some(std::time::Duration::from_secs(1_800))
+    );
+    assert_eq!(p.ecr.missing, None);
 }

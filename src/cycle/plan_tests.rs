@@ -83,6 +83,8 @@ struct Row {
     /// `(digest, fact)`: what the cycle fetched for the gates so far.
     gates: &'static [(&'static str, GateFact)],
     want: Want,
+    /// A DR target's replica repository `web` in us-west-2.
+    replica: Listed,
 }
 
 const ROW: Row = Row {
@@ -99,6 +101,7 @@ const ROW: Row = Row {
     best: None,
     gates: &[],
     want: Want::Keep,
+    replica: Listed::Not,
 };
 
 /// The registry of most rows: 1.4.2, 1.4.3 and a pre-release, a day old.
@@ -146,6 +149,18 @@ fn run(row: &Row) -> Result<(), String> {
         })),
         Listed::Not => None,
     };
+    let replica = match row.replica {
+        Listed::Images(written) => Some(Ok(Listing {
+            region: "us-west-2".into(),
+            ..images(written)
+        })),
+        Listed::Error => Some(Err(crate::registry::RegistryError {
+            repository: "web".into(),
+            kind: crate::registry::ErrorKind::NotFound,
+            message: "repository does not exist in the registry".into(),
+        })),
+        Listed::Not => None,
+    };
     let mut gates = GateFacts::default();
     for &(digest, fact) in row.gates {
         let key = ("web".to_string(), digest.to_string());
@@ -189,6 +204,7 @@ fn run(row: &Row) -> Result<(), String> {
         }),
         gates: &gates,
         now: NOW,
+        replica: replica.as_ref(),
     };
     let planned = plan(&input, &branch);
     let asked: Vec<&str> = planned.needs.iter().map(|n| n.digest.as_str()).collect();

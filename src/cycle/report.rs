@@ -95,6 +95,8 @@ pub enum Outcome {
         commit: String,
         /// When the image was pushed to the registry.
         pushed_at: Option<OffsetDateTime>,
+        /// A rollback, and what caused it.
+        rollback: Option<crate::rollback::Cause>,
     },
     /// A pull request proposes the change; the branch is unchanged until
     /// someone merges it.
@@ -118,6 +120,8 @@ pub enum Outcome {
         to: String,
         how: How,
         diff: String,
+        /// A rollback, and what caused it.
+        rollback: Option<crate::rollback::Cause>,
     },
     /// The chosen tag moved or vanished between listing and writing; the
     /// next cycle decides again from a fresh listing.
@@ -204,6 +208,27 @@ pub struct TargetReport {
     /// The gate verdicts the decision rests on, best candidate first
     /// (empty for a target without gates).
     pub gates: Vec<GateResult>,
+    /// The deployed image's presence and a DR target's replication wait.
+    pub ecr: EcrNotes,
+    /// The tags the target may not take (rolled back here or upstream).
+    pub denials: Vec<super::holds::Denial>,
+    /// The hold in force, described (`held by alice until …: why`).
+    pub hold: Option<String>,
+}
+
+/// What ECR itself says about a target, beside its outcome: the image its
+/// file points at is no longer served, or (a DR target) how long it has
+/// waited for its image to be replicated. Read from the listings the
+/// cycle has anyway; no extra call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EcrNotes {
+    /// The deployed image is gone from the repository (deleted, expired by
+    /// a lifecycle rule) or archived: why, in one line.
+    pub missing: Option<String>,
+    /// A DR target's wait for the source env's image to appear in its
+    /// region, since the source came to run it; zero when not waiting,
+    /// `None` for a target without a replica.
+    pub replication_wait: Option<std::time::Duration>,
 }
 
 /// One gate's verdict on one candidate tag.
@@ -222,6 +247,24 @@ impl fmt::Display for TargetReport {
         match &self.outcome {
             Outcome::Unchanged => write!(f, "up to date at {current}"),
             Outcome::NoCandidate { why } => write!(f, "no candidate {why}; keeping {current}"),
+            Outcome::Promoted {
+                from,
+                to,
+                commit,
+                rollback: Some(cause),
+                ..
+            } => write!(
+                f,
+                "rolled back {from} -> {to} ({}) (commit {})",
+                cause.as_str(),
+                &commit[..commit.len().min(12)]
+            ),
+            Outcome::WouldPromote {
+                from,
+                to,
+                rollback: Some(cause),
+                ..
+            } => write!(f, "would roll back {from} -> {to} ({})", cause.as_str()),
             Outcome::Promoted {
                 from, to, commit, ..
             } => write!(
@@ -264,6 +307,11 @@ pub struct CycleReport {
     pub registry_pages: u32,
     /// Pull requests closed because the base already holds their values.
     pub requests_closed: u32,
+    /// Every preview environment's decision (`[[apps.previews]]`).
+    pub previews: Vec<super::preview::Report>,
+    /// The apps whose previews were decided this cycle (their listing was
+    /// read): a preview of theirs missing from `previews` no longer exists.
+    pub preview_apps: Vec<String>,
 }
 
 impl CycleReport {
@@ -272,6 +320,7 @@ impl CycleReport {
         self.targets
             .iter()
             .any(|t| matches!(t.outcome, Outcome::Failed { .. }))
+            || self.previews.iter().any(|p| p.action == "failed")
     }
 
     /// Outcomes counted by kind, for the one-line summary after a cycle.
@@ -296,6 +345,9 @@ mod tests {
             current: Some("1.0.0".into()),
             value: Some("reg/a:1.0.0".into()),
             gates: Vec::new(),
+            ecr: EcrNotes::default(),
+            denials: Vec::new(),
+            hold: None,
         }
     }
 
@@ -312,6 +364,7 @@ mod tests {
                 branch: "tagwatch/a/prod".into(),
             },
             diff: String::new(),
+            rollback: None,
         });
         assert_eq!(
             would.to_string(),

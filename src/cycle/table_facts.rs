@@ -109,6 +109,7 @@ pub fn images(written: &[(&str, &str, i64)]) -> Listing {
             })
             .collect(),
         pages: 1,
+        ..Listing::default()
     }
 }
 

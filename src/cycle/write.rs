@@ -17,6 +17,8 @@ use tracing::{error, info, warn};
 use super::decide::{self, Answers, Ask, Decided, Decision};
 use super::list::{Listings, Preferred};
 use super::plan::{Fact, GateFacts, Need, Step};
+use super::preview::Planned;
+use super::preview_facts;
 use super::report::Mode;
 use crate::argocd::{ArgoCd, ArgoError, ErrorKind as ArgoErrorKind};
 use crate::config::{Config, Update};
@@ -50,6 +52,8 @@ pub struct Inputs {
     pub checkout: SharedCheckout,
     pub mode: Mode,
     pub now: OffsetDateTime,
+    /// For preview environments' pull-request states; `None` without `[forge]`.
+    pub forge: Option<Arc<dyn crate::forge::Forge>>,
 }
 
 /// How the branch went.
@@ -61,6 +65,10 @@ pub struct Written {
     pub unpushed: Option<GitError>,
     pub push_attempts: u32,
     pub push_conflicts: u32,
+    /// Every preview decision, in config order.
+    pub previews: Vec<Planned>,
+    /// The pushed commit of each preview change, by index.
+    pub preview_commits: HashMap<usize, String>,
 }
 
 /// Decides, commits and pushes; `synced` is how the first sync went. An
@@ -70,6 +78,8 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
     let attempts = inputs.config.git.push_attempts.max(1);
     let mut conflicts = 0;
     let mut attempt = 0;
+    // Asked once per cycle: a retried push does not ask the forge again.
+    let mut states = preview_facts::States::new();
     loop {
         attempt += 1;
         if attempt > 1 {
@@ -79,6 +89,7 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
         // read to the push returned.
         let writing = std::time::Instant::now();
         let decided = decide_confirmed(inputs).await?;
+        let previews = decide_previews(inputs, &mut states).await?;
         if inputs.mode == Mode::DryRun {
             return Ok(Written {
                 decisions: decided,
@@ -86,12 +97,18 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
                 unpushed: None,
                 push_attempts: 0,
                 push_conflicts: 0,
+                previews,
+                preview_commits: HashMap::new(),
             });
         }
-        let (decided, committed) = blocking(inputs, move |config, slot, now| {
+        let listings = Arc::clone(&inputs.listings);
+        let (decided, previews, committed) = blocking(inputs, move |config, slot, now| {
             let checkout = slot.as_mut().ok_or_else(|| no_checkout(config))?;
-            let committed = commit(config, checkout, &decided, now);
-            Ok((decided, committed))
+            let committed = commit(config, checkout, &decided, now).and_then(|commits| {
+                preview_facts::commit(config, checkout, &listings, &previews, now)
+                    .map(|p| (commits, p))
+            });
+            Ok((decided, previews, committed))
         })
         .await?;
         let mut written = Written {
@@ -100,10 +117,12 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
             unpushed: None,
             push_attempts: 0,
             push_conflicts: conflicts,
+            previews,
+            preview_commits: HashMap::new(),
         };
-        let commits = match committed {
-            Ok(commits) if commits.is_empty() => return Ok(written),
-            Ok(commits) => commits,
+        let (commits, preview_commits) = match committed {
+            Ok((commits, p)) if commits.is_empty() && p.is_empty() => return Ok(written),
+            Ok(both) => both,
             Err(e) => {
                 written.unpushed = Some(e);
                 return Ok(written);
@@ -116,8 +135,9 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
         .await;
         match pushed {
             Ok(()) => {
-                info!(commits = commits.len(), attempt, write_elapsed = ?writing.elapsed(), "pushed");
+                info!(commits = commits.len() + preview_commits.len(), attempt, write_elapsed = ?writing.elapsed(), "pushed");
                 written.commits = commits;
+                written.preview_commits = preview_commits;
                 return Ok(written);
             }
             Err(GitError::Rejected { message, .. }) if attempt < attempts => {
@@ -135,6 +155,37 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
             }
         }
     }
+}
+
+/// Decides every preview block: the branch's preview files (blocking),
+/// the forge's word on the numbers not asked yet, then the pure plan.
+async fn decide_previews(
+    inputs: &Inputs,
+    states: &mut preview_facts::States,
+) -> Result<Vec<Planned>, GitError> {
+    if inputs.config.apps.iter().all(|a| a.previews.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let blocks = blocking(inputs, |config, slot, _| {
+        let checkout = slot.as_ref().ok_or_else(|| no_checkout(config))?;
+        Ok(preview_facts::read_branch(config, checkout))
+    })
+    .await?;
+    preview_facts::fetch_states(
+        &inputs.config,
+        inputs.forge.as_ref(),
+        &inputs.listings,
+        &blocks,
+        states,
+    )
+    .await;
+    Ok(preview_facts::decide(
+        &inputs.config,
+        &inputs.listings,
+        &blocks,
+        states,
+        inputs.now,
+    ))
 }
 
 /// Decides every target, asking the registry to confirm the images that
@@ -302,6 +353,11 @@ async fn confirm(
     for (repository, tag, digest) in asks {
         let registry = Arc::clone(registry);
         reads.spawn(async move {
+            // An IMMUTABLE repository's tag cannot have moved: confirmed
+            // without reading it (its mutability is read once, cached).
+            if registry.tags_immutable(&repository).await {
+                return ((repository, tag, digest), None);
+            }
             let answer = match registry.describe(&repository, &tag).await {
                 Ok(Some(now)) if now.digest == digest => None,
                 Ok(Some(now)) => Some(format!(
@@ -338,10 +394,13 @@ fn commit(
             continue;
         };
         let target = &config.apps[d.at.0].targets[d.at.1];
-        let message = change.promotion.message(&Location {
+        let mut message = change.promotion.message(&Location {
             file: target.file.as_str(),
             key: &target.key.to_string(),
         });
+        if let Some(order) = &change.rollback {
+            message.push_str(&order.trailers());
+        }
         // A failure here is the clone's own storage: nothing after it can
         // be committed either, and nothing is pushed.
         let id = checkout.commit_file(&target.file, &change.content, &message, now)?;

@@ -28,7 +28,7 @@ impl GitHub {
         let api = Api::new(
             &settings.api_url,
             format!("github {}", settings.repository),
-            settings.token_file.clone(),
+            super::credential(settings),
             Auth::Bearer,
             HEADERS,
         )?;
@@ -151,6 +151,19 @@ impl GitHub {
 }
 
 impl Forge for GitHub {
+    fn pull_state<'a>(&'a self, repository: Option<&'a str>, number: u64) -> Reply<'a, State> {
+        Box::pin(async move {
+            let repository = repository.unwrap_or(&self.repository);
+            let path = format!("/repos/{repository}/pulls/{number}");
+            let value = self
+                .api
+                .call(Method::GET, &path, &[], None)
+                .await?
+                .ok(&self.api, "get pull request")?;
+            Ok(self.parse(&value)?.state)
+        })
+    }
+
     fn find<'a>(&'a self, branch: &'a str, base: &'a str) -> Reply<'a, Option<PullRequest>> {
         Box::pin(async move {
             let head = format!("{}:{branch}", self.owner);

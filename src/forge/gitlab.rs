@@ -21,7 +21,7 @@ impl GitLab {
         let api = Api::new(
             &settings.api_url,
             format!("gitlab {}", settings.repository),
-            settings.token_file.clone(),
+            super::credential(settings),
             Auth::PrivateToken,
             &[],
         )?;
@@ -126,6 +126,24 @@ fn title(proposal: &Proposal) -> String {
 }
 
 impl Forge for GitLab {
+    fn pull_state<'a>(&'a self, repository: Option<&'a str>, number: u64) -> Reply<'a, State> {
+        Box::pin(async move {
+            let project = repository.map_or_else(|| self.project.clone(), encode);
+            let path = format!("/projects/{project}/merge_requests/{number}");
+            let value = self
+                .api
+                .call(Method::GET, &path, &[], None)
+                .await?
+                .ok(&self.api, "get merge request")?;
+            // `locked` is GitLab's brief state while a merge is under way:
+            // not closed, so a preview must not be removed for it.
+            if value["state"] == "locked" {
+                return Ok(State::Open);
+            }
+            Ok(self.parse(&value)?.state)
+        })
+    }
+
     fn find<'a>(&'a self, branch: &'a str, base: &'a str) -> Reply<'a, Option<PullRequest>> {
         Box::pin(async move {
             let query = [

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tracing::warn;
 
 use super::{ErrorKind, ForgeError};
+use crate::ghapp::{Secret, TokenError};
 
 /// Attempts per call, the first included.
 const ATTEMPTS: u32 = 4;
@@ -37,13 +38,22 @@ pub enum Auth {
     PrivateToken,
 }
 
+/// Where the token comes from.
+#[derive(Clone)]
+pub enum Credential {
+    /// A file, read on every request.
+    File(PathBuf),
+    /// Minted and cached elsewhere (a GitHub App installation).
+    Source(std::sync::Arc<dyn crate::ghapp::TokenSource>),
+}
+
 /// One forge's API at a base URL.
 pub struct Api {
     client: reqwest::Client,
     base: String,
     /// Names the forge in errors: `github acme/gitops`.
     pub name: String,
-    token_file: PathBuf,
+    credential: Credential,
     auth: Auth,
     headers: &'static [(&'static str, &'static str)],
 }
@@ -76,7 +86,7 @@ impl Api {
     pub fn new(
         base: &str,
         name: String,
-        token_file: PathBuf,
+        credential: Credential,
         auth: Auth,
         headers: &'static [(&'static str, &'static str)],
     ) -> Result<Api, ForgeError> {
@@ -99,7 +109,7 @@ impl Api {
             client,
             base: base.trim_end_matches('/').to_string(),
             name,
-            token_file,
+            credential,
             auth,
             headers,
         })
@@ -118,21 +128,37 @@ impl Api {
         &self.base
     }
 
-    fn token(&self) -> Result<String, ForgeError> {
-        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+    async fn token(&self) -> Result<Secret, ForgeError> {
+        let token_file = match &self.credential {
+            Credential::File(path) => path,
+            Credential::Source(source) => {
+                return source.token().await.map_err(|e| {
+                    let kind = match &e {
+                        TokenError::Refused { .. } | TokenError::NoInstallation { .. } => {
+                            ErrorKind::Auth
+                        }
+                        TokenError::Transport { .. } => ErrorKind::Transport,
+                        TokenError::Protocol { .. } => ErrorKind::Protocol,
+                        _ => ErrorKind::Token,
+                    };
+                    self.error(kind, e.to_string())
+                });
+            }
+        };
+        let token = std::fs::read_to_string(token_file).map_err(|e| {
             self.error(
                 ErrorKind::Token,
-                format!("cannot read token_file {}: {e}", self.token_file.display()),
+                format!("cannot read token_file {}: {e}", token_file.display()),
             )
         })?;
         let token = token.trim();
         if token.is_empty() {
             return Err(self.error(
                 ErrorKind::Token,
-                format!("token_file {} is empty", self.token_file.display()),
+                format!("token_file {} is empty", token_file.display()),
             ));
         }
-        Ok(token.to_string())
+        Ok(Secret::new(token.to_string()))
     }
 
     /// `method path?query` with an optional JSON body, retried as the
@@ -155,11 +181,11 @@ impl Api {
         loop {
             attempt += 1;
             let last = attempt >= ATTEMPTS;
-            let token = self.token()?;
+            let token = self.token().await?;
             let mut request = self.client.request(method.clone(), &url).query(query);
             request = match self.auth {
-                Auth::Bearer => request.bearer_auth(&token),
-                Auth::PrivateToken => request.header("PRIVATE-TOKEN", &token),
+                Auth::Bearer => request.bearer_auth(token.expose()),
+                Auth::PrivateToken => request.header("PRIVATE-TOKEN", token.expose()),
             };
             for (name, value) in self.headers {
                 request = request.header(*name, *value);
@@ -181,6 +207,12 @@ impl Api {
                 }
             };
             let status = response.status();
+            if status == StatusCode::UNAUTHORIZED
+                && let Credential::Source(source) = &self.credential
+            {
+                // Revoked before its expiry: the next call mints another.
+                source.refused(&token);
+            }
             if status.is_redirection() {
                 let location = response
                     .headers()

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::{ForgeKind, ForgeSettings, ProposalOptions};
+use crate::config::{ForgeAuth, ForgeKind, ForgeSettings, ProposalOptions};
 
 /// What tagwatch asks for: a request from `branch` into `base`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +128,12 @@ pub trait Forge: Send + Sync {
 
     /// Leaves `comment` on the request and closes it.
     fn close<'a>(&'a self, pr: &'a PullRequest, comment: &'a str) -> Reply<'a, ()>;
+
+    /// Where request `number` stands in `repository` (the configured one
+    /// when `None`): for preview environments, whose numbers come from
+    /// image tags. GitHub `GET /repos/{owner}/{repo}/pulls/{number}`,
+    /// GitLab `GET /projects/:id/merge_requests/:iid`.
+    fn pull_state<'a>(&'a self, repository: Option<&'a str>, number: u64) -> Reply<'a, State>;
 }
 
 /// From a forge's list of requests for a branch (newest first): the open
@@ -135,6 +141,15 @@ pub trait Forge: Send + Sync {
 fn pick(list: Vec<PullRequest>) -> Option<PullRequest> {
     let open = list.iter().position(|p| p.state == State::Open);
     list.into_iter().nth(open.unwrap_or(0))
+}
+
+/// Where `settings`' token comes from: its file, or the GitHub App's
+/// shared cache (the one git's credentials use too).
+fn credential(settings: &ForgeSettings) -> http::Credential {
+    match &settings.auth {
+        ForgeAuth::Token(file) => http::Credential::File(file.clone()),
+        ForgeAuth::App(app) => http::Credential::Source(crate::ghapp::shared(app)),
+    }
 }
 
 /// The forge `settings` describe.

@@ -83,6 +83,7 @@ pub(super) fn callbacks<'a>(
     };
     let mut cbs = RemoteCallbacks::new();
     let mut asked = false;
+    let mut offered: Option<crate::ghapp::Secret> = None;
     let configured = host_port(&settings.url);
     cbs.credentials(move |url, username, allowed| {
         let remote = redact(url);
@@ -107,6 +108,33 @@ pub(super) fn callbacks<'a>(
                 )));
             }
             return git2::Cred::ssh_key(username.unwrap_or("git"), None, &ssh.key_file, None);
+        }
+        if let Some(app) = settings
+            .github_app
+            .as_ref()
+            .filter(|_| allowed.is_user_pass_plaintext())
+        {
+            use crate::ghapp::TokenSource as _;
+            let tokens = crate::ghapp::shared(app);
+            if again {
+                // Revoked early: the next operation mints another.
+                if let Some(token) = offered.take() {
+                    tokens.refused(&token);
+                }
+                return Err(refuse(format!(
+                    "{remote} rejected the GitHub App installation token (app {}, installation {}); \
+                     does the app have contents: write on the repository?",
+                    app.app_id, app.installation_id
+                )));
+            }
+            // Cached across operations and shared with the forge client;
+            // minted (on this blocking thread) only when near its expiry.
+            let token = tokens
+                .token_blocking()
+                .map_err(|e| refuse(e.to_string()))?;
+            let cred = git2::Cred::userpass_plaintext("x-access-token", token.expose());
+            offered = Some(token);
+            return cred;
         }
         let Some(token) = settings
             .token

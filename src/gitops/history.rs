@@ -36,6 +36,22 @@ pub struct Setter {
     pub parents: Vec<CommitId>,
 }
 
+/// One commit that changed a file's value, as [`Checkout::value_events`]
+/// finds it: the facts `cycle::holds` derives denials from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueEvent {
+    pub commit: String,
+    /// The commit's author name: who to credit with a revert.
+    pub author: String,
+    pub at: time::OffsetDateTime,
+    /// The value before (at the first parent) and after; `None` where the
+    /// file or the value was absent.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The whole message, for its trailers.
+    pub message: String,
+}
+
 impl Checkout {
     /// The promotions reachable from `from`, newest first, read from the
     /// commits' trailers along the first-parent line (what the branch ran,
@@ -62,9 +78,41 @@ impl Checkout {
             })
     }
 
-    /// The promotions on `tip` that `base` does not have: what a proposal
-    /// branch proposes.
-    pub fn proposed(&self, tip: CommitId, base: CommitId) -> Vec<Promotion> {
+    /// The commits on the first-parent line from `from` (at most `limit`
+    /// back), newest first, whose message's last paragraph has a trailer
+    /// named in `keys`: `(commit, time, message)`. How `history` finds
+    /// holds and releases, which are not promotions.
+    pub fn commits_with_trailers(
+        &self,
+        from: CommitId,
+        limit: usize,
+        keys: &[&str],
+    ) -> Vec<(String, time::OffsetDateTime, String)> {
+        let Ok(mut walk) = self.repo.revwalk() else {
+            return Vec::new();
+        };
+        if walk.push(from.0).is_err() || walk.simplify_first_parent().is_err() {
+            return Vec::new();
+        }
+        walk.take(limit)
+            .filter_map(Result::ok)
+            .filter_map(|oid| {
+                let commit = self.repo.find_commit(oid).ok()?;
+                let message = commit.message().ok()?.to_string();
+                let last = message.trim_end().rsplit("\n\n").next()?;
+                let has = last.lines().any(|l| {
+                    l.split_once(':')
+                        .is_some_and(|(k, _)| keys.contains(&k.trim()))
+                });
+                has.then(|| (oid.to_string(), commit_time(&commit), message))
+            })
+            .collect()
+    }
+
+    /// The messages of the commits on `tip` that `base` does not have,
+    /// newest first: what a proposal branch's commits say (a pending
+    /// rollback's trailers among them).
+    pub fn proposed_messages(&self, tip: CommitId, base: CommitId) -> Vec<String> {
         let Ok(mut walk) = self.repo.revwalk() else {
             return Vec::new();
         };
@@ -76,7 +124,22 @@ impl Checkout {
         }
         walk.filter_map(Result::ok)
             .take(1_000)
-            .filter_map(|oid| Promotion::parse(self.repo.find_commit(oid).ok()?.message().ok()?))
+            .filter_map(|oid| Some(self.repo.find_commit(oid).ok()?.message().ok()?.to_string()))
+            .collect()
+    }
+
+    /// The message of `commit` (full hex id); `None` when it is not here.
+    pub fn message_of(&self, commit: &str) -> Option<String> {
+        let oid = git2::Oid::from_str(commit).ok()?;
+        Some(self.repo.find_commit(oid).ok()?.message().ok()?.to_string())
+    }
+
+    /// The promotions on `tip` that `base` does not have: what a proposal
+    /// branch proposes.
+    pub fn proposed(&self, tip: CommitId, base: CommitId) -> Vec<Promotion> {
+        self.proposed_messages(tip, base)
+            .iter()
+            .filter_map(|m| Promotion::parse(m))
             .collect()
     }
 
@@ -149,6 +212,54 @@ impl Checkout {
         self.repo.graph_descendant_of(d, a).ok()
     }
 
+    /// Every commit on the first-parent line from the head (at most
+    /// `limit` back) that changed the value `value_of` reads from `path`,
+    /// oldest first. `value_of` runs only where the file's blob changed.
+    pub fn value_events(
+        &self,
+        path: &RepoPath,
+        limit: usize,
+        value_of: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Vec<ValueEvent> {
+        let Ok(head) = self.head() else {
+            return Vec::new();
+        };
+        let blob_in = |commit: &git2::Commit<'_>| blob_in(commit, path);
+        let read = |blob| self.read_value(blob, value_of);
+        let mut out = Vec::new();
+        let commits =
+            std::iter::successors(self.repo.find_commit(head.0).ok(), |c| c.parent(0).ok());
+        for commit in commits.take(limit) {
+            let blob = blob_in(&commit);
+            let parent_blob = commit.parent(0).ok().and_then(|p| blob_in(&p));
+            if blob == parent_blob {
+                continue;
+            }
+            let (to, from) = (read(blob), read(parent_blob));
+            if to == from {
+                continue;
+            }
+            // A merge without trailers of its own (a pull request merged
+            // with a merge commit) speaks with its side branch's tip: the
+            // commit tagwatch proposed, trailers and all.
+            let own = commit.message().unwrap_or("").to_string();
+            let message = match commit.parent(1) {
+                Ok(side) if !own.contains("Tagwatch-") => side.message().unwrap_or("").to_string(),
+                _ => own,
+            };
+            out.push(ValueEvent {
+                commit: commit.id().to_string(),
+                author: commit.author().name().unwrap_or("").to_string(),
+                at: commit_time(&commit),
+                from,
+                to,
+                message,
+            });
+        }
+        out.reverse();
+        out
+    }
+
     /// The most recent promotion of `app`/`env` that wrote `digest`. This is
     /// how a digest-only value is tied back to its tag once the registry no
     /// longer has a tag on that digest.
@@ -193,22 +304,8 @@ impl Checkout {
         limit: usize,
         value_of: impl Fn(&[u8]) -> Option<String>,
     ) -> Option<Setter> {
-        let blob_in = |commit: &git2::Commit<'_>| {
-            commit
-                .tree()
-                .ok()?
-                .get_path(Path::new(path.as_str()))
-                .ok()
-                .map(|e| e.id())
-        };
-        let read = |blob: Option<git2::Oid>| -> Option<String> {
-            let blob = blob?;
-            let (size, _) = self.repo.odb().ok()?.read_header(blob).ok()?;
-            if size > super::MAX_BLOB_BYTES {
-                return None;
-            }
-            value_of(self.repo.find_blob(blob).ok()?.content())
-        };
+        let blob_in = |commit: &git2::Commit<'_>| blob_in(commit, path);
+        let read = |blob| self.read_value(blob, &value_of);
         let mut setter = self.repo.find_commit(then.0).ok()?;
         let mut blob = blob_in(&setter);
         let value = read(blob)?;
@@ -230,6 +327,33 @@ impl Checkout {
             parents: setter.parent_ids().map(CommitId).collect(),
         })
     }
+}
+
+impl Checkout {
+    /// What `value_of` reads from `blob`; `None` for no blob, or one larger
+    /// than [`super::MAX_BLOB_BYTES`] (known from its header, unread).
+    fn read_value(
+        &self,
+        blob: Option<git2::Oid>,
+        value_of: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Option<String> {
+        let blob = blob?;
+        let (size, _) = self.repo.odb().ok()?.read_header(blob).ok()?;
+        if size > super::MAX_BLOB_BYTES {
+            return None;
+        }
+        value_of(self.repo.find_blob(blob).ok()?.content())
+    }
+}
+
+/// The blob `path` is in `commit`'s tree.
+fn blob_in(commit: &git2::Commit<'_>, path: &RepoPath) -> Option<git2::Oid> {
+    commit
+        .tree()
+        .ok()?
+        .get_path(Path::new(path.as_str()))
+        .ok()
+        .map(|e| e.id())
 }
 
 fn commit_time(commit: &git2::Commit<'_>) -> time::OffsetDateTime {
@@ -289,6 +413,7 @@ mod tests {
             ssh: None,
             signing_key_file: None,
             ca_file: None,
+            github_app: None,
         };
         let mut checkout = Checkout::open_or_create(&settings).unwrap();
         checkout.sync().unwrap();

@@ -24,6 +24,7 @@
 //!   remotes are local, a remote's host and port.
 
 mod auth;
+mod files;
 mod history;
 mod url;
 
@@ -37,7 +38,7 @@ use git2::{
 use crate::config::{GitSettings, RepoPath};
 
 pub use auth::AuthError;
-pub use history::{Recorded, Setter};
+pub use history::{Recorded, Setter, ValueEvent};
 pub use url::{clone_name, redact};
 use url::{local_path, scrub};
 
@@ -458,17 +459,18 @@ impl Checkout {
     ) -> Result<CommitId, GitError> {
         let local = self.local_ref();
         crate::metrics::time(&crate::metrics::get().git_duration, "commit", || {
-            self.commit_onto(&local, path, content, message, when)
+            self.commit_onto(&local, path, Some(content), message, when)
         })
     }
 
-    /// Commits `content` as `path` on top of the commit `refname` points
-    /// at, and moves `refname` to the new commit.
+    /// Commits `content` as `path` (or, with `None`, the file's removal)
+    /// on top of the commit `refname` points at, and moves `refname` to
+    /// the new commit.
     fn commit_onto(
         &mut self,
         refname: &str,
         path: &RepoPath,
-        content: &[u8],
+        content: Option<&[u8]>,
         message: &str,
         when: time::OffsetDateTime,
     ) -> Result<CommitId, GitError> {
@@ -484,9 +486,16 @@ impl Checkout {
             }
             _ => FileMode::Blob,
         };
-        let blob = self.repo.blob(content).map_err(|e| self.local_error(e))?;
         let mut update = TreeUpdateBuilder::new();
-        update.upsert(path.as_str(), blob, mode);
+        match content {
+            Some(content) => {
+                let blob = self.repo.blob(content).map_err(|e| self.local_error(e))?;
+                update.upsert(path.as_str(), blob, mode);
+            }
+            None => {
+                update.remove(path.as_str());
+            }
+        }
         let new_tree = update
             .create_updated(&self.repo, &tree)
             .map_err(|e| self.local_error(e))?;
@@ -766,7 +775,7 @@ impl Checkout {
         message: &str,
         when: time::OffsetDateTime,
     ) -> Result<CommitId, GitError> {
-        self.commit_onto(refname, path, content, message, when)
+        self.commit_onto(refname, path, Some(content), message, when)
     }
 
     /// Removes the clone from disk. Used when it is damaged: it is a cache,

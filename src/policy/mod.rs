@@ -82,6 +82,9 @@ pub struct Policy {
     pub ignore: Vec<glob::Pattern>,
     /// A tag must have been pushed at least this long ago.
     pub min_age: Option<Duration>,
+    /// The app's `[[apps.previews]]` patterns: a preview tag is never a
+    /// candidate for the app's targets. Set by the config, empty otherwise.
+    pub previews: Vec<Arc<Regex>>,
     /// `extract` resolved to a group index once, so the hot loop over
     /// 100,000 tags never looks a group up by name.
     extract_index: Option<usize>,
@@ -233,6 +236,7 @@ impl Policy {
             extract,
             ignore,
             min_age,
+            previews: Vec::new(),
             extract_index,
         })
     }
@@ -307,6 +311,9 @@ impl Policy {
             && tag != followed
         {
             return Err(Reason::NotFollowed);
+        }
+        if self.previews.iter().any(|re| re.is_match(tag)) {
+            return Err(Reason::Preview);
         }
         let value = self.ordering_text(tag, scratch)?;
         if let Some(glob) = self.ignore.iter().find(|g| g.matches(tag)) {
@@ -704,6 +711,8 @@ pub enum Reason {
     Signature,
     NotFollowed,
     NotAllowed,
+    /// Matched by an `[[apps.previews]]` pattern: a preview's, not the app's.
+    Preview,
     Ignored(String),
     NoPushTime,
     InTheFuture,
@@ -724,6 +733,7 @@ impl Reason {
             Reason::Signature => "signature or attestation",
             Reason::NotFollowed => "not the followed tag",
             Reason::NotAllowed => "not matched by allow",
+            Reason::Preview => "a preview tag ([[apps.previews]])",
             Reason::Ignored(_) => "ignored",
             Reason::NoPushTime => "without a push time",
             Reason::InTheFuture => "pushed in the future",

@@ -22,12 +22,15 @@ use aws_config::{BehaviorVersion, Region, timeout::TimeoutConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ecr::types::{DescribeImagesFilter, ImageDetail, ImageIdentifier, TagStatus};
+use aws_sdk_ecr::types::{
+    DescribeImagesFilter, ImageDetail, ImageIdentifier, ImageStatus, ImageTagMutability, TagStatus,
+};
 use time::OffsetDateTime;
 
 use super::{
-    CosignFuture, CosignSignature, DescribeFuture, ErrorKind, Image, ListFuture, Listing,
-    Referrers, ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
+    CosignFuture, CosignSignature, DescribeFuture, ErrorKind, Image, ImmutableFuture,
+    LifecycleFuture, ListFuture, Listing, Referrers, ReferrersFuture, Registry, RegistryError,
+    ScanFindings, ScanFuture,
 };
 use crate::aws::AwsSettings;
 use crate::gate::{ScanStatus, Severity};
@@ -69,7 +72,14 @@ pub struct EcrRegistry {
     /// Set for cross-account reads; `None` means the caller's own registry.
     registry_id: Option<String>,
     region: String,
+    /// Each repository's `imageTagMutability`, read once with
+    /// `DescribeRepositories` and kept for the life of the client (a
+    /// reload builds a new one): true for `IMMUTABLE`. One cell per
+    /// repository, so concurrent re-checks of one repository ask once.
+    immutable: Arc<std::sync::Mutex<ImmutableCells>>,
 }
+
+type ImmutableCells = std::collections::HashMap<String, Arc<tokio::sync::OnceCell<bool>>>;
 
 /// Why the client could not be built. Raised before any request is sent.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +132,7 @@ impl EcrRegistry {
             throttled,
             registry_id: settings.registry_id.clone(),
             region,
+            immutable: Arc::default(),
         })
     }
 
@@ -146,6 +157,7 @@ impl EcrRegistry {
             region: self.region.clone(),
             images: Vec::new(),
             pages: 0,
+            ..Listing::default()
         };
         loop {
             let started = std::time::Instant::now();
@@ -162,10 +174,78 @@ impl EcrRegistry {
                 {
                     listing.registry_id = id.to_string();
                 }
-                listing.images.extend(images_of(detail));
+                // Only ACTIVE images are served; an ARCHIVED one (or one
+                // still ACTIVATING out of the archive) fails a pull, so it
+                // is kept apart and never becomes a candidate. No status at
+                // all is an ECR that predates archiving: active.
+                let bucket = if detail
+                    .image_status()
+                    .is_some_and(|s| *s != ImageStatus::Active)
+                {
+                    &mut listing.archived
+                } else if detail.artifact_media_type() == Some(crate::image::HELM_CHART_CONFIG) {
+                    &mut listing.charts
+                } else {
+                    &mut listing.images
+                };
+                bucket.extend(images_of(detail));
             }
         }
         Ok(listing)
+    }
+
+    /// Whether `repository`'s tags are `IMMUTABLE`, from the cache or one
+    /// `DescribeRepositories`. A failed read (no IAM grant, say) counts as
+    /// mutable, so the re-check stays on, and is not asked again.
+    async fn is_immutable(&self, repository: &str) -> bool {
+        let cell = {
+            let mut cells = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(cells.entry(repository.to_string()).or_default())
+        };
+        *cell.get_or_init(|| self.read_mutability(repository)).await
+    }
+
+    async fn read_mutability(&self, repository: &str) -> bool {
+        let started = std::time::Instant::now();
+        let out = self
+            .client
+            .describe_repositories()
+            .set_registry_id(self.registry_id.clone())
+            .repository_names(repository)
+            .send()
+            .await;
+        observe("DescribeRepositories", started);
+        match out {
+            Ok(out) => out.repositories().iter().any(|r| {
+                r.repository_name() == Some(repository)
+                    && r.image_tag_mutability() == Some(&ImageTagMutability::Immutable)
+            }),
+            Err(e) => {
+                let e = classify(repository, e);
+                tracing::debug!(kind = e.kind(), error = %e, "DescribeRepositories failed; taken as mutable");
+                false
+            }
+        }
+    }
+
+    /// `GetLifecyclePolicy`; a repository without one is `None`.
+    async fn lifecycle_of(&self, repository: &str) -> Result<Option<String>, RegistryError> {
+        let started = std::time::Instant::now();
+        let out = self
+            .client
+            .get_lifecycle_policy()
+            .repository_name(repository)
+            .set_registry_id(self.registry_id.clone())
+            .send()
+            .await;
+        observe("GetLifecyclePolicy", started);
+        match out {
+            Ok(out) => Ok(out.lifecycle_policy_text().map(str::to_string)),
+            Err(SdkError::ServiceError(e)) if e.err().is_lifecycle_policy_not_found_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(classify(repository, e)),
+        }
     }
 
     async fn describe_tag(
@@ -185,9 +265,11 @@ impl EcrRegistry {
             .map_err(|e| classify(repository, e));
         observe("DescribeImages", started);
         match result {
+            // An archived image is not served: as good as gone.
             Ok(out) => Ok(out
                 .image_details()
                 .iter()
+                .filter(|d| d.image_status().is_none_or(|s| *s == ImageStatus::Active))
                 .flat_map(images_of)
                 .find(|image| image.tag == tag)),
             Err(e) => {
@@ -454,6 +536,7 @@ impl aws_sdk_ecr::config::Intercept for CountAttempts {
     ) -> Result<(), aws_sdk_ecr::error::BoxError> {
         use aws_sdk_ecr::operation::{
             describe_image_scan_findings as scans, describe_images as images,
+            describe_repositories as repositories, get_lifecycle_policy as lifecycle,
             list_image_referrers as referrers,
         };
         // The operation, told by the type of its answer: one interceptor
@@ -470,6 +553,16 @@ impl aws_sdk_ecr::config::Intercept for CountAttempts {
                     .is_some()
                 {
                     "ListImageReferrers"
+                } else if out
+                    .downcast_ref::<repositories::DescribeRepositoriesOutput>()
+                    .is_some()
+                {
+                    "DescribeRepositories"
+                } else if out
+                    .downcast_ref::<lifecycle::GetLifecyclePolicyOutput>()
+                    .is_some()
+                {
+                    "GetLifecyclePolicy"
                 } else {
                     "DescribeImages"
                 };
@@ -488,6 +581,14 @@ impl aws_sdk_ecr::config::Intercept for CountAttempts {
                     op.and_then(|e| e.downcast_ref::<referrers::ListImageReferrersError>())
                 {
                     ("ListImageReferrers", code(e.code()))
+                } else if let Some(e) =
+                    op.and_then(|e| e.downcast_ref::<repositories::DescribeRepositoriesError>())
+                {
+                    ("DescribeRepositories", code(e.code()))
+                } else if let Some(e) =
+                    op.and_then(|e| e.downcast_ref::<lifecycle::GetLifecyclePolicyError>())
+                {
+                    ("GetLifecyclePolicy", code(e.code()))
                 } else if e.is_timeout_error() {
                     ("DescribeImages", "timeout")
                 } else {
@@ -532,6 +633,16 @@ impl Registry for EcrRegistry {
     fn describe(&self, repository: &str, tag: &str) -> DescribeFuture<'_> {
         let (repository, tag) = (repository.to_string(), tag.to_string());
         Box::pin(async move { self.describe_tag(&repository, &tag).await })
+    }
+
+    fn lifecycle_policy(&self, repository: &str) -> LifecycleFuture<'_> {
+        let repository = repository.to_string();
+        Box::pin(async move { self.lifecycle_of(&repository).await })
+    }
+
+    fn tags_immutable(&self, repository: &str) -> ImmutableFuture<'_> {
+        let repository = repository.to_string();
+        Box::pin(async move { self.is_immutable(&repository).await })
     }
 
     fn scan_findings(&self, repository: &str, digest: &str) -> ScanFuture<'_> {

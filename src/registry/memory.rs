@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{
-    DescribeFuture, ErrorKind, Image, ListFuture, Listing, Referrers, ReferrersFuture, Registry,
-    RegistryError, ScanFindings, ScanFuture,
+    DescribeFuture, ErrorKind, Image, ImmutableFuture, LifecycleFuture, ListFuture, Listing,
+    Location, Referrers, ReferrersFuture, Registry, RegistryError, ScanFindings, ScanFuture,
 };
 use crate::gate::ScanStatus;
 
@@ -18,6 +18,13 @@ pub struct MemoryRegistry {
     scans: Mutex<HashMap<String, ScanFindings>>,
     /// Referrers' artifact types by digest.
     referrers: Mutex<HashMap<String, Referrers>>,
+    /// Whole listings by location and repository: another region's
+    /// replica, charts, archived images. Asked before `repositories`.
+    located: Mutex<HashMap<(Location, String), Listing>>,
+    /// Lifecycle policies (ECR's JSON text) by repository.
+    lifecycle: Mutex<HashMap<String, String>>,
+    /// Repositories whose tags are IMMUTABLE.
+    immutable: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MemoryRegistry {
@@ -38,6 +45,26 @@ impl MemoryRegistry {
         referrers.insert(digest.to_string(), types);
     }
 
+    /// Sets the whole listing of `repository` at `location` (the primary
+    /// one too, when `location` is the default): charts, archived images,
+    /// immutability and all.
+    pub fn set_listing(&self, location: &Location, repository: &str, listing: Listing) {
+        let mut located = self.located.lock().unwrap_or_else(|e| e.into_inner());
+        located.insert((location.clone(), repository.to_string()), listing);
+    }
+
+    /// Sets the lifecycle policy of `repository`.
+    pub fn set_lifecycle_policy(&self, repository: &str, policy: &str) {
+        let mut lifecycle = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        lifecycle.insert(repository.to_string(), policy.to_string());
+    }
+
+    /// Makes `repository`'s tags IMMUTABLE.
+    pub fn set_immutable(&self, repository: &str) {
+        let mut immutable = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
+        immutable.insert(repository.to_string());
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Image>>> {
         // A panic in another test thread must not cascade into this one.
         self.repositories.lock().unwrap_or_else(|e| e.into_inner())
@@ -45,6 +72,37 @@ impl MemoryRegistry {
 }
 
 impl Registry for MemoryRegistry {
+    fn list_at(&self, location: &Location, repository: &str) -> ListFuture<'_> {
+        let located = self.located.lock().unwrap_or_else(|e| e.into_inner());
+        match located.get(&(location.clone(), repository.to_string())) {
+            Some(listing) => {
+                let listing = listing.clone();
+                Box::pin(async move { Ok(listing) })
+            }
+            None if location.is_primary() => self.list(repository),
+            None => {
+                let error = RegistryError {
+                    repository: repository.to_string(),
+                    kind: ErrorKind::NotFound,
+                    message: format!("repository does not exist in {}", location.label()),
+                };
+                Box::pin(async move { Err(error) })
+            }
+        }
+    }
+
+    fn lifecycle_policy(&self, repository: &str) -> LifecycleFuture<'_> {
+        let lifecycle = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let policy = lifecycle.get(repository).cloned();
+        Box::pin(async move { Ok(policy) })
+    }
+
+    fn tags_immutable(&self, repository: &str) -> ImmutableFuture<'_> {
+        let immutable = self.immutable.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = immutable.contains(repository);
+        Box::pin(async move { answer })
+    }
+
     fn list(&self, repository: &str) -> ListFuture<'_> {
         let result = match self.lock().get(repository) {
             Some(images) => Ok(Listing {
@@ -53,6 +111,7 @@ impl Registry for MemoryRegistry {
                 region: "test-region-1".into(),
                 images: images.clone(),
                 pages: 1,
+                ..Listing::default()
             }),
             None => Err(RegistryError {
                 repository: repository.to_string(),

@@ -9,13 +9,15 @@
 
 pub mod ecr;
 pub mod memory;
+pub mod regional;
 pub mod scan_cache;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::aws::Location;
 pub use crate::gate::{CosignSignature, Referrers, ScanFindings};
-pub use crate::image::{Image, Listing};
+pub use crate::image::{Artifact, Image, ListKey, Listing};
 
 /// Why a listing failed, in the fixed set that logs and metrics use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +71,60 @@ pub type ReferrersFuture<'a> =
 pub type CosignFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<CosignSignature>, RegistryError>> + Send + 'a>>;
 
+/// A repository's lifecycle policy as ECR holds it (its JSON text);
+/// `None` when the repository has none.
+pub type LifecycleFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, RegistryError>> + Send + 'a>>;
+
+/// Whether a repository's tags are `IMMUTABLE`.
+pub type ImmutableFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 /// A source of image listings.
 pub trait Registry: Send + Sync {
     /// Lists every tagged image of `repository`, following pagination to the
     /// end. Called once per repository per cycle, however many apps use it.
     fn list(&self, repository: &str) -> ListFuture<'_>;
+
+    /// Lists `repository` in the registry at `location` (another region's
+    /// replica, another account). The default serves only the primary
+    /// location; [`regional::Regional`] holds one client per location.
+    fn list_at(&self, location: &Location, repository: &str) -> ListFuture<'_> {
+        if location.is_primary() {
+            return self.list(repository);
+        }
+        let error = unsupported(
+            repository,
+            &format!("{} (no client for it)", location.label()),
+        );
+        Box::pin(async move { Err(error) })
+    }
+
+    /// The repository's lifecycle policy (`GetLifecyclePolicy`), for
+    /// `tagwatch lifecycle-check`.
+    fn lifecycle_policy(&self, repository: &str) -> LifecycleFuture<'_> {
+        let error = unsupported(repository, "lifecycle policies");
+        Box::pin(async move { Err(error) })
+    }
+
+    /// Whether `repository`'s tags cannot move (`imageTagMutability =
+    /// IMMUTABLE`): then a choice needs no re-check before it is written.
+    /// Asked only when a re-check is due, so a quiet cycle makes no call;
+    /// `false` when the registry cannot tell.
+    fn tags_immutable(&self, _repository: &str) -> ImmutableFuture<'_> {
+        Box::pin(async { false })
+    }
+
+    /// [`Registry::lifecycle_policy`] of the repository at `location`.
+    fn lifecycle_policy_at(&self, location: &Location, repository: &str) -> LifecycleFuture<'_> {
+        if location.is_primary() {
+            return self.lifecycle_policy(repository);
+        }
+        let error = unsupported(
+            repository,
+            &format!("{} (no client for it)", location.label()),
+        );
+        Box::pin(async move { Err(error) })
+    }
 
     /// Reads one tag as the registry holds it right now; `None` when the
     /// tag does not exist. Used to re-check a choice just before writing.

@@ -480,15 +480,21 @@ pub struct GitHttp {
 
 impl GitHttp {
     pub fn start(base: &Path, password: &str) -> GitHttp {
-        GitHttp::serve(base, password, None)
+        GitHttp::serve(base, "git", password, None)
+    }
+
+    /// The same with another basic-auth user (`x-access-token`, as GitHub
+    /// takes an App installation token).
+    pub fn start_as(base: &Path, user: &str, password: &str) -> GitHttp {
+        GitHttp::serve(base, user, password, None)
     }
 
     /// The same over HTTPS, with a certificate from `tls`'s private CA.
     pub fn start_tls(base: &Path, password: &str, tls: &TestCa) -> GitHttp {
-        GitHttp::serve(base, password, Some(tls))
+        GitHttp::serve(base, "git", password, Some(tls))
     }
 
-    fn serve(base: &Path, password: &str, tls: Option<&TestCa>) -> GitHttp {
+    fn serve(base: &Path, user: &str, password: &str, tls: Option<&TestCa>) -> GitHttp {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let socket = d.join("fcgi.sock");
@@ -505,7 +511,7 @@ impl GitHttp {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::fs::write(d.join("htpasswd"), format!("git:{{PLAIN}}{password}\n")).unwrap();
+        std::fs::write(d.join("htpasswd"), format!("{user}:{{PLAIN}}{password}\n")).unwrap();
         let exec_path = git(base, &["--exec-path"]);
         let port = free_port();
         // As root, nginx's workers would otherwise run as nobody and be

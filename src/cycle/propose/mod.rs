@@ -50,6 +50,8 @@ pub struct Member {
     pub source: Option<(String, Option<OffsetDateTime>)>,
     /// The gates the proposed image passed, with what each found.
     pub passed: Vec<(crate::gate::Gate, String)>,
+    /// A rollback, not a promotion: its trailers go on the commit.
+    pub rollback: Option<crate::rollback::Order>,
 }
 
 impl Member {
@@ -135,6 +137,7 @@ pub fn build(
                 value: change.value.clone(),
                 source: change.source.clone(),
                 passed: change.passed.clone(),
+                rollback: change.rollback.clone(),
             }),
             Step::Keep => {
                 let current = d.held.as_ref().map(|h| h.tag.as_str()).unwrap_or_default();
@@ -142,6 +145,22 @@ pub fn build(
                     .entry(branch.clone())
                     .or_default()
                     .push(format!("{} {} already runs {current}", d.app, d.env));
+            }
+            // No candidate because the better tag is denied, while the
+            // request proposes what the env runs now (a rollback made on
+            // the branch directly): nothing is left for it to do.
+            Step::NoCandidate { .. } if !d.denials.is_empty() => {
+                let current = d.held.as_ref().map(|h| h.tag.as_str()).unwrap_or_default();
+                let proposed = match (checkout.remote_branch(branch), checkout.head()) {
+                    (Some(tip), Ok(head)) => checkout.proposed(tip, head),
+                    _ => Vec::new(),
+                };
+                if !proposed.is_empty() && proposed.iter().all(|p| p.to == current) {
+                    settled
+                        .entry(branch.clone())
+                        .or_default()
+                        .push(format!("{} {} already runs {current}", d.app, d.env));
+                }
             }
             _ => {}
         }
@@ -256,10 +275,13 @@ fn rebuild(
             source: Box::new(source),
         })?;
         let Some(content) = edited else { continue };
-        let message = m.promotion.message(&Location {
+        let mut message = m.promotion.message(&Location {
             file: t.file.as_str(),
             key: &t.key.to_string(),
         });
+        if let Some(order) = &m.rollback {
+            message.push_str(&order.trailers());
+        }
         checkout.commit_on(&refname, &t.file, &content, &message, now)?;
     }
     Ok(())

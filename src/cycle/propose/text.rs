@@ -17,6 +17,10 @@ use crate::trailers::format_time;
 /// `backend: promote prod (payments 1.4.3, orders 2.0.1)`.
 pub fn title(members: &[Member]) -> String {
     let text = match members {
+        [one] if one.rollback.is_some() => format!(
+            "{}: roll {} back to {}",
+            one.app, one.target.env, one.promotion.to
+        ),
         [one] => format!(
             "{}: promote {} to {}",
             one.app, one.target.env, one.promotion.to
@@ -66,20 +70,30 @@ pub fn body(members: &[Member], base: &str, now: OffsetDateTime) -> String {
     let _ = writeln!(b);
     for m in members {
         let p = &m.promotion;
-        let origin = match &m.source {
-            Some((env, Some(since))) => {
-                let ran =
-                    std::time::Duration::from_secs((now - *since).whole_seconds().max(0) as u64);
-                format!(
-                    "{} has run {} for {} (since {})",
-                    cell(env),
-                    code(&p.to),
-                    humantime::format_duration(ran),
-                    format_time(*since)
-                )
-            }
-            Some((env, None)) => format!("taken from {}", cell(env)),
-            None => "the registry's newest match for the policy".to_string(),
+        let origin = match (&m.rollback, &m.source) {
+            (Some(r), _) => format!(
+                "a rollback of {} ({}): {}; merging it denies {} for this env and those promoted from it",
+                code(&r.of),
+                r.cause.as_str(),
+                cell(&r.reason),
+                code(&r.of)
+            ),
+            (None, source) => match source {
+                Some((env, Some(since))) => {
+                    let ran = std::time::Duration::from_secs(
+                        (now - *since).whole_seconds().max(0) as u64
+                    );
+                    format!(
+                        "{} has run {} for {} (since {})",
+                        cell(env),
+                        code(&p.to),
+                        humantime::format_duration(ran),
+                        format_time(*since)
+                    )
+                }
+                Some((env, None)) => format!("taken from {}", cell(env)),
+                None => "the registry's newest match for the policy".to_string(),
+            },
         };
         let _ = writeln!(
             b,
@@ -87,6 +101,16 @@ pub fn body(members: &[Member], base: &str, now: OffsetDateTime) -> String {
             cell(&p.app),
             console_url(&p.image, &p.digest)
         );
+        // A DR target is proposed only once its region holds the image.
+        if let Some(replica) = &m.target.replica {
+            let _ = writeln!(
+                b,
+                "  - replicated: {} holds {}:{} at the same digest",
+                cell(&replica.location.label()),
+                cell(&replica.repository),
+                code(&p.to)
+            );
+        }
         // What the version passed, in the words of the gate's verdict.
         for (gate, found) in &m.passed {
             let _ = writeln!(b, "  - gate {} passed: {}", gate.as_str(), cell(found));

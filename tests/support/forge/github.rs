@@ -147,6 +147,9 @@ pub struct GitHubState {
     /// e.g. "Pull request Pull request is in clean status".
     pub auto_merge_error: Option<String>,
     pub pulls: Vec<PullRequest>,
+    /// With [`GitHubFake::enable_app`]: the GitHub App whose installation
+    /// tokens the API accepts besides `token`.
+    pub app: Option<super::github_app::FakeApp>,
     pub log: Log,
     root_url: String,
     path_prefix: String,
@@ -397,6 +400,7 @@ impl GitHubFake {
                 collaborators: None,
                 auto_merge_error: None,
                 pulls: Vec::new(),
+                app: None,
                 log: Log::default(),
                 root_url,
                 path_prefix: config.path_prefix,
@@ -415,6 +419,12 @@ impl GitHubFake {
     pub fn graphql_url(&self) -> String {
         let s = self.state();
         format!("{}{}", s.root_url, s.graphql_path())
+    }
+
+    /// Accepts `app`'s installation tokens (minted at
+    /// `/app/installations/{id}/access_tokens`) from now on.
+    pub fn enable_app(&self, app: super::github_app::FakeApp) {
+        self.state().app = Some(app);
     }
 
     pub fn set_token(&self, token: &str) {
@@ -617,6 +627,7 @@ const GH_COMMENTS: &[(&str, &str)] = &[("POST", "issues.comment")];
 const GH_LABELS: &[(&str, &str)] = &[("POST", "issues.labels")];
 const GH_ASSIGNEES: &[(&str, &str)] = &[("POST", "issues.assignees")];
 const GH_GRAPHQL: &[(&str, &str)] = &[("POST", "graphql")];
+const GH_APP_TOKEN: &[(&str, &str)] = &[("POST", "apps.token")];
 
 /// Resolves a request to a route; returns the API path too.
 fn github_resolve(
@@ -637,6 +648,9 @@ fn github_resolve(
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let p = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let resolved = match s.as_slice() {
+        ["app", "installations", n, "access_tokens"] if is_number(n) => {
+            by_method(method, GH_APP_TOKEN, p(&[n]))
+        }
         ["repos", o, r, "pulls"] => by_method(method, GH_PULLS, p(&[o, r])),
         ["repos", o, r, "pulls", n] if is_number(n) => by_method(method, GH_PULL, p(&[o, r, n])),
         ["repos", o, r, "pulls", n, "requested_reviewers"] if is_number(n) => {
@@ -710,10 +724,20 @@ async fn github_serve(
             "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). Check https://developer.github.com for other possible causes.\n".to_string(),
         );
     }
+    if let Resolved::Route {
+        name: "apps.token",
+        params,
+    } = &resolved
+    {
+        return super::github_app::mint(state, inc, &params[0]);
+    }
     let token = lock(state).token.clone();
+    let app_token = |t: &str| lock(state).app.as_ref().is_some_and(|a| a.accepts(t));
     match bearer_or_token(inc) {
         None => return gh_error(401, "Requires authentication", GH_DOCS),
-        Some(t) if t != token => return gh_error(401, "Bad credentials", GH_DOCS),
+        Some(t) if t != token && !app_token(&t) => {
+            return gh_error(401, "Bad credentials", GH_DOCS);
+        }
         Some(_) => {}
     }
     let (name, params) = match resolved {

@@ -120,10 +120,13 @@
 #![allow(dead_code)]
 
 mod github;
+mod github_app;
 mod gitlab;
 mod server;
 
 pub use github::*;
+#[allow(unused_imports)] // only the GitHub App tests use it
+pub use github_app::FakeApp;
 pub use gitlab::*;
 pub use server::{Fake, Fault, Match, RequestRecord};
 
