@@ -342,28 +342,7 @@ fn dockerfile_stubs_every_cargo_target_and_copies_only_what_the_context_has() {
 /// Kubernetes this base is meant for. The Prometheus Operator's kinds have
 /// no schema there; the tests below check them with promtool and against
 /// the Service.
-const VALIDATE: &str = r#"
-import sys, yaml, kubernetes_validate
-from kubernetes_validate import utils
-path, versions, skip = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
-failed = 0
-for doc in yaml.safe_load_all(open(path)):
-    if not doc or doc["apiVersion"].split("/")[0] == skip:
-        continue
-    name = "%s/%s" % (doc["kind"], doc["metadata"]["name"])
-    for version in versions:
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-            print("valid:", name, "against Kubernetes", version)
-        except utils.ValidationError as e:
-            failed = 1
-            print("INVALID: %s against Kubernetes %s at %s: %s"
-                  % (name, version, ".".join(map(str, e.path)) or "(top)", e.message))
-        except utils.SchemaNotFoundError as e:
-            failed = 1
-            print("NO SCHEMA:", name, e.message)
-sys.exit(failed)
-"#;
+const VALIDATE: &str = include_str!("k8s_validate.py");
 
 #[test]
 fn manifests_render_and_validate_against_the_kubernetes_schemas() {
