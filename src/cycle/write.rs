@@ -104,7 +104,10 @@ pub async fn write(inputs: &Inputs, synced: Result<(), GitError>) -> Result<Writ
         let listings = Arc::clone(&inputs.listings);
         let (decided, previews, committed) = blocking(inputs, move |config, slot, now| {
             let checkout = slot.as_mut().ok_or_else(|| no_checkout(config))?;
-            let committed = commit(config, checkout, &decided, now).and_then(|commits| {
+            // One batch: the commits are built in memory and the branch
+            // moves once, after they are stored (see gitops' `batch`).
+            let committed = checkout.batched(|checkout| {
+                let commits = commit(config, checkout, &decided, now)?;
                 preview_facts::commit(config, checkout, &listings, &previews, now)
                     .map(|p| (commits, p))
             });

@@ -18,22 +18,22 @@
 //! - `auth`: what a transport needs to trust and be trusted — credentials
 //!   (only for the configured host), TLS with `ca_file`, SSH host keys,
 //!   commit signing.
+//! - `batch`: many commits on the branch at once — built in memory, stored
+//!   as one pack, the branch moved once.
 //! - `history`: questions answered from the branch's commits — promotions
 //!   from trailers, when a value arrived, what a proposal branch proposes.
 //! - `url`: remote URLs — the clone's directory name, redaction, which
 //!   remotes are local, a remote's host and port.
 
 mod auth;
+mod batch;
 mod files;
 mod history;
 mod url;
 
 use std::path::{Path, PathBuf};
 
-use git2::{
-    AutotagOption, ErrorCode, FetchOptions, FileMode, Oid, PushOptions, Repository, Signature,
-    build::TreeUpdateBuilder,
-};
+use git2::{AutotagOption, ErrorCode, FetchOptions, FileMode, Oid, PushOptions, Repository};
 
 use crate::config::{GitSettings, RepoPath};
 
@@ -187,6 +187,9 @@ pub struct Checkout {
     /// killed mid-write and will never go away: the cycle discards such a
     /// clone and clones again (see [`Checkout::is_damaged`]).
     damaged: std::cell::Cell<bool>,
+    /// The commits of a [`Checkout::batched`] run, built in memory and not
+    /// yet on the branch; `None` outside one.
+    batch: Option<batch::Batch>,
 }
 
 impl std::fmt::Debug for Checkout {
@@ -220,6 +223,7 @@ impl Checkout {
                     repo,
                     settings: settings.clone(),
                     damaged: Default::default(),
+                    batch: None,
                 });
             }
             Err(e) if dir.exists() => {
@@ -245,6 +249,7 @@ impl Checkout {
             repo,
             settings: settings.clone(),
             damaged: Default::default(),
+            batch: None,
         })
     }
 
@@ -466,6 +471,10 @@ impl Checkout {
     /// Commits `content` as `path` (or, with `None`, the file's removal)
     /// on top of the commit `refname` points at, and moves `refname` to
     /// the new commit.
+    ///
+    /// Inside [`Checkout::batched`], a commit on the batch's branch is
+    /// built in memory instead and the branch moves when the batch ends
+    /// (see the `batch` module).
     fn commit_onto(
         &mut self,
         refname: &str,
@@ -474,78 +483,34 @@ impl Checkout {
         message: &str,
         when: time::OffsetDateTime,
     ) -> Result<CommitId, GitError> {
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|batch| batch.refname() == refname)
+        {
+            return self.commit_in_batch(path, content, message, when);
+        }
         let parent = self
             .repo
             .find_reference(refname)
             .and_then(|r| r.peel_to_commit())
             .map_err(|e| self.local_error(e))?;
-        let tree = parent.tree().map_err(|e| self.local_error(e))?;
-        let mode = match tree.get_path(Path::new(path.as_str())) {
-            Ok(entry) if entry.filemode() == i32::from(FileMode::BlobExecutable) => {
-                FileMode::BlobExecutable
-            }
-            _ => FileMode::Blob,
-        };
-        let mut update = TreeUpdateBuilder::new();
-        match content {
-            Some(content) => {
-                let blob = self.repo.blob(content).map_err(|e| self.local_error(e))?;
-                update.upsert(path.as_str(), blob, mode);
-            }
-            None => {
-                update.remove(path.as_str());
-            }
-        }
-        let new_tree = update
-            .create_updated(&self.repo, &tree)
-            .map_err(|e| self.local_error(e))?;
-        let new_tree = self
-            .repo
-            .find_tree(new_tree)
-            .map_err(|e| self.local_error(e))?;
-        let author = &self.settings.author;
-        let time = git2::Time::new(when.unix_timestamp(), 0);
-        let signature =
-            Signature::new(&author.name, &author.email, &time).map_err(|e| self.local_error(e))?;
-        let Some(key_file) = &self.settings.signing_key_file else {
-            return self
-                .repo
-                .commit(
-                    Some(refname),
-                    &signature,
-                    &signature,
-                    message,
-                    &new_tree,
-                    &[&parent],
-                )
-                .map(CommitId)
-                .map_err(|e| self.local_error(e));
-        };
-        // A signed commit: build the commit object, sign its bytes with the
-        // SSH key as `git -c gpg.format=ssh` would (namespace "git",
-        // SHA-512), store it with the signature in its gpgsig header, and
-        // move the branch only if it still points at the parent.
-        let buffer = self
-            .repo
-            .commit_create_buffer(&signature, &signature, message, &new_tree, &[&parent])
-            .map_err(|e| self.local_error(e))?;
-        let content = std::str::from_utf8(&buffer).map_err(|e| GitError::Local {
-            path: self.settings.checkout_dir.clone(),
-            message: format!("commit is not UTF-8: {e}"),
-        })?;
-        let armored =
-            auth::ssh_signature(key_file, &buffer).map_err(|source| GitError::Signing {
-                path: self.settings.checkout_dir.clone(),
-                source,
-            })?;
-        let oid = self
-            .repo
-            .commit_signed(content, &armored, Some("gpgsig"))
-            .map_err(|e| self.local_error(e))?;
+        let built = batch::build_commit(
+            &self.repo,
+            &self.settings,
+            &parent,
+            path,
+            content,
+            message,
+            when,
+        )
+        .map_err(|e| self.build_error(e))?;
+        // Moves only if the branch still points at the parent: the
+        // compare-and-swap libgit2's own `commit(Some(refname), …)` does.
         self.repo
-            .reference_matching(refname, oid, true, parent.id(), "tagwatch: signed commit")
+            .reference_matching(refname, built.id, true, parent.id(), "tagwatch: commit")
             .map_err(|e| self.local_error(e))?;
-        Ok(CommitId(oid))
+        Ok(CommitId(built.id))
     }
 
     /// Pushes the local branch. Never forced: if the remote moved, this
