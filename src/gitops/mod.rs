@@ -187,7 +187,19 @@ pub struct Checkout {
     /// killed mid-write and will never go away: the cycle discards such a
     /// clone and clones again (see [`Checkout::is_damaged`]).
     damaged: std::cell::Cell<bool>,
+    /// Which blob a path is in, by commit: a memo of [`history`]'s walks.
+    /// Each cycle walks up to a thousand first-parent commits per target
+    /// (denials, verify), and a commit's tree never changes, so only the
+    /// commits new since the last cycle cost tree lookups. Derived from
+    /// git and dropped with the clone; bounded by [`BLOB_MEMO_ENTRIES`].
+    blob_memo:
+        std::cell::RefCell<std::collections::HashMap<(git2::Oid, String), Option<git2::Oid>>>,
 }
+
+/// Past this many remembered (commit, path) lookups the memo starts over:
+/// about 10 MB, enough for a thousand commits of every target in a large
+/// repository's walks.
+const BLOB_MEMO_ENTRIES: usize = 100_000;
 
 impl std::fmt::Debug for Checkout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,6 +232,7 @@ impl Checkout {
                     repo,
                     settings: settings.clone(),
                     damaged: Default::default(),
+                    blob_memo: Default::default(),
                 });
             }
             Err(e) if dir.exists() => {
@@ -245,6 +258,7 @@ impl Checkout {
             repo,
             settings: settings.clone(),
             damaged: Default::default(),
+            blob_memo: Default::default(),
         })
     }
 
