@@ -70,6 +70,12 @@ pub enum Fate {
     Kept { rule: i64 },
     /// A rule would expire it: the rule's priority and why, in words.
     Expired { rule: i64, why: String },
+    /// A rule selects it by a count this module cannot evaluate from a
+    /// listing (a `countType` newer than these rules, such as one counting
+    /// pulls): whether it expires is unknown, which is not the same as
+    /// kept — an audit that said "kept" would hide the outage it exists
+    /// to show.
+    Unknown { rule: i64, why: String },
 }
 
 /// One image: a digest, its tags, when it was pushed.
@@ -139,8 +145,16 @@ pub fn evaluate(
                         ),
                     }
                 }
-                _ => Fate::Kept {
+                "imageCountMoreThan" | "sinceImagePushed" => Fate::Kept {
                     rule: rule.rule_priority,
+                },
+                other => Fate::Unknown {
+                    rule: rule.rule_priority,
+                    why: format!(
+                        "rule {} counts by {other:?}{}, which tagwatch cannot evaluate from a listing",
+                        rule.rule_priority,
+                        describe(rule)
+                    ),
                 },
             };
             fates.insert(e.digest.to_string(), fate);
@@ -240,6 +254,22 @@ mod tests {
             Fate::Expired { rule: 2, .. }
         ));
         assert_eq!(fates[&format!("sha256:{:064}", 4)], Fate::Kept { rule: 2 });
+    }
+
+    /// A count this module does not know (ECR has added count types
+    /// before) is "not evaluated", never "kept": the check exists to
+    /// show an outage before it happens, so it must not vouch blind.
+    #[test]
+    fn an_unknown_count_type_is_not_evaluated_rather_than_kept() {
+        let now = OffsetDateTime::now_utc();
+        let p = policy(
+            r#"{"rules":[{"rulePriority":3,"selection":{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}"#,
+        );
+        let fates = evaluate(&p, &images(2, now), now);
+        assert!(matches!(
+            &fates[&format!("sha256:{:064}", 1)],
+            Fate::Unknown { rule: 3, why } if why.contains("sinceImagePulled")
+        ));
     }
 
     #[test]

@@ -5,147 +5,33 @@
 
 #[path = "support/forge/mod.rs"]
 mod forge;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use forge::{GitHubConfig, GitHubFake};
+use prometheus::{Exporter, Prometheus};
 use support::*;
 
 /// dev's error ratio, as the exporter serves it for app/dev/1.1.0.
 const QUERY: &str = r#"errors_ratio{app="{{app}}",env="{{env}}",tag="{{tag}}"} < 0.01"#;
 const RENDERED: &str = r#"errors_ratio{app="app",env="dev",tag="1.1.0"} < 0.01"#;
 
-/// A `/metrics` endpoint whose text the test sets; one thread, for the
-/// life of the test process.
-struct Exporter {
-    port: u16,
-    text: Arc<Mutex<String>>,
+/// The exporter's text: the one series the query reads, at `value`.
+fn ratio(exporter: &Exporter, value: f64) {
+    exporter.set(&format!(
+        "# TYPE errors_ratio gauge\nerrors_ratio{{app=\"app\",env=\"dev\",tag=\"1.1.0\"}} {value}\n"
+    ));
 }
 
-impl Exporter {
-    fn start() -> Exporter {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let text = Arc::new(Mutex::new(String::new()));
-        let served = Arc::clone(&text);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let body = served.lock().unwrap().clone();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        Exporter { port, text }
-    }
-
-    fn ratio(&self, value: f64) {
-        *self.text.lock().unwrap() = format!(
-            "# TYPE errors_ratio gauge\nerrors_ratio{{app=\"app\",env=\"dev\",tag=\"1.1.0\"}} {value}\n"
-        );
-    }
-}
-
-/// A real Prometheus on loopback, scraping `target` every second; killed
-/// on drop.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: u16) -> Prometheus {
-        let bin = root().join(".tools/prometheus/usr/bin/prometheus");
-        assert!(
-            bin.exists(),
-            "{} is missing: run scripts/test, which unpacks Debian's prometheus package",
-            bin.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: dev\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let prometheus = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            || http(&prometheus.url(), "GET", "/-/ready", "").0 != 200
-        {
-            assert!(Instant::now() < deadline, "prometheus did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        prometheus
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Waits until Prometheus has scraped `value` for dev.
-    fn wait_for(&self, value: &str) {
-        let path = format!(
-            "/api/v1/query?query={}",
-            encode(r#"errors_ratio{app="app",env="dev",tag="1.1.0"}"#)
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, body) = http(&self.url(), "GET", &path, "");
-            if body.contains(&format!("\"{value}\"")) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never scraped {value}: {body}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Percent-encoding for a query-string value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+/// Waits until Prometheus has scraped `value` for dev.
+fn scraped(prometheus: &Prometheus, value: &str) {
+    prometheus.wait_for(
+        r#"errors_ratio{app="app",env="dev",tag="1.1.0"}"#,
+        &format!("\"{value}\""),
+    );
 }
 
 /// `app` with dev on 1.1.0 and prod on 1.0.0, prod promoted from dev by
@@ -176,9 +62,9 @@ fn scene(url: &str) -> (Moto, GitRemote, Workdir) {
 #[test]
 fn a_failing_analysis_waits_and_a_passing_one_promotes() {
     let exporter = Exporter::start();
-    exporter.ratio(0.5);
+    ratio(&exporter, 0.5);
     let prometheus = Prometheus::start(exporter.port);
-    prometheus.wait_for("0.5");
+    scraped(&prometheus, "0.5");
     let (_moto, remote, work) = scene(&prometheus.url());
 
     let out = work.once(&[]);
@@ -191,8 +77,8 @@ fn a_failing_analysis_waits_and_a_passing_one_promotes() {
     );
     assert_eq!(remote.show("prod.yaml"), "image:\n  tag: 1.0.0\n");
 
-    exporter.ratio(0.001);
-    prometheus.wait_for("0.001");
+    ratio(&exporter, 0.001);
+    scraped(&prometheus, "0.001");
     let out = work.once(&[]);
     expect(&out, 0, &["app/prod: promoted 1.0.0 -> 1.1.0"]);
     assert_eq!(remote.show("prod.yaml"), "image:\n  tag: 1.1.0\n");
@@ -263,7 +149,7 @@ fn a_bad_analysis_exits_64_naming_file_line_and_key() {
 #[test]
 fn a_pull_request_body_states_the_analysis_result() {
     let exporter = Exporter::start();
-    exporter.ratio(0.001);
+    ratio(&exporter, 0.001);
     let prometheus = Prometheus::start(exporter.port);
     let (_moto, remote, work) = scene(&prometheus.url());
     let fake = GitHubFake::start(
@@ -285,7 +171,7 @@ fn a_pull_request_body_states_the_analysis_result() {
     )
     .unwrap();
     std::fs::write(work.dir.path().join("forge-token"), "forge-token-1\n").unwrap();
-    prometheus.wait_for("0.001");
+    scraped(&prometheus, "0.001");
     let out = work.once(&[]);
     expect(&out, 0, &["app/prod: proposed 1.0.0 -> 1.1.0"]);
     let pulls = fake.pulls();

@@ -18,7 +18,9 @@
 //! objects equal `kubectl kustomize manifests/`, as parsed YAML, after
 //! removing only what Helm adds by design (its standard labels, which the
 //! selectors include, and the config checksum annotation) and the base's
-//! Namespace and ConfigMap hash suffix.
+//! Namespace and ConfigMap hash suffix. The sharded variant is held the same
+//! way: `ci/manifests-values.yaml` plus `ci/sharded-values.yaml` must render
+//! what an overlay using `manifests/components/sharded` renders.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,6 +187,12 @@ fn chart_lints_strictly_with_default_values_and_with_every_option_on() {
     for extra in [
         vec![],
         vec!["-f".to_string(), ci("manifests-values.yaml")],
+        vec![
+            "-f".to_string(),
+            ci("manifests-values.yaml"),
+            "-f".to_string(),
+            ci("sharded-values.yaml"),
+        ],
         all_on(),
     ] {
         let mut args = vec!["lint", chart];
@@ -236,12 +244,33 @@ fn rename(value: &mut Value, from: &str, to: &str) {
     }
 }
 
-#[test]
-fn chart_renders_the_objects_manifests_render() {
-    let kustomized = run(Command::new(venv_tool("kubectl"))
-        .arg("kustomize")
-        .arg(root().join("manifests")));
-    let mut base: Vec<Value> = objects(&kustomized)
+/// `kubectl kustomize DIR`.
+fn kustomize(dir: &Path) -> String {
+    run(Command::new(venv_tool("kubectl")).arg("kustomize").arg(dir))
+}
+
+/// `manifests/` with `manifests/components/sharded`, from an overlay outside
+/// `manifests/` as the component's kustomization.yaml says a user's is
+/// (kustomize refuses an overlay inside its base, and an absolute path).
+fn kustomize_sharded() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("manifests"), dir.path().join("manifests")).unwrap();
+    let overlay = dir.path().join("deploy");
+    std::fs::create_dir(&overlay).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+         resources:\n  - ../manifests\ncomponents:\n  - ../manifests/components/sharded\n",
+    )
+    .unwrap();
+    kustomize(&overlay)
+}
+
+/// Asserts the chart's render (release and namespace "tagwatch") holds the
+/// objects `kubectl kustomize` rendered, as parsed YAML, after removing only
+/// what Helm adds by design and the base's Namespace and ConfigMap hash.
+fn assert_same_objects(kustomized: &str, rendered: &str) {
+    let mut base: Vec<Value> = objects(kustomized)
         .into_iter()
         .filter(|o| o["kind"] != "Namespace")
         .collect();
@@ -256,11 +285,7 @@ fn chart_renders_the_objects_manifests_render() {
         .for_each(|o| rename(o, &hashed, "tagwatch-config"));
     let base = by_name(base);
 
-    let mut rendered = objects(&run(&mut template(
-        "tagwatch",
-        "tagwatch",
-        &["-f", &ci("manifests-values.yaml")],
-    )));
+    let mut rendered = objects(rendered);
     rendered.iter_mut().for_each(strip_helm_only);
     let rendered = by_name(rendered);
 
@@ -278,6 +303,57 @@ fn chart_renders_the_objects_manifests_render() {
             serde_json::to_string_pretty(object).unwrap()
         );
     }
+}
+
+#[test]
+fn chart_renders_the_objects_manifests_render() {
+    let rendered = run(&mut template(
+        "tagwatch",
+        "tagwatch",
+        &["-f", &ci("manifests-values.yaml")],
+    ));
+    assert_same_objects(&kustomize(&root().join("manifests")), &rendered);
+}
+
+/// Issues 20 and 21: the chart's `sharding.enabled` renders what an overlay
+/// with `manifests/components/sharded` renders — the StatefulSet governed by
+/// the headless `tagwatch-shards` Service, `--shard auto/N` with N =
+/// replicas, POD_NAME from the downward API, no Deployment — so the two
+/// sharded variants cannot drift apart, and the render passes the
+/// Kubernetes schemas. ci/sharded-values.yaml holds the component's N.
+#[test]
+fn sharded_chart_renders_the_objects_the_sharded_component_renders() {
+    let rendered = run(&mut template(
+        "tagwatch",
+        "tagwatch",
+        &[
+            "-f",
+            &ci("manifests-values.yaml"),
+            "-f",
+            &ci("sharded-values.yaml"),
+        ],
+    ));
+    let kustomized = kustomize_sharded();
+    // What the comparison must cover, so that an empty or an unsharded
+    // render on both sides cannot pass.
+    let objects = by_name(objects(&rendered));
+    assert!(
+        !objects.contains_key("Deployment/tagwatch"),
+        "no Deployment"
+    );
+    let set = object(&objects, "StatefulSet/tagwatch");
+    assert_eq!(set["spec"]["replicas"], 4);
+    assert_eq!(set["spec"]["serviceName"], "tagwatch-shards");
+    assert_eq!(
+        object(&objects, "Service/tagwatch-shards")["spec"]["clusterIP"],
+        "None"
+    );
+    assert_same_objects(&kustomized, &rendered);
+
+    // Every object but the two Prometheus Operator kinds, which have no
+    // schema there: the StatefulSet and both Services included.
+    assert_eq!(objects.len(), 10, "{:?}", objects.keys());
+    assert_eq!(validate(&rendered), 8);
 }
 
 #[test]
@@ -310,13 +386,14 @@ fn default_and_all_on_renders_pass_the_kubernetes_schemas() {
             "PodDisruptionBudget/tw-tagwatch",
             "PrometheusRule/tw-tagwatch",
             "Service/tw-tagwatch",
+            "Service/tw-tagwatch-shards",
             "ServiceAccount/tagwatch-sa",
             "ServiceMonitor/tw-tagwatch",
             "StatefulSet/tw-tagwatch",
         ]
     );
     // All but the two Prometheus Operator kinds, which have no schema there.
-    assert_eq!(validate(&all_on), 7);
+    assert_eq!(validate(&all_on), 8);
 }
 
 /// Every option of ci/all-on-values.yaml shows up where it should, and the
@@ -331,6 +408,7 @@ fn every_option_reaches_the_pod_and_the_config_passes_tagwatch_check() {
     ))));
     let set = object(&objects, "StatefulSet/tw-tagwatch");
     assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(set["spec"]["serviceName"], "tw-tagwatch-shards");
     let pod = &set["spec"]["template"];
     let spec = &pod["spec"];
     let container = &spec["containers"][0];
@@ -358,7 +436,13 @@ fn every_option_reaches_the_pod_and_the_config_passes_tagwatch_check() {
     );
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(container["env"][0]["value"], "debug");
-    assert_eq!(container["env"][1]["name"], "AWS_STS_REGIONAL_ENDPOINTS");
+    // Sharded: the pod's name for `auto/N`, then extraEnv.
+    assert_eq!(container["env"][1]["name"], "POD_NAME");
+    assert_eq!(
+        container["env"][1]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(container["env"][2]["name"], "AWS_STS_REGIONAL_ENDPOINTS");
     assert_eq!(container["resources"]["limits"]["memory"], "512Mi");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(spec["serviceAccountName"], "tagwatch-sa");
@@ -408,6 +492,7 @@ fn every_option_reaches_the_pod_and_the_config_passes_tagwatch_check() {
     for selector in [
         &set["spec"]["selector"]["matchLabels"],
         &object(&objects, "Service/tw-tagwatch")["spec"]["selector"],
+        &object(&objects, "Service/tw-tagwatch-shards")["spec"]["selector"],
         &policy["spec"]["podSelector"]["matchLabels"],
         &object(&objects, "PodDisruptionBudget/tw-tagwatch")["spec"]["selector"]["matchLabels"],
     ] {

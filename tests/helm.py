@@ -3,14 +3,15 @@ code: helm-python-sdk (tests/requirements.txt) wraps Helm v4's SDK as a shared
 library, since Debian has no helm package and nothing may be downloaded at
 test time. Nothing here renders or validates anything itself.
 
-  python tests/helm.py lint CHART [-f VALUES] [--set-file KEY=PATH]...
-  python tests/helm.py template RELEASE CHART --namespace NS [-f VALUES] [--set-file KEY=PATH]...
+  python tests/helm.py lint CHART [-f VALUES]... [--set-file KEY=PATH]...
+  python tests/helm.py template RELEASE CHART --namespace NS [-f VALUES]... [--set-file KEY=PATH]...
 
 `lint` runs Helm's linter (with --strict: warnings fail too) and prints its
 findings; `template` is an install with a client-only dry run, the action
 `helm template` runs, and prints the manifest. Both exit 1 with Helm's message
 when it refuses (a value the chart's values.schema.json rejects, a template
-`fail`). The values come from one file and Helm's own --set-file parser.
+`fail`). The values come from the -f files, merged in order as Helm merges
+them (a later file wins key by key), then Helm's own --set-file parser.
 """
 import argparse
 import json
@@ -20,8 +21,8 @@ import helm_python as helm
 
 
 def merge(base, override):
-    """Helm's MergeValues for -f then --set-file: maps merge key by key,
-    anything else is replaced."""
+    """Helm's MergeValues for each -f in turn, then --set-file: maps merge
+    key by key, anything else is replaced."""
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             merge(base[key], value)
@@ -32,9 +33,9 @@ def merge(base, override):
 
 def values(args):
     merged = {}
-    if args.values:
-        with open(args.values, encoding="utf-8") as f:
-            merged = helm.values_from_yaml(f.read()) or {}
+    for path in args.values:
+        with open(path, encoding="utf-8") as f:
+            merge(merged, helm.values_from_yaml(f.read()) or {})
     for expression in args.set_file:
         merge(merged, helm.parse_set_file(expression))
     return merged
@@ -50,7 +51,7 @@ def main():
     template.add_argument("chart")
     template.add_argument("--namespace", required=True)
     for p in (lint, template):
-        p.add_argument("-f", "--values")
+        p.add_argument("-f", "--values", action="append", default=[])
         p.add_argument("--set-file", action="append", default=[])
     args = parser.parse_args()
     helm.disable_logging()

@@ -136,18 +136,27 @@ def describe_images(self):
     return ActionResult(result)
 
 
+_UNPARSED = object()
+
+
 def _detail(image):
     """A copy of a moto image as DescribeImages reports it, with the two fields moto 5.2
     leaves out: `artifactMediaType` (the manifest's config media type, as ECR reports it;
     Helm's chart config type for a chart) and `imageStatus` (ACTIVE, or what
     /_tagwatch/status set)."""
     dto = copy.copy(image)
-    try:
-        config = (json.loads(image.image_manifest) or {}).get("config") or {}
-    except (TypeError, ValueError, AttributeError):
-        config = {}
-    if config.get("mediaType"):
-        dto.artifact_media_type = config["mediaType"]
+    # Parsed once per image, not once per listing: a listing reports every
+    # image, and tests that push images as fast as moto takes them list
+    # thousands of them many times a second.
+    media_type = getattr(image, "tagwatch_artifact_media_type", _UNPARSED)
+    if media_type is _UNPARSED:
+        try:
+            config = (json.loads(image.image_manifest) or {}).get("config") or {}
+        except (TypeError, ValueError, AttributeError):
+            config = {}
+        media_type = image.tagwatch_artifact_media_type = config.get("mediaType")
+    if media_type:
+        dto.artifact_media_type = media_type
     dto.image_status = getattr(image, "tagwatch_status", "ACTIVE")
     return dto
 

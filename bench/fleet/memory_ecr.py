@@ -15,6 +15,7 @@ AmazonEC2ContainerRegistry_V20150921.DescribeImages`):
   until the repository is seeded again: the endpoint's own cost per call is a lookup
   and a socket write, so it does not hide the client's cost.
 - DescribeImages by `imageIds` (tagwatch's re-check of a chosen tag).
+- DescribeRepositories by `repositoryNames` (whether tags are IMMUTABLE: all MUTABLE).
 - RepositoryNotFoundException / ImageNotFoundException / InvalidParameterException as
   moto raises them.
 
@@ -68,6 +69,11 @@ class Repo:
         d["imageSizeInBytes"] = IMAGE_SIZE
         d["imagePushedAt"] = image["pushedAt"]
         d["imageManifestMediaType"] = MEDIA_TYPE
+        # As tests/moto_server.py reports them (moto 5.2 has neither): the
+        # manifest's config media type (Helm's for a chart), and the status.
+        if image.get("artifactMediaType"):
+            d["artifactMediaType"] = image["artifactMediaType"]
+        d["imageStatus"] = "ACTIVE"
         return d
 
     def page(self, status, max_results, after):
@@ -113,6 +119,23 @@ def _repo(params, region):
                        f"The repository with name '{name}' does not exist in the registry "
                        f"with id '{registry_id}'")
     return repo
+
+
+def describe_repositories(params, region):
+    """DescribeRepositories by name, as tagwatch asks it (whether a repository's tags
+    are IMMUTABLE): every repository here is MUTABLE, as moto creates them."""
+    registry_id = params.get("registryId") or DEFAULT_ACCOUNT_ID
+    out = []
+    for name in params.get("repositoryNames") or []:
+        _repo({"registryId": registry_id, "repositoryName": name}, region)
+        out.append({
+            "repositoryArn": f"arn:aws:ecr:{region}:{registry_id}:repository/{name}",
+            "registryId": registry_id, "repositoryName": name,
+            "repositoryUri": f"{registry_id}.dkr.ecr.{region}.amazonaws.com/{name}",
+            "imageTagMutability": "MUTABLE",
+            "imageScanningConfiguration": {"scanOnPush": False},
+            "encryptionConfiguration": {"encryptionType": "AES256"}})
+    return json.dumps({"repositories": out}).encode()
 
 
 def describe_images(params, region):
@@ -179,7 +202,9 @@ def seed(req):
         digest = spec.get("digest") or "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
         image = repo.by_digest.get(digest)
         if image is None:
-            image = {"digest": digest, "tags": [], "pushedAt": int(time.time())}
+            config = ((spec.get("manifest") or body).get("config") or {})
+            image = {"digest": digest, "tags": [], "pushedAt": int(time.time()),
+                     "artifactMediaType": config.get("mediaType")}
             repo.images.append(image)
             repo.by_digest[digest] = image
         for tag in tags:
@@ -244,17 +269,21 @@ class Handler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target", "")
         scope = re.search(r"Credential=[^/]+/\d+/([^/]+)/", self.headers.get("Authorization", ""))
         region = scope and scope.group(1)
+        # DescribeRepositories names its repositories in a list; the first is logged.
+        named = params.get("repositoryName") or (params.get("repositoryNames") or [None])[0]
         call = {"operation": target[len(ECR_TARGET):], "region": region,
-                "repositoryName": params.get("repositoryName"),
+                "repositoryName": named,
                 "registryId": params.get("registryId"), "imageIds": params.get("imageIds"),
                 "maxResults": params.get("maxResults"), "nextToken": "nextToken" in params,
                 "tagStatus": (params.get("filter") or {}).get("tagStatus")}
         try:
-            if call["operation"] != "DescribeImages":
+            serve = {"DescribeImages": describe_images,
+                     "DescribeRepositories": describe_repositories}.get(call["operation"])
+            if serve is None:
                 raise EcrError("UnsupportedOperationException",
                                f"{call['operation']} is not served by bench/fleet/memory_ecr.py")
             with _lock:
-                status, body = 200, describe_images(params, region)
+                status, body = 200, serve(params, region)
         except EcrError as e:
             status = 400
             body = json.dumps({"__type": e.kind, "message": e.message,

@@ -147,6 +147,10 @@ pub async fn lifecycle_check(config: Config) -> u8 {
                     code = EXIT_FAILED;
                     println!("{app}/{env}: {held}: WOULD BE EXPIRED in {name}: {why}");
                 }
+                Some(Fate::Unknown { why, .. }) => {
+                    code = EXIT_FAILED;
+                    println!("{app}/{env}: {held}: NOT EVALUATED in {name}: {why}");
+                }
             }
         }
     }

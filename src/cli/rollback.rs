@@ -281,6 +281,26 @@ fn finish(command: &str, result: Result<Option<CommitId>, GitError>) -> u8 {
     }
 }
 
+/// The clone, synced with the remote. A lock file in it can only be left by
+/// a killed command (the clone is this process's alone, as a cycle's is),
+/// and a one-shot command has no next cycle to clone again in: such a clone
+/// is a cache, so it is discarded and cloned again, once, now.
+fn open_synced(settings: &crate::config::GitSettings) -> Result<Checkout, GitError> {
+    let attempt = || -> Result<Checkout, GitError> {
+        let mut checkout = Checkout::open_or_create(settings)?;
+        checkout.sync()?;
+        Ok(checkout)
+    };
+    match attempt() {
+        Err(GitError::Busy { .. }) => {
+            tracing::warn!("a lock file left in the clone by a killed command; cloning again");
+            Checkout::open_or_create(settings)?.discard();
+            attempt()
+        }
+        other => other,
+    }
+}
+
 /// Reads the holds file at the branch's head, lets `edit` change it (it
 /// returns the commit message, or `None` for no change), commits and
 /// pushes; a moved branch is synced and edited again, as a cycle's push is.
@@ -296,7 +316,7 @@ async fn commit_holds(
             path: settings.checkout_dir.clone(),
             message: e.to_string(),
         })?;
-        let mut checkout = Checkout::open_or_create(&settings)?;
+        let mut checkout = open_synced(&settings)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -364,8 +384,7 @@ pub async fn rollback(args: RollbackArgs) -> u8 {
         let settings = config.git.clone();
         let t = target.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let mut checkout = Checkout::open_or_create(&settings)?;
-            checkout.sync()?;
+            let checkout = open_synced(&settings)?;
             let value_of = |bytes: &[u8]| crate::cycle::plan::tag_in(&t, bytes);
             let current = checkout.read(&t.file)?.and_then(|b| value_of(&b));
             let events = checkout.value_events(&t.file, 1_000, &value_of);

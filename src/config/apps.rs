@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use crate::format::Format;
+use crate::format::{Format, Formats};
 use crate::gate::{Analysis, CosignKey, Gates, Pending, ScanGate, Severity, SignatureKind};
 use crate::manifest::{Document, KeyPath};
 use crate::policy::{Patterns, Policy, PolicySpec, Strategy};
@@ -320,6 +320,9 @@ pub(super) struct SeenApps {
     pub(super) argocd: bool,
     /// Every `allow` compiled so far, shared by the apps that repeat it.
     pub(super) patterns: Patterns,
+    /// Every `format` parsed so far, so targets that repeat a template
+    /// share its compiled reader.
+    pub(super) formats: Formats,
 }
 
 pub(super) fn validate_app(
@@ -370,15 +373,7 @@ pub(super) fn validate_app(
     let mut targets = Vec::with_capacity(raw.targets.len());
     for (t, target) in raw.targets.iter().enumerate() {
         let raw_target = target;
-        let mut target = validate_target(
-            src,
-            index,
-            t,
-            raw_target,
-            name.span(),
-            &policy,
-            seen.forge.as_ref(),
-        )?;
+        let mut target = validate_target(src, index, t, raw_target, name.span(), &policy, seen)?;
         check_proposal_branch(src, index, t, name, raw_target, &target)?;
         target.gates = target_gates(src, index, t, &raw.gates(), &raw_target.gates())?;
         target.analysis = target_analysis(src, index, t, raw_target)?;
@@ -596,7 +591,7 @@ fn validate_target(
     raw: &RawTarget,
     app_span: std::ops::Range<usize>,
     policy: &Policy,
-    forge: Option<&ForgeSettings>,
+    seen: &mut SeenApps,
 ) -> Result<Target, ConfigError> {
     let at = |field: &str| format!("apps[{app}].targets[{index}].{field}");
     let first_span = [&raw.env, &raw.file, &raw.key]
@@ -612,11 +607,11 @@ fn validate_target(
         RepoPath::new(file.get_ref()).map_err(|m| src.error(Some(file.span()), at("file"), m))?;
     let kustomize_image = target_kind(src, raw, &at, &first_span)?;
     let document = target_document(src, raw, &at)?;
-    let format = target_format(src, raw, &at, policy)?;
+    let format = target_format(src, raw, &at, policy, &mut seen.formats)?;
     let (key_path, kustomize) = target_key(src, raw, &at, kustomize_image, &format, first_span)?;
     let update = target_update(src, raw, &at)?;
     let (promote_from, soak) = target_promotion(src, raw, &at, env.get_ref())?;
-    let (group, proposal) = target_proposal(src, raw, &at, update, forge)?;
+    let (group, proposal) = target_proposal(src, raw, &at, update, seen.forge.as_ref())?;
     Ok(Target {
         env: env.get_ref().clone(),
         file,
@@ -828,11 +823,13 @@ fn target_format(
     raw: &RawTarget,
     at: &impl Fn(&str) -> String,
     policy: &Policy,
+    formats: &mut Formats,
 ) -> Result<Format, ConfigError> {
     let follows_digest = matches!(policy.strategy, Strategy::Digest { .. });
     Ok(match &raw.format {
         Some(f) => {
-            let format = Format::parse(f.get_ref())
+            let format = formats
+                .parse(f.get_ref())
                 .map_err(|m| src.error(Some(f.span()), at("format"), m))?;
             if follows_digest && !format.always_pins_digest() {
                 return Err(src.error(

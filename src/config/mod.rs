@@ -128,7 +128,7 @@ impl fmt::Display for ConfigError {
 /// files named by `include`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = read(path)?;
-    let raw: RawConfig = parse(path, &text)?;
+    let mut raw: RawConfig = parse(path, &text)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let main = Source::new(path, &text);
 
@@ -140,14 +140,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Some(a) => Some(argocd::validate_argocd(&main, base, a.get_ref(), a.span())?),
         None => None,
     };
-    let mut apps = Vec::new();
+    let mut apps = Vec::with_capacity(raw.apps.len());
     let mut seen = SeenApps {
         forge: forge.clone(),
         argocd: argocd.is_some(),
         ..SeenApps::default()
     };
-    for (i, app) in raw.apps.iter().enumerate() {
-        apps.push(validate_app(&main, i, app, &mut seen)?);
+    // Each raw app is dropped as soon as it is validated: at 10,000 apps
+    // the spanned raw structs are about as large as the validated ones,
+    // and keeping both until the end was the load's peak (issue 20).
+    for (i, app) in std::mem::take(&mut raw.apps).into_iter().enumerate() {
+        apps.push(validate_app(&main, i, &app, &mut seen)?);
     }
     let mut matched_nothing = Vec::new();
     for (i, pattern) in raw.include.iter().enumerate() {
@@ -160,8 +163,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             let text = read(&included)?;
             let raw: RawInclude = parse(&included, &text)?;
             let source = Source::new(&included, &text);
-            for (j, app) in raw.apps.iter().enumerate() {
-                apps.push(validate_app(&source, j, app, &mut seen)?);
+            for (j, app) in raw.apps.into_iter().enumerate() {
+                apps.push(validate_app(&source, j, &app, &mut seen)?);
             }
         }
     }

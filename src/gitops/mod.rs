@@ -190,7 +190,19 @@ pub struct Checkout {
     /// The commits of a [`Checkout::batched`] run, built in memory and not
     /// yet on the branch; `None` outside one.
     batch: Option<batch::Batch>,
+    /// Which blob a path is in, by commit: a memo of [`history`]'s walks.
+    /// Each cycle walks up to a thousand first-parent commits per target
+    /// (denials, verify), and a commit's tree never changes, so only the
+    /// commits new since the last cycle cost tree lookups. Derived from
+    /// git and dropped with the clone; bounded by [`BLOB_MEMO_ENTRIES`].
+    blob_memo:
+        std::cell::RefCell<std::collections::HashMap<(git2::Oid, String), Option<git2::Oid>>>,
 }
+
+/// Past this many remembered (commit, path) lookups the memo starts over:
+/// about 10 MB, enough for a thousand commits of every target in a large
+/// repository's walks.
+const BLOB_MEMO_ENTRIES: usize = 100_000;
 
 impl std::fmt::Debug for Checkout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -224,6 +236,7 @@ impl Checkout {
                     settings: settings.clone(),
                     damaged: Default::default(),
                     batch: None,
+                    blob_memo: Default::default(),
                 });
             }
             Err(e) if dir.exists() => {
@@ -250,6 +263,7 @@ impl Checkout {
             settings: settings.clone(),
             damaged: Default::default(),
             batch: None,
+            blob_memo: Default::default(),
         })
     }
 

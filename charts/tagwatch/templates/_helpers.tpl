@@ -129,6 +129,14 @@ spec:
       env:
         - name: RUST_LOG
           value: {{ .Values.logLevel | quote }}
+        {{- if .Values.sharding.enabled }}
+        # `auto/N` reads the ordinal from POD_NAME (HOSTNAME too holds it in
+        # a StatefulSet; this is explicit).
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
