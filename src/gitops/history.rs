@@ -227,9 +227,15 @@ impl Checkout {
         let blob_in = |commit: &git2::Commit<'_>| self.blob_memo(commit, path);
         let read = |blob| self.read_value(blob, value_of);
         let mut out = Vec::new();
-        let commits =
-            std::iter::successors(self.repo.find_commit(head.0).ok(), |c| c.parent(0).ok());
-        for commit in commits.take(limit) {
+        // Only the commits that changed the file can change its value: the
+        // line's index names them (see `line`), so a target's walk costs
+        // its own file's commits, not every commit on the line.
+        let mut line = self.line.borrow_mut();
+        line.ensure(&self.repo, head.0, limit);
+        let commits = line
+            .changes_of(path.as_str(), limit)
+            .filter_map(|id| self.repo.find_commit(id).ok());
+        for commit in commits {
             let blob = blob_in(&commit);
             let parent_blob = commit.parent(0).ok().and_then(|p| blob_in(&p));
             if blob == parent_blob {
@@ -478,5 +484,143 @@ mod tests {
         assert_eq!(checkout.value_setter(head, &readme, 100, tag), None);
         let missing = RepoPath::new("nope.yaml").unwrap();
         assert_eq!(checkout.value_setter(head, &missing, 100, tag), None);
+    }
+
+    /// What [`Checkout::value_events`] finds, found the slow way: every
+    /// commit of the first-parent line, its file's blob against its first
+    /// parent's. The line index must find exactly the same events.
+    fn walk_every_commit(
+        repo: &Repository,
+        path: &str,
+        limit: usize,
+        value_of: &dyn Fn(&[u8]) -> Option<String>,
+    ) -> Vec<(String, Option<String>, Option<String>)> {
+        let blob = |c: &git2::Commit<'_>| {
+            c.tree()
+                .unwrap()
+                .get_path(Path::new(path))
+                .ok()
+                .map(|e| e.id())
+        };
+        let read =
+            |b: Option<git2::Oid>| b.and_then(|b| value_of(repo.find_blob(b).ok()?.content()));
+        let head = repo.refname_to_id("refs/heads/main").unwrap();
+        let mut out = Vec::new();
+        let commits = std::iter::successors(repo.find_commit(head).ok(), |c| c.parent(0).ok());
+        for commit in commits.take(limit) {
+            let (now, before) = (blob(&commit), commit.parent(0).ok().and_then(|p| blob(&p)));
+            if now != before && read(now) != read(before) {
+                out.push((commit.id().to_string(), read(before), read(now)));
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    #[test]
+    fn value_events_from_the_line_index_equal_a_walk_of_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote_dir = dir.path().join("remote.git");
+        let repo = Repository::init_bare(&remote_dir).unwrap();
+        let paths = [
+            "a.yaml",
+            "envs/dev/a.yaml",
+            "envs/dev/b.yaml",
+            "envs/prod/a.yaml",
+            "envs",
+        ];
+        let tag = |bytes: &[u8]| {
+            std::str::from_utf8(bytes)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("tag: "))
+                .map(str::to_string)
+        };
+        // A seeded xorshift: commits that set, reformat or delete a file,
+        // some of them merges of a side branch, so the first-parent line
+        // skips commits that changed a file on the side.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let commit_on = |parents: &[git2::Oid], n: u64, r: u64, k: u64| {
+            let parent = parents.first().map(|id| repo.find_commit(*id).unwrap());
+            let base = match &parent {
+                Some(p) => p.tree().unwrap(),
+                None => repo
+                    .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+                    .unwrap(),
+            };
+            let path = paths[(r % 4) as usize];
+            let mut update = TreeUpdateBuilder::new();
+            match k {
+                0 if base.get_path(Path::new(path)).is_ok() => {
+                    update.remove(path);
+                }
+                1 => {
+                    let blob = repo
+                        .blob(format!("# reformat {n}\ntag: 1.{}.0\n", r % 3).as_bytes())
+                        .unwrap();
+                    update.upsert(path, blob, git2::FileMode::Blob);
+                }
+                _ => {
+                    let blob = repo
+                        .blob(format!("tag: 1.{}.0\n", r % 3).as_bytes())
+                        .unwrap();
+                    update.upsert(path, blob, git2::FileMode::Blob);
+                }
+            }
+            let tree = repo
+                .find_tree(update.create_updated(&repo, &base).unwrap())
+                .unwrap();
+            let who = Signature::new("P", "p@acme.dev", &git2::Time::new(n as i64, 0)).unwrap();
+            let parents: Vec<git2::Commit<'_>> = parents
+                .iter()
+                .map(|id| repo.find_commit(*id).unwrap())
+                .collect();
+            let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+            repo.commit(None, &who, &who, &format!("c{n}"), &tree, &parents)
+                .unwrap()
+        };
+        let mut main: Vec<git2::Oid> = Vec::new();
+        let mut grow = |main: &mut Vec<git2::Oid>, count: u64, from: u64| {
+            for n in from..from + count {
+                let (r, k) = (next(1000), next(4));
+                let parents: Vec<git2::Oid> = main.last().copied().into_iter().collect();
+                let mut id = commit_on(&parents, n, r, k);
+                if next(5) == 0 && !parents.is_empty() {
+                    // A side commit, merged with a commit of its own.
+                    let side = commit_on(&parents, n, r + 1, 2);
+                    id = commit_on(&[id, side], n, r + 2, k);
+                }
+                main.push(id);
+            }
+            repo.reference("refs/heads/main", *main.last().unwrap(), true, "t")
+                .unwrap();
+        };
+        grow(&mut main, 120, 0);
+        let mut checkout = checkout(&remote_dir, &dir.path().join("work"));
+        let check = |checkout: &Checkout, limit: usize| {
+            let remote = Repository::open_bare(&remote_dir).unwrap();
+            for path in paths.iter().chain(&["missing.yaml"]) {
+                let events = checkout.value_events(&RepoPath::new(path).unwrap(), limit, &tag);
+                let found: Vec<_> = events
+                    .into_iter()
+                    .map(|e| (e.commit, e.from, e.to))
+                    .collect();
+                let want = walk_every_commit(&remote, path, limit, &tag);
+                assert_eq!(found, want, "{path}, limit {limit}");
+            }
+        };
+        check(&checkout, 1000);
+        check(&checkout, 17);
+        // The branch moves: the index follows, new commits only.
+        grow(&mut main, 40, 1000);
+        checkout.sync().unwrap();
+        check(&checkout, 1000);
+        check(&checkout, 60);
     }
 }

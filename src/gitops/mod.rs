@@ -29,6 +29,7 @@ mod auth;
 mod batch;
 mod files;
 mod history;
+mod line;
 mod url;
 
 use std::path::{Path, PathBuf};
@@ -197,6 +198,10 @@ pub struct Checkout {
     /// git and dropped with the clone; bounded by [`BLOB_MEMO_ENTRIES`].
     blob_memo:
         std::cell::RefCell<std::collections::HashMap<(git2::Oid, String), Option<git2::Oid>>>,
+    /// The branch's first-parent line indexed by the paths each commit
+    /// changed, for [`Checkout::value_events`]. Derived from git; rebuilt
+    /// (new commits only) when the branch moves.
+    line: std::cell::RefCell<line::Line>,
 }
 
 /// Past this many remembered (commit, path) lookups the memo starts over:
@@ -237,6 +242,7 @@ impl Checkout {
                     damaged: Default::default(),
                     batch: None,
                     blob_memo: Default::default(),
+                    line: Default::default(),
                 });
             }
             Err(e) if dir.exists() => {
@@ -264,6 +270,7 @@ impl Checkout {
             damaged: Default::default(),
             batch: None,
             blob_memo: Default::default(),
+            line: Default::default(),
         })
     }
 
@@ -669,8 +676,11 @@ impl Checkout {
                 Ok(())
             });
             let mut options = PushOptions::new();
+            // Delta search is most of a large push's cost (5,000 commits
+            // of wide trees: issue 20); 0 is one thread a core.
             options
                 .remote_callbacks(cbs)
+                .packbuilder_parallelism(0)
                 .follow_redirects(git2::RemoteRedirect::None);
             let mut remote = self
                 .repo
