@@ -224,20 +224,19 @@ impl Checkout {
         let Ok(head) = self.head() else {
             return Vec::new();
         };
-        let blob_in = |commit: &git2::Commit<'_>| self.blob_memo(commit, path);
         let read = |blob| self.read_value(blob, value_of);
         let mut out = Vec::new();
         // Only the commits that changed the file can change its value: the
-        // line's index names them (see `line`), so a target's walk costs
-        // its own file's commits, not every commit on the line.
+        // line's index names them and the file's blob before and after
+        // (see `line`), so a target's walk costs its own file's commits,
+        // not every commit on the line, and no tree lookups.
         let mut line = self.line.borrow_mut();
         line.ensure(&self.repo, head.0, limit);
-        let commits = line
+        let changes = line
             .changes_of(path.as_str(), limit)
-            .filter_map(|id| self.repo.find_commit(id).ok());
-        for commit in commits {
-            let blob = blob_in(&commit);
-            let parent_blob = commit.parent(0).ok().and_then(|p| blob_in(&p));
+            .filter_map(|(id, change)| Some((self.repo.find_commit(id).ok()?, change)));
+        for (commit, change) in changes {
+            let (blob, parent_blob) = (change.after, change.before);
             if blob == parent_blob {
                 continue;
             }
