@@ -468,7 +468,9 @@ pub fn prepare(config: &Config, slot: &mut Option<Checkout>) -> Result<(), GitEr
 /// next cycle: `once` is a new process each time, and only this one knows.
 pub fn discard_if_damaged(slot: &mut Option<Checkout>) {
     if slot.as_ref().is_some_and(Checkout::is_damaged) {
-        warn!("a lock file left in the clone by a killed process; cloning again next cycle");
+        warn!(
+            "the clone is damaged (a lock file left by a killed process, or a missing object); cloning again next cycle"
+        );
         if let Some(damaged) = slot.take() {
             damaged.discard();
         }

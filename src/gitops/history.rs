@@ -309,7 +309,7 @@ impl Checkout {
         limit: usize,
         value_of: impl Fn(&[u8]) -> Option<String>,
     ) -> Option<Setter> {
-        let blob_in = |commit: &git2::Commit<'_>| self.blob_memo(commit, path);
+        let blob_in = |commit: &git2::Commit<'_>| blob_in(commit, path);
         let read = |blob| self.read_value(blob, &value_of);
         let mut setter = self.repo.find_commit(then.0).ok()?;
         let mut blob = blob_in(&setter);
@@ -335,21 +335,6 @@ impl Checkout {
 }
 
 impl Checkout {
-    /// [`blob_in`], remembered: a commit's tree never changes.
-    fn blob_memo(&self, commit: &git2::Commit<'_>, path: &RepoPath) -> Option<git2::Oid> {
-        let key = (commit.id(), path.as_str().to_string());
-        if let Some(known) = self.blob_memo.borrow().get(&key) {
-            return *known;
-        }
-        let blob = blob_in(commit, path);
-        let mut memo = self.blob_memo.borrow_mut();
-        if memo.len() >= super::BLOB_MEMO_ENTRIES {
-            memo.clear();
-        }
-        memo.insert(key, blob);
-        blob
-    }
-
     /// What `value_of` reads from `blob`; `None` for no blob, or one larger
     /// than [`super::MAX_BLOB_BYTES`] (known from its header, unread).
     fn read_value(

@@ -36,8 +36,11 @@ pub(super) struct Line {
     /// What each commit changed against its first parent (all its paths
     /// for a root commit). Kept across rebuilds for the commits still on
     /// the line.
-    changed: HashMap<Oid, Arc<[(Arc<str>, Change)]>>,
+    changed: HashMap<Oid, Changes>,
 }
+
+/// The paths one commit changed, each with its [`Change`].
+type Changes = Arc<[(Arc<str>, Change)]>;
 
 /// A path's blob before (at the first parent) and after a commit: `None`
 /// where the path is absent or not a file. Kept so that a walk reads the
@@ -111,7 +114,7 @@ impl Line {
 /// The paths `commit` changed against its first parent: added, deleted,
 /// modified, or changed in kind (all of its paths for a root commit).
 /// Renames are not looked for, so a rename is its two paths.
-fn paths_changed(repo: &Repository, commit: &git2::Commit<'_>) -> Arc<[(Arc<str>, Change)]> {
+fn paths_changed(repo: &Repository, commit: &git2::Commit<'_>) -> Changes {
     let mut paths = Vec::new();
     if let Ok(odb) = repo.odb() {
         diff_trees(

@@ -183,31 +183,21 @@ fn lock_is_stale(message: &str) -> bool {
 pub struct Checkout {
     repo: Repository,
     settings: GitSettings,
-    /// Set when a write found a lock file in the clone. The clone is this
-    /// process's alone, so a lock no one here holds was left by a process
-    /// killed mid-write and will never go away: the cycle discards such a
-    /// clone and clones again (see [`Checkout::is_damaged`]).
+    /// Set when a write found a stale lock file in the clone, or a read
+    /// found an object missing. The clone is this process's alone, so a
+    /// lock no one here holds was left by a process killed mid-write and
+    /// will never go away, and a missing object will not come back: the
+    /// cycle discards such a clone and clones again (see
+    /// [`Checkout::is_damaged`]).
     damaged: std::cell::Cell<bool>,
     /// The commits of a [`Checkout::batched`] run, built in memory and not
     /// yet on the branch; `None` outside one.
     batch: Option<batch::Batch>,
-    /// Which blob a path is in, by commit: a memo of [`history`]'s walks.
-    /// Each cycle walks up to a thousand first-parent commits per target
-    /// (denials, verify), and a commit's tree never changes, so only the
-    /// commits new since the last cycle cost tree lookups. Derived from
-    /// git and dropped with the clone; bounded by [`BLOB_MEMO_ENTRIES`].
-    blob_memo:
-        std::cell::RefCell<std::collections::HashMap<(git2::Oid, String), Option<git2::Oid>>>,
     /// The branch's first-parent line indexed by the paths each commit
     /// changed, for [`Checkout::value_events`]. Derived from git; rebuilt
     /// (new commits only) when the branch moves.
     line: std::cell::RefCell<line::Line>,
 }
-
-/// Past this many remembered (commit, path) lookups the memo starts over:
-/// about 10 MB, enough for a thousand commits of every target in a large
-/// repository's walks.
-const BLOB_MEMO_ENTRIES: usize = 100_000;
 
 impl std::fmt::Debug for Checkout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -241,7 +231,6 @@ impl Checkout {
                     settings: settings.clone(),
                     damaged: Default::default(),
                     batch: None,
-                    blob_memo: Default::default(),
                     line: Default::default(),
                 });
             }
@@ -269,7 +258,6 @@ impl Checkout {
             settings: settings.clone(),
             damaged: Default::default(),
             batch: None,
-            blob_memo: Default::default(),
             line: Default::default(),
         })
     }
@@ -308,6 +296,15 @@ impl Checkout {
                     message,
                 };
             }
+            self.damaged.set(true);
+        }
+        // An object the clone's own refs or trees name is gone: its files
+        // were removed or corrupted under it. Nothing in this process will
+        // bring it back, and a sync need not notice (a fetch with nothing
+        // new reads no object, and libgit2 answers "exists" from its cache
+        // for objects it read before), so the clone is discarded and made
+        // again rather than failing every cycle.
+        if e.class() == git2::ErrorClass::Odb && e.code() == ErrorCode::NotFound {
             self.damaged.set(true);
         }
         GitError::Local {
