@@ -325,7 +325,8 @@ impl Checkout {
             let mut writer = odb.packwriter().map_err(|e| self.local_error(e))?;
             let mut written = Ok(());
             let packed = pack.foreach(|chunk| {
-                written = std::io::Write::write_all(&mut writer, chunk);
+                written =
+                    std::io::Write::write_all(&mut writer, chunk).map_err(super::write_failure);
                 written.is_ok()
             });
             written.map_err(|e| GitError::Local {

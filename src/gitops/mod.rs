@@ -179,6 +179,14 @@ fn lock_is_stale(message: &str) -> bool {
         .is_some_and(|age| age >= STALE_LOCK)
 }
 
+/// Why a write into a pack writer failed. git2's writer says only "Write
+/// error"; libgit2 kept the cause (say, "No space left on device") as the
+/// thread's last error, which the next libgit2 call would replace, so it
+/// is read here, at the failed write.
+fn write_failure(e: std::io::Error) -> String {
+    format!("{e}: {}", git2::Error::last_error(-1).message())
+}
+
 /// A persistent bare clone of one remote branch.
 pub struct Checkout {
     repo: Repository,
@@ -587,7 +595,7 @@ impl Checkout {
         let mut writer = odb.packwriter().map_err(|e| self.remote_error("push", e))?;
         let mut written = Ok(());
         let packed = pack.foreach(|chunk| {
-            written = std::io::Write::write_all(&mut writer, chunk);
+            written = std::io::Write::write_all(&mut writer, chunk).map_err(write_failure);
             written.is_ok()
         });
         // A failed write stops the walk, so it is the cause to report.
