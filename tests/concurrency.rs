@@ -448,27 +448,7 @@ fn sigkill_at_random_points_of_a_cycle_never_duplicates_or_wedges() {
         scene.seed_all();
         let before = scene.head();
         let daemon = Daemon::start(&config, &log(&format!("kill-{kill:02}")));
-        let at = if kill % 3 == 0 {
-            // Every third kill waits for the cycle's first commit and kills
-            // at once. The batched write phase builds 40 commits in a few
-            // milliseconds, a few percent of a cycle, so kill points drawn
-            // uniformly over the cycle could all miss the commits and the
-            // push (it happened: 21 kills while listing, 9 while starting).
-            let deadline = Instant::now() + range * 10;
-            while Instant::now() < deadline {
-                let text = std::fs::read_to_string(&daemon.log).unwrap_or_default();
-                if count_messages(&text, "committed") > 0 {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(1));
-            }
-            daemon.started.elapsed()
-        } else {
-            let at = Duration::from_micros(rng.below(range.as_micros() as u64));
-            // The kill point itself: a sleep is the point here, not a wait.
-            thread::sleep(at.saturating_sub(daemon.started.elapsed()));
-            at
-        };
+        let at = kill_point(&daemon, kill, range, &mut rng);
         let killed_log = daemon.log.clone();
         daemon.kill();
         let landed = scene.head() != before;
@@ -570,27 +550,7 @@ fn sigkill_during_50_cycles_with_pull_requests_converges_without_duplicates() {
     for kill in 1..=PR_KILLS {
         scene.seed_all();
         let daemon = Daemon::start(&config, &log(&format!("kill-{kill:02}")));
-        let at = if kill % 3 == 0 {
-            // Every third kill waits for the cycle's first commit and kills
-            // at once. The batched write phase builds 40 commits in a few
-            // milliseconds, a few percent of a cycle, so kill points drawn
-            // uniformly over the cycle could all miss the commits and the
-            // push (it happened: 21 kills while listing, 9 while starting).
-            let deadline = Instant::now() + range * 10;
-            while Instant::now() < deadline {
-                let text = std::fs::read_to_string(&daemon.log).unwrap_or_default();
-                if count_messages(&text, "committed") > 0 {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(1));
-            }
-            daemon.started.elapsed()
-        } else {
-            let at = Duration::from_micros(rng.below(range.as_micros() as u64));
-            // The kill point itself: a sleep is the point here, not a wait.
-            thread::sleep(at.saturating_sub(daemon.started.elapsed()));
-            at
-        };
+        let at = kill_point(&daemon, kill, range, &mut rng);
         let killed_log = daemon.log.clone();
         daemon.kill();
         let phase = pr_phase_of(&std::fs::read_to_string(&killed_log).unwrap());
@@ -742,6 +702,30 @@ fn phase_of(log: &str, landed: bool, targets: usize) -> &'static str {
 /// How long a cycle with work takes from the process's start: a release
 /// for every app, first with no clone yet, then warm (as every later run
 /// is), each run waited on by `converged`. Returns the warm figure.
+/// When to SIGKILL a run: mostly at a point drawn uniformly over `range`
+/// from the process's start, but every third kill waits for the cycle's
+/// first commit and kills at once. The batched write phase builds 40
+/// commits in a few milliseconds, a few percent of a cycle, so uniform
+/// kill points alone could all miss the commits and the push (it happened:
+/// 21 kills while listing, 9 while starting).
+fn kill_point(daemon: &Daemon, kill: usize, range: Duration, rng: &mut XorShift) -> Duration {
+    if kill.is_multiple_of(3) {
+        let deadline = Instant::now() + range * 10;
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+            if count_messages(&text, "committed") > 0 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        return daemon.started.elapsed();
+    }
+    let at = Duration::from_micros(rng.below(range.as_micros() as u64));
+    // The kill point itself: a sleep is the point here, not a wait.
+    thread::sleep(at.saturating_sub(daemon.started.elapsed()));
+    at
+}
+
 fn calibrate(
     scene: &Scene,
     config: &Path,
